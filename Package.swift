@@ -1,0 +1,30 @@
+// swift-tools-version:5.9
+import PackageDescription
+
+let package = Package(
+    name: "AlexNet",
+    products: [
+        .library(name: "AlexNet", targets: ["AlexNet"]),
+        .executable(name: "alexnet", targets: ["alexnet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // oneDNN's C API (Debian's libdnnl-dev, 2.6) and the OpenMP runtime it threads with.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        .target(
+            name: "AlexNet",
+            dependencies: ["CDNNL"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        .executableTarget(
+            name: "alexnet",
+            dependencies: [
+                "AlexNet",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "AlexNetTests", dependencies: ["AlexNet"]),
+    ]
+)

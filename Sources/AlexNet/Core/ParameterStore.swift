@@ -1,0 +1,75 @@
+/// Named parameters as views into one flat buffer, with their gradients in a second buffer of the
+/// same layout (llm.c's habit): the optimiser is one loop over the whole block, and a checkpoint
+/// is a list of (name, shape, offset).
+public final class ParameterStore: @unchecked Sendable {
+    public struct Entry: Sendable, Equatable {
+        public let name: String
+        public let shape: [Int]
+        public let offset: Int
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    public let entries: [Entry]
+    public let values: FloatBuffer
+    public let grads: FloatBuffer
+    private let index: [String: Int]
+
+    public init(_ shapes: [(name: String, shape: [Int])]) {
+        var offset = 0
+        var list: [Entry] = []
+        for (name, shape) in shapes {
+            list.append(Entry(name: name, shape: shape, offset: offset))
+            // Each tensor starts on a 64-byte boundary so oneDNN sees aligned buffers.
+            offset += (shape.reduce(1, *) + 15) / 16 * 16
+        }
+        entries = list
+        values = FloatBuffer(count: offset)
+        grads = FloatBuffer(count: offset)
+        index = Dictionary(uniqueKeysWithValues: list.enumerated().map { ($1.name, $0) })
+    }
+
+    public var names: [String] { entries.map(\.name) }
+    public var parameterCount: Int { entries.reduce(0) { $0 + $1.count } }
+
+    public func entry(_ name: String) throws -> Entry {
+        guard let i = index[name] else { throw ParameterError.unknown(name, known: names) }
+        return entries[i]
+    }
+
+    /// The value view of `name`, checked against the shape the caller expects.
+    public func value(_ name: String, shape: [Int]) throws -> UnsafeMutablePointer<Float> {
+        let e = try entry(name)
+        guard e.shape == shape else { throw ParameterError.shape(name, expected: shape, found: e.shape) }
+        return values.pointer + e.offset
+    }
+
+    public func grad(_ name: String, shape: [Int]) throws -> UnsafeMutablePointer<Float> {
+        let e = try entry(name)
+        guard e.shape == shape else { throw ParameterError.shape(name, expected: shape, found: e.shape) }
+        return grads.pointer + e.offset
+    }
+
+    /// A copy of a parameter (or, with `grad`, of its gradient) as a plain tensor.
+    public func tensor(_ name: String, grad: Bool = false) throws -> Tensor {
+        let e = try entry(name)
+        let base = (grad ? grads : values).pointer + e.offset
+        return Tensor(shape: e.shape, data: Array(UnsafeBufferPointer(start: base, count: e.count)))
+    }
+
+    /// Sets a parameter from a tensor of the same shape.
+    public func set(_ name: String, _ tensor: Tensor) throws {
+        let p = try value(name, shape: tensor.shape)
+        tensor.data.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: tensor.count) }
+    }
+}
+
+public enum ParameterError: Error, CustomStringConvertible {
+    case unknown(String, known: [String])
+    case shape(String, expected: [Int], found: [Int])
+    public var description: String {
+        switch self {
+        case let .unknown(n, known): return "no parameter named '\(n)' (the model has \(known.joined(separator: ", ")))"
+        case let .shape(n, e, f): return "parameter '\(n)' has shape \(f), expected \(e)"
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import CDNNL
+
+/// Local response normalisation across channels (paper section 3.3, SPEC section 1):
+///   b_c = a_c / (k + α/n · Σ_{j=c−2…c+2} a_j²)^β, missing channels counting as zero, the sum
+/// always divided by n = 5 (PyTorch's `LocalResponseNorm`, whose `alpha` is α here).
+/// Shapes: x (N, C, H, W) → y (N, C, H, W), in x's layout.
+public final class LocalResponseNorm: Layer {
+    public struct Constants: Sendable, Equatable {
+        public var size: Int, alpha: Float, beta: Float, k: Float
+        /// PyTorch-convention alpha (the paper's α = 1e-4 on the sum, times n = 5).
+        public init(size: Int = 5, alpha: Float, beta: Float = 0.75, k: Float = 2) {
+            (self.size, self.alpha, self.beta, self.k) = (size, alpha, beta, k)
+        }
+        /// The paper's constants: α/n = 1e-4.
+        public static let paper = Constants(alpha: 5e-4)
+        /// The seed's: it wrote PyTorch `alpha` = 10e-4.
+        public static let seed = Constants(alpha: 1e-3)
+    }
+
+    public let name: String
+    public let output: Memory
+    public let dInput: Memory?
+    let engine: Engine
+    let forwardPrimitive: Primitive
+    let backwardPrimitive: Primitive?
+    let workspace: Memory?
+
+    public init(name: String, constants c: Constants, input: MemoryDesc, mode: Mode, engine: Engine) throws {
+        self.name = name
+        self.engine = engine
+        var md = input.md
+        var fd = dnnl_lrn_desc_t()
+        try check(dnnl_lrn_forward_desc_init(&fd, mode == .training ? dnnl_forward_training : dnnl_forward_inference,
+                                             dnnl_lrn_across_channels, &md, Int64(c.size), c.alpha, c.beta, c.k),
+                  "dnnl_lrn_forward_desc_init", "describing \(name) on \(input)")
+        forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine)
+        output = try Memory(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine)
+        guard mode == .training else { (backwardPrimitive, workspace, dInput) = (nil, nil, nil); return }
+        let ws = forwardPrimitive.desc(dnnl_query_workspace_md)
+        workspace = ws.bytes > 0 ? try Memory(ws, engine: engine) : nil
+        var bd = dnnl_lrn_desc_t()
+        var dst = output.desc.md
+        try check(dnnl_lrn_backward_desc_init(&bd, dnnl_lrn_across_channels, &dst, &md, Int64(c.size), c.alpha, c.beta, c.k),
+                  "dnnl_lrn_backward_desc_init", "describing \(name)'s backward")
+        backwardPrimitive = try Primitive(&bd, name: "\(name) backward", engine: engine, hint: forwardPrimitive)
+        dInput = try Memory(input, engine: engine)
+    }
+
+    public func forward(_ input: Memory) throws {
+        var args = [(DNNL_ARG_SRC, input), (DNNL_ARG_DST, output)]
+        if let workspace { args.append((DNNL_ARG_WORKSPACE, workspace)) }
+        try forwardPrimitive.execute(engine, args)
+    }
+
+    public func backward(input: Memory, dOutput: Memory) throws {
+        guard let backwardPrimitive, let dInput else { throw LayerError.notTraining(name) }
+        var args = [(DNNL_ARG_SRC, input), (DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_DIFF_SRC, dInput)]
+        if let workspace { args.append((DNNL_ARG_WORKSPACE, workspace)) }
+        try backwardPrimitive.execute(engine, args)
+    }
+
+    // MARK: plain-Swift reference (tests only)
+
+    /// s_c = k + α/n Σ a_j² for every element, in double precision.
+    static func referenceScale(_ x: Tensor, _ c: Constants) -> [Double] {
+        let (n, ch, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        var s = [Double](repeating: 0, count: x.count)
+        let half = c.size / 2
+        for b in 0..<n { for cc in 0..<ch { for p in 0..<hw {
+            var sum = 0.0
+            for j in max(0, cc - half)...min(ch - 1, cc + half) {
+                let v = Double(x.data[(b * ch + j) * hw + p]); sum += v * v
+            }
+            s[(b * ch + cc) * hw + p] = Double(c.k) + Double(c.alpha) / Double(c.size) * sum
+        } } }
+        return s
+    }
+
+    public static func referenceForward(_ x: Tensor, _ c: Constants) -> Tensor {
+        let s = referenceScale(x, c)
+        return Tensor(shape: x.shape, data: (0..<x.count).map { Float(Double(x.data[$0]) * pow(s[$0], -Double(c.beta))) })
+    }
+
+    /// ∂x_j = ∂y_j s_j^−β − (2αβ/n) x_j Σ_{c near j} ∂y_c x_c s_c^(−β−1).
+    public static func referenceBackward(x: Tensor, dy: Tensor, _ c: Constants) -> Tensor {
+        let s = referenceScale(x, c)
+        let (n, ch, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        let beta = Double(c.beta), coef = 2 * Double(c.alpha) * beta / Double(c.size)
+        let half = c.size / 2
+        var dx = [Float](repeating: 0, count: x.count)
+        for b in 0..<n { for j in 0..<ch { for p in 0..<hw {
+            let idx = (b * ch + j) * hw + p
+            var acc = 0.0
+            for cc in max(0, j - half)...min(ch - 1, j + half) {
+                let i = (b * ch + cc) * hw + p
+                acc += Double(dy.data[i]) * Double(x.data[i]) * pow(s[i], -beta - 1)
+            }
+            dx[idx] = Float(Double(dy.data[idx]) * pow(s[idx], -beta) - coef * Double(x.data[idx]) * acc)
+        } } }
+        return Tensor(shape: x.shape, data: dx)
+    }
+}

@@ -1,0 +1,56 @@
+import AlexNet
+import ArgumentParser
+import Foundation
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check every tensor of golden files (SPEC section 8) against this implementation.",
+        discussion: """
+        Each PATH is a golden .safetensors file or a folder of them (e.g. ../shared/golden). \
+        Prints one row per tensor with its relative L2 error ‖ours − ref‖/‖ref‖ and exits \
+        non-zero when any exceeds the tolerance.
+        """
+    )
+
+    @Argument(help: "Golden files or folders holding them.")
+    var paths: [String]
+
+    @Option(help: "Largest relative L2 error accepted.")
+    var tolerance: Double = 1e-4
+
+    @Flag(help: "Print only failing rows and the summary.")
+    var quiet = false
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if !(tolerance > 0) { throw ValidationError("--tolerance must be positive, got \(tolerance)") }
+    }
+
+    func run() throws {
+        let verifier = GoldenVerifier(engine: try compute.makeEngine(), tolerance: tolerance)
+        var checked = 0, failed = 0, skipped = 0, worst = 0.0
+        print(pad("file", 28) + pad("case", 12) + pad("tensor", 30) + "rel. L2 error")
+        for file in try GoldenVerifier.files(in: paths) {
+            try verifier.verify(file: file) { row in
+                if let e = row.error {
+                    checked += 1
+                    worst = max(worst, e)
+                    if !row.passed { failed += 1 }
+                } else {
+                    skipped += 1
+                }
+                if !quiet || !row.passed {
+                    let value = row.error.map { String(format: "%.3e%@", $0, row.passed ? "" : "  FAIL") } ?? "skipped: \(row.note ?? "")"
+                    print(pad(row.file, 28) + pad(row.caseName, 12) + pad(row.tensor, 30) + value)
+                }
+            }
+        }
+        print("\(checked) tensors checked, \(failed) over \(String(format: "%.0e", tolerance)), worst \(String(format: "%.3e", worst)), \(skipped) skipped")
+        if failed > 0 || checked == 0 { throw ExitCode.failure }
+    }
+}
+
+func pad(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+}
