@@ -1,7 +1,93 @@
 import AlexNet
 import ArgumentParser
+import Foundation
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Time the full-size network on random data.")
-    func run() throws {}
+    static let configuration = CommandConfiguration(
+        abstract: "Time the full-size network (1000 classes, 224×224) on random data.",
+        discussion: """
+        Measures a training step (forward, loss, backward, SGD update) and inference at batch B, \
+        and inference latency at batch 1: warm-up first, then the median of --iters runs. \
+        GFLOP/s uses SPEC section 7's cost model (a training step is three forward passes).
+        """
+    )
+
+    @Option(name: .shortAndLong, help: "Batch size for the training step and batch inference.")
+    var batch = 128
+
+    @Option(help: "Timed repetitions per measurement (the median is reported).")
+    var iters = 5
+
+    @Option(help: "Untimed warm-up repetitions before timing.")
+    var warmup = 1
+
+    @Option(help: "Network variant: paper or seed.")
+    var variant: String = "paper"
+
+    @Flag(help: "Also print the time of each layer's forward and backward pass.")
+    var layers = false
+
+    @Flag(help: "Print one JSON object on the last line.")
+    var json = false
+
+    @Option(help: "Machine FMA peak in GFLOP/s, for the fraction-of-peak column (measured here: about 230).")
+    var peakGflops: Double = 230
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if batch < 1 { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        if iters < 1 { throw ValidationError("--iters must be at least 1, got \(iters)") }
+        if warmup < 0 { throw ValidationError("--warmup must not be negative, got \(warmup)") }
+        if Variant(rawValue: variant) == nil { throw ValidationError("--variant must be paper or seed, got '\(variant)'") }
+    }
+
+    func run() throws {
+        var options = Benchmark.Options()
+        options.batch = batch
+        options.iterations = iters
+        options.warmup = warmup
+        options.profileLayers = layers
+        options.config.variant = Variant(rawValue: variant)!
+        let engine = try compute.makeEngine()
+        let r = try Benchmark(options: options, engine: engine).run { line in
+            FileHandle.standardError.write(Data("bench: \(line)…\n".utf8))
+        }
+        let f = { (x: Double, d: Int) in String(format: "%.\(d)f", x) }
+        print("AlexNet \(variant), \(r.threads) threads, batch \(r.batch), \(f(2 * r.forwardMACsPerImage / 1e9, 2)) GFLOP forward per image")
+        print(pad("measurement", 30) + pad("value", 16) + "GFLOP/s (fraction of \(f(peakGflops, 0)) peak)")
+        print(pad("training step", 30) + pad("\(f(r.trainImagesPerSecond, 2)) img/s", 16)
+              + "\(f(r.trainGFLOPsPerSecond, 1)) (\(f(100 * r.trainGFLOPsPerSecond / peakGflops, 1)) %)")
+        print(pad("inference", 30) + pad("\(f(r.inferenceImagesPerSecond, 2)) img/s", 16)
+              + "\(f(r.inferenceGFLOPsPerSecond, 1)) (\(f(100 * r.inferenceGFLOPsPerSecond / peakGflops, 1)) %)")
+        print(pad("latency, batch 1", 30) + "\(f(r.latencyMsBatch1, 1)) ms")
+        print(pad("peak resident memory", 30) + "\(f(Double(r.peakRSSBytes) / 1e9, 2)) GB")
+        if layers {
+            print("\nper layer, training step at batch \(r.batch) (ms):")
+            print(pad("layer", 14) + pad("forward", 12) + pad("backward", 12) + "inference forward")
+            let inf = Dictionary(r.inferenceLayers.map { ($0.name, $0.forward) }, uniquingKeysWith: { a, _ in a })
+            for l in r.trainLayers {
+                print(pad(l.name, 14) + pad(f(l.forward * 1000, 1), 12) + pad(f(l.backward * 1000, 1), 12)
+                      + (inf[l.name].map { f($0 * 1000, 1) } ?? "-"))
+            }
+            print(pad("loss", 14) + f(r.lossSeconds * 1000, 1))
+            print(pad("SGD update", 14) + f(r.updateSeconds * 1000, 1))
+            let total = r.trainLayers.reduce(0) { $0 + $1.forward + $1.backward } + r.updateSeconds + r.lossSeconds
+            print(pad("sum", 14) + f(total * 1000, 1))
+        }
+        if json {
+            let fields: [(String, String)] = [
+                ("train_images_per_second", f(r.trainImagesPerSecond, 3)),
+                ("inference_images_per_second", f(r.inferenceImagesPerSecond, 3)),
+                ("latency_ms_batch1", f(r.latencyMsBatch1, 3)),
+                ("train_gflops_per_second", f(r.trainGFLOPsPerSecond, 2)),
+                ("inference_gflops_per_second", f(r.inferenceGFLOPsPerSecond, 2)),
+                ("peak_rss_bytes", "\(r.peakRSSBytes)"),
+                ("threads", "\(r.threads)"),
+                ("batch", "\(r.batch)"),
+                ("variant", "\"\(variant)\""),
+            ]
+            print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+        }
+    }
 }

@@ -1,0 +1,152 @@
+import Foundation
+
+/// `alexnet bench`: the full-size network on random data (foundation issue, item 6).
+/// Times a training step (forward, loss, backward, SGD update) and inference at batch B, and
+/// inference latency at batch 1; reports medians after a warm-up.
+public struct Benchmark {
+    public struct Options: Sendable {
+        public var config = NetworkConfig()
+        public var batch = 128
+        public var iterations = 5
+        public var warmup = 1
+        public var profileLayers = false
+        public init() {}
+    }
+
+    public struct Result: Sendable {
+        public var trainImagesPerSecond = 0.0
+        public var inferenceImagesPerSecond = 0.0
+        public var latencyMsBatch1 = 0.0
+        public var trainGFLOPsPerSecond = 0.0
+        public var inferenceGFLOPsPerSecond = 0.0
+        public var peakRSSBytes = 0
+        public var threads = 0
+        public var batch = 0
+        /// Forward multiply-accumulates per image (SPEC section 7's cost model, from the actual shapes).
+        public var forwardMACsPerImage = 0.0
+        /// (layer, forward s, backward s) per training step, when profiled.
+        public var trainLayers: [(name: String, forward: Double, backward: Double)] = []
+        public var updateSeconds = 0.0
+        public var lossSeconds = 0.0
+        public var inferenceLayers: [(name: String, forward: Double)] = []
+    }
+
+    public let options: Options
+    public let engine: Engine
+
+    public init(options: Options, engine: Engine) {
+        self.options = options
+        self.engine = engine
+    }
+
+    /// Forward MACs per image of `config`: convolutions and linear layers (SPEC section 7).
+    public static func forwardMACs(_ config: NetworkConfig) -> Double {
+        var size = config.inputSize
+        var macs = 0.0
+        for (i, conv) in config.convolutions.enumerated() {
+            let g = conv.geometry
+            size = g.outputSize(size)
+            macs += Double(g.outChannels * size * size * g.inChannels * g.kernel * g.kernel)
+            if i < 2 || i == 4 { size = (size - 3) / 2 + 1 }
+        }
+        for l in config.linears { macs += Double(l.inFeatures * l.outFeatures) }
+        return macs
+    }
+
+    /// Runs the three measurements; `progress` gets a line per phase.
+    public func run(progress: (String) -> Void = { _ in }) throws -> Result {
+        let config = options.config
+        let params = Network.makeParameters(config)
+        Initialization.paper.apply(to: params, seed: 0)
+        var rng = RandomGenerator(seed: 1)
+        let macs = Self.forwardMACs(config)
+        var result = Result()
+        result.threads = engine.threads
+        result.batch = options.batch
+        result.forwardMACsPerImage = macs
+
+        // Training: each network is released before the next is built, so peak memory is the
+        // largest phase's, as in a real run.
+        do {
+            progress("training step, batch \(options.batch)")
+            let net = try Network(config: config, batch: options.batch, mode: .training, parameters: params, engine: engine)
+            try net.setInput(Tensor(randomNormal: net.input.desc.dims, std: 50, seed: 2))
+            let labels = (0..<options.batch).map { _ in Int(rng.next() % UInt64(config.classes)) }
+            let sgd = SGD(for: params, workers: engine.threads)
+            let profiler = Profiler()
+            var lossTime = 0.0, updateTime = 0.0
+            let times = try measure { timed in
+                net.drawDropoutMasks(&rng)
+                net.profiler = timed && options.profileLayers ? profiler : nil
+                try net.forward()
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                _ = try net.loss(labels: labels)
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                try net.backward()
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                sgd.step(params)
+                let t3 = DispatchTime.now().uptimeNanoseconds
+                if timed { lossTime += Double(t1 - t0) / 1e9; updateTime += Double(t3 - t2) / 1e9 }
+            }
+            let step = median(times)
+            result.trainImagesPerSecond = Double(options.batch) / step
+            result.trainGFLOPsPerSecond = 6 * macs * Double(options.batch) / step / 1e9
+            if options.profileLayers {
+                let n = Double(options.iterations)
+                result.trainLayers = profiler.order.map { ($0, (profiler.seconds[$0]?[.forward] ?? 0) / n,
+                                                          (profiler.seconds[$0]?[.backward] ?? 0) / n) }
+                result.updateSeconds = updateTime / n
+                result.lossSeconds = lossTime / n
+            }
+        }
+        do {
+            progress("inference, batch \(options.batch)")
+            let net = try Network(config: config, batch: options.batch, mode: .inference, parameters: params, engine: engine)
+            try net.setInput(Tensor(randomNormal: net.input.desc.dims, std: 50, seed: 3))
+            let profiler = Profiler()
+            let times = try measure { timed in
+                net.profiler = timed && options.profileLayers ? profiler : nil
+                try net.forward()
+            }
+            result.inferenceImagesPerSecond = Double(options.batch) / median(times)
+            result.inferenceGFLOPsPerSecond = 2 * macs * result.inferenceImagesPerSecond / 1e9
+            if options.profileLayers {
+                result.inferenceLayers = profiler.order.map { ($0, (profiler.seconds[$0]?[.forward] ?? 0) / Double(options.iterations)) }
+            }
+        }
+        do {
+            progress("inference latency, batch 1")
+            let net = try Network(config: config, batch: 1, mode: .inference, parameters: params, engine: engine)
+            try net.setInput(Tensor(randomNormal: net.input.desc.dims, std: 50, seed: 4))
+            // Batch-1 runs are short: time more of them for a stable median.
+            let times = try measure(iterations: max(options.iterations, 20), warmup: max(options.warmup, 3)) { _ in try net.forward() }
+            result.latencyMsBatch1 = median(times) * 1000
+        }
+        result.peakRSSBytes = peakResidentBytes()
+        return result
+    }
+
+    private func measure(iterations: Int? = nil, warmup: Int? = nil, _ body: (_ timed: Bool) throws -> Void) throws -> [Double] {
+        for _ in 0..<(warmup ?? options.warmup) { try body(false) }
+        var times: [Double] = []
+        for _ in 0..<(iterations ?? options.iterations) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body(true)
+            try engine.wait()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return times
+    }
+}
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// Peak resident set size of this process so far (getrusage reports KiB on Linux).
+public func peakResidentBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+}

@@ -1,0 +1,171 @@
+"""Writes a golden set in the format of ../shared/golden (SPEC section 8) with PyTorch.
+
+Math runs in float64 and results are stored as float32, as in the shared set. The configuration
+(widths, hidden width, classes, batch, input size, seed) is free, so `alexnet verify` can be
+checked on networks other than the shipped ones.
+
+Usage: python make_golden.py OUT_DIR [--widths 8 16 24 24 16] [--hidden 64] [--classes 7]
+                             [--batch 3] [--input 195] [--seed 7] [--variants paper seed]
+Needs torch, numpy and safetensors (a virtual environment outside the repo; see README).
+"""
+import argparse
+import json
+import os
+
+import torch
+from torch import nn
+from safetensors.torch import save_file
+
+F = torch.float64
+
+
+def f32(t):
+    """Rounds to float32 and back, so inputs are exactly what the Swift side reads."""
+    return t.to(torch.float32).to(F)
+
+
+def store(d):
+    return {k: v.detach().to(torch.float32).contiguous() for k, v in d.items()}
+
+
+def layers_file(path, g):
+    t, cases = {}, {}
+
+    def rnd(*shape, scale=1.0):
+        return f32(torch.randn(*shape, generator=g, dtype=F) * scale)
+
+    for name, (n, c, h, w, k, ks, s, p) in {
+        "conv_a": (2, 3, 37, 41, 8, 11, 4, 5),
+        "conv_b": (3, 6, 10, 9, 5, 5, 2, 0),
+        "conv_c": (2, 7, 8, 8, 9, 3, 1, 2),
+    }.items():
+        x, wt, b = rnd(n, c, h, w), rnd(k, c, ks, ks, scale=0.1), rnd(k, scale=0.1)
+        x.requires_grad_(True); wt.requires_grad_(True); b.requires_grad_(True)
+        y = nn.functional.conv2d(x, wt, b, stride=s, padding=p)
+        dy = rnd(*y.shape)
+        y.backward(dy)
+        t.update({f"{name}.x": x, f"{name}.w": wt, f"{name}.b": b, f"{name}.y": y, f"{name}.dy": dy,
+                  f"{name}.dx": x.grad, f"{name}.dw": wt.grad, f"{name}.db": b.grad})
+        cases[name] = {"stride": s, "padding": p}
+    for name, alpha in {"lrn_p": 5e-4, "lrn_s": 1e-3}.items():
+        x = rnd(2, 11, 7, 5, scale=20.0).requires_grad_(True)
+        y = nn.functional.local_response_norm(x, 5, alpha=alpha, beta=0.75, k=2.0)
+        dy = rnd(*y.shape)
+        y.backward(dy)
+        t.update({f"{name}.x": x, f"{name}.y": y, f"{name}.dy": dy, f"{name}.dx": x.grad})
+        cases[name] = {"size": 5, "torch_alpha": alpha, "beta": 0.75, "k": 2.0}
+    x = rnd(3, 5, 13, 12).requires_grad_(True)
+    y = nn.functional.max_pool2d(x, 3, 2)
+    dy = rnd(*y.shape)
+    y.backward(dy)
+    t.update({"maxpool.x": x, "maxpool.y": y, "maxpool.dy": dy, "maxpool.dx": x.grad})
+    cases["maxpool"] = {"kernel": 3, "stride": 2}
+    x, wt, b = rnd(5, 33).requires_grad_(True), rnd(17, 33, scale=0.2).requires_grad_(True), rnd(17).requires_grad_(True)
+    y = nn.functional.linear(x, wt, b)
+    dy = rnd(*y.shape)
+    y.backward(dy)
+    t.update({"linear.x": x, "linear.w": wt, "linear.b": b, "linear.y": y, "linear.dy": dy,
+              "linear.dx": x.grad, "linear.dw": wt.grad, "linear.db": b.grad})
+    logits = rnd(6, 13, scale=3.0).requires_grad_(True)
+    labels = torch.randint(0, 13, (6,), generator=g)
+    loss = nn.functional.cross_entropy(logits, labels)
+    loss.backward()
+    t.update({"xent.logits": logits, "xent.loss": loss.reshape(1), "xent.probs": torch.softmax(logits, 1),
+              "xent.dlogits": logits.grad})
+    cases["xent"] = {"reduction": "mean"}
+    out = store(t)
+    out["xent.labels"] = labels.to(torch.int64)
+    save_file(out, path, metadata={"cases": json.dumps(cases)})
+
+
+def network(variant, widths, hidden, classes, alpha):
+    w1, w2, w3, w4, w5 = widths
+    trunk = [nn.Conv2d(3, w1, 11, 4, 5), nn.ReLU(), nn.LocalResponseNorm(5, alpha, 0.75, 2.0), nn.MaxPool2d(3, 2),
+             nn.Conv2d(w1, w2, 5, 1, 2), nn.ReLU(), nn.LocalResponseNorm(5, alpha, 0.75, 2.0), nn.MaxPool2d(3, 2),
+             nn.Conv2d(w2, w3, 3, 1, 1), nn.ReLU(), nn.Conv2d(w3, w4, 3, 1, 1), nn.ReLU(),
+             nn.Conv2d(w4, w5, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten()]
+    return nn.Sequential(*trunk).to(F)
+
+
+def net_file(path, variant, a, g):
+    alpha = 5e-4 if variant == "paper" else 1e-3
+    trunk = network(variant, a.widths, a.hidden, a.classes, alpha)
+    with torch.no_grad():
+        flat = trunk(torch.zeros(1, 3, a.input, a.input, dtype=F)).shape[1]
+    fcs = [nn.Linear(flat, a.hidden).to(F), nn.Linear(a.hidden, a.hidden).to(F), nn.Linear(a.hidden, a.classes).to(F)]
+    names = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    convs = [m for m in trunk if isinstance(m, nn.Conv2d)]
+    params = {}
+    for n, m in list(zip(names, convs)) + list(zip(["fc6", "fc7", "fc8"], fcs)):
+        # PyTorch's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as the shared set uses:
+        # it keeps activations in range, so the comparison measures rounding, not divergence.
+        bound = 1 / (m.weight[0].numel() ** 0.5)
+        with torch.no_grad():
+            m.weight.copy_(f32((torch.rand(m.weight.shape, generator=g, dtype=F) * 2 - 1) * bound))
+            m.bias.copy_(f32((torch.rand(m.bias.shape, generator=g, dtype=F) * 2 - 1) * bound))
+        params[f"{n}.weight"], params[f"{n}.bias"] = m.weight, m.bias
+    x = f32(torch.randn(a.batch, 3, a.input, a.input, generator=g, dtype=F) * 60)
+    labels = torch.randint(0, a.classes, (a.batch,), generator=g)
+    first = flat if variant == "seed" else a.hidden
+    mask_a = (torch.rand(a.batch, first, generator=g, dtype=F) >= 0.5).to(F) * 2
+    mask_b = (torch.rand(a.batch, a.hidden, generator=g, dtype=F) >= 0.5).to(F) * 2
+    relu = nn.functional.relu
+
+    def forward(train):
+        h = trunk(x)
+        if variant == "paper":
+            h = relu(fcs[0](h)); h = h * mask_a if train else h
+            h = relu(fcs[1](h)); h = h * mask_b if train else h
+            return fcs[2](h)
+        h = h * mask_a if train else h
+        h = relu(fcs[0](h)); h = h * mask_b if train else h
+        h = relu(fcs[1](h))
+        return relu(fcs[2](h))
+
+    t = {f"init.{k}": v.detach().clone() for k, v in params.items()}
+    with torch.no_grad():
+        t["eval_logits"] = forward(False)
+    opt = torch.optim.SGD(list(params.values()), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    for step in (1, 2):
+        opt.zero_grad()
+        logits = forward(True)
+        loss = nn.functional.cross_entropy(logits, labels)
+        loss.backward()
+        t[f"step{step}.logits"], t[f"step{step}.loss"] = logits, loss.reshape(1)
+        for k, v in params.items():
+            t[f"step{step}.grad.{k}"] = v.grad.clone()
+        opt.step()
+        for k, v in params.items():
+            t[f"step{step}.after.{k}"] = v.detach().clone()
+    t.update({"x": x, "mask_a": mask_a, "mask_b": mask_b})
+    out = store(t)
+    out["labels"] = labels.to(torch.int64)
+    config = {"variant": variant, "widths": a.widths, "hidden": a.hidden, "classes": a.classes, "batch": a.batch,
+              "lrn": {"size": 5, "torch_alpha": alpha, "beta": 0.75, "k": 2.0},
+              "conv1": {"kernel": 11, "stride": 4, "padding": 5},
+              "sgd": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005, "nesterov": False, "dampening": 0}}
+    save_file(out, path, metadata={"config": json.dumps(config)})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--widths", type=int, nargs=5, default=[8, 16, 24, 24, 16])
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--classes", type=int, default=7)
+    ap.add_argument("--batch", type=int, default=3)
+    ap.add_argument("--input", type=int, default=195)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--variants", nargs="+", default=["paper", "seed"])
+    ap.add_argument("--no-layers", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    g = torch.Generator().manual_seed(a.seed)
+    if not a.no_layers:
+        layers_file(os.path.join(a.out, "layers.safetensors"), g)
+    for v in a.variants:
+        net_file(os.path.join(a.out, f"net_{v}.safetensors"), v, a, g)
+
+
+if __name__ == "__main__":
+    main()
