@@ -40,7 +40,10 @@ public struct SafetensorsFile {
     private let dataStart: Int
 
     /// Names in file order (by offset), which is how the writer laid them out.
-    public var names: [String] { tensors.sorted { $0.value.range.lowerBound < $1.value.range.lowerBound }.map(\.key) }
+    public var names: [String] {
+        tensors.sorted { ($0.value.range.lowerBound, $0.value.range.upperBound) < ($1.value.range.lowerBound, $1.value.range.upperBound) }
+            .map(\.key)
+    }
 
     public init(path: String) throws {
         self.path = path

@@ -77,6 +77,9 @@ public struct MemoryDesc: CustomStringConvertible {
 
     enum Layout { case plain, any }
 
+    /// Row-major float32 (NCHW, NC, OIHW, X).
+    public static func plain(_ dims: [Int]) throws -> MemoryDesc { try MemoryDesc(dims, .plain) }
+
     public var dims: [Int] {
         withUnsafeBytes(of: md.dims) { raw in
             let p = raw.bindMemory(to: Int64.self)
@@ -102,7 +105,7 @@ public final class Memory {
     let storage: FloatBuffer?
 
     /// Allocates a zeroed buffer for `desc`.
-    init(_ desc: MemoryDesc, engine: Engine) throws {
+    public init(_ desc: MemoryDesc, engine: Engine) throws {
         let buf = FloatBuffer(count: (desc.bytes + 3) / 4)
         storage = buf
         self.desc = desc

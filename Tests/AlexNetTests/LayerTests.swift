@@ -1,0 +1,179 @@
+import AlexNet
+import XCTest
+
+/// Each oneDNN-backed layer against its plain-Swift reference on small random shapes beyond the
+/// golden cases: odd sizes, stride 2, padding 0 and 2, batch > 1.
+final class LayerTests: XCTestCase {
+    let engine = sharedEngine
+
+    /// Runs `layer` forward on x and backward on dy; returns (y, dx) as plain tensors.
+    func run(_ layer: Layer, input: Memory, x: Tensor, dy: Tensor) throws -> (Tensor, Tensor?) {
+        try input.load(x, engine: engine)
+        try layer.forward(input)
+        let y = try layer.output.plainTensor(engine: engine)
+        let dOut = try Memory(layer.output.desc, engine: engine)
+        try dOut.load(dy, engine: engine)
+        try layer.backward(input: input, dOutput: dOut)
+        return (y, try layer.dInput?.plainTensor(engine: engine))
+    }
+
+    func plainInput(_ shape: [Int]) throws -> Memory {
+        // The layers take any oneDNN layout; tests feed plain NCHW, as the network's first layer sees.
+        try Memory(MemoryDesc.plain(shape), engine: engine)
+    }
+
+    func testConvolutionMatchesReference() throws {
+        let cases: [(n: Int, c: Int, h: Int, w: Int, k: Int, kernel: Int, stride: Int, padding: Int, relu: Bool)] = [
+            (2, 3, 13, 11, 5, 3, 2, 0, false),
+            (3, 4, 9, 10, 6, 5, 1, 2, false),
+            (1, 5, 17, 15, 8, 11, 4, 5, true),
+            (2, 16, 7, 7, 9, 3, 1, 1, true),
+            (2, 3, 8, 12, 4, 1, 2, 0, false),
+        ]
+        for (i, t) in cases.enumerated() {
+            let g = Conv2d.Geometry(inChannels: t.c, outChannels: t.k, kernel: t.kernel, stride: t.stride, padding: t.padding)
+            let x = Tensor(randomNormal: [t.n, t.c, t.h, t.w], seed: UInt64(10 + i))
+            let w = Tensor(randomNormal: g.weightShape, std: 0.2, seed: UInt64(20 + i))
+            let b = Tensor(randomNormal: [t.k], std: 0.2, seed: UInt64(30 + i))
+            let params = ParameterStore([("c.weight", w.shape), ("c.bias", b.shape)])
+            try params.set("c.weight", w)
+            try params.set("c.bias", b)
+            let input = try plainInput(x.shape)
+            let conv = try Conv2d(name: "c", geometry: g, input: input.desc, fusedReLU: t.relu, mode: .training,
+                                  parameters: params, engine: engine)
+            let dy = Tensor(randomNormal: [t.n, t.k, g.outputSize(t.h), g.outputSize(t.w)], seed: UInt64(40 + i))
+            let (y, dx) = try run(conv, input: input, x: x, dy: dy)
+            var yRef = Conv2d.referenceForward(x: x, weight: w, bias: b, stride: t.stride, padding: t.padding)
+            var dyPre = dy
+            if t.relu {
+                yRef = ReLU.referenceForward(yRef)
+                dyPre = ReLU.referenceBackward(y: yRef, dy: dy)
+            }
+            let ref = Conv2d.referenceBackward(x: x, weight: w, dy: dyPre, stride: t.stride, padding: t.padding)
+            assertClose(y, yRef, 1e-5, "case \(i) y")
+            assertClose(dx!, ref.dx, 1e-5, "case \(i) dx")
+            assertClose(try params.tensor("c.weight", grad: true), ref.dWeight, 1e-5, "case \(i) dw")
+            assertClose(try params.tensor("c.bias", grad: true), ref.dBias, 1e-5, "case \(i) db")
+        }
+    }
+
+    func testFirstLayerSkipsInputGradient() throws {
+        let g = Conv2d.Geometry(inChannels: 3, outChannels: 4, kernel: 3)
+        let params = ParameterStore([("c.weight", g.weightShape), ("c.bias", [4])])
+        let input = try plainInput([1, 3, 5, 5])
+        let conv = try Conv2d(name: "c", geometry: g, input: input.desc, fusedReLU: true, mode: .training,
+                              inputGradient: false, parameters: params, engine: engine)
+        XCTAssertNil(conv.dInput)
+    }
+
+    func testReLUMatchesReference() throws {
+        let x = Tensor(randomNormal: [2, 3, 5, 7], seed: 1)
+        let dy = Tensor(randomNormal: x.shape, seed: 2)
+        let input = try plainInput(x.shape)
+        let (y, dx) = try run(try ReLU(input: input.desc, mode: .training, engine: engine), input: input, x: x, dy: dy)
+        let yRef = ReLU.referenceForward(x)
+        XCTAssertEqual(y, yRef)
+        XCTAssertEqual(dx, ReLU.referenceBackward(y: yRef, dy: dy))
+        XCTAssertTrue(yRef.data.contains(0) && yRef.data.contains { $0 > 0 }, "the test data must exercise both sides")
+    }
+
+    func testLocalResponseNormMatchesReferenceForBothVariants() throws {
+        for (i, constants) in [LocalResponseNorm.Constants.paper, .seed].enumerated() {
+            for shape in [[2, 7, 5, 3], [1, 16, 4, 4], [3, 3, 6, 5]] {
+                let x = Tensor(randomNormal: shape, std: 30, seed: UInt64(50 + i))
+                let dy = Tensor(randomNormal: shape, seed: UInt64(60 + i))
+                let input = try plainInput(shape)
+                let lrn = try LocalResponseNorm(name: "lrn", constants: constants, input: input.desc, mode: .training, engine: engine)
+                let (y, dx) = try run(lrn, input: input, x: x, dy: dy)
+                assertClose(y, LocalResponseNorm.referenceForward(x, constants), 1e-5, "lrn \(constants.alpha) \(shape) y")
+                assertClose(dx!, LocalResponseNorm.referenceBackward(x: x, dy: dy, constants), 1e-5, "lrn \(constants.alpha) \(shape) dx")
+            }
+        }
+        XCTAssertEqual(LocalResponseNorm.Constants.paper.alpha, 5e-4)
+        XCTAssertEqual(LocalResponseNorm.Constants.seed.alpha, 1e-3)
+    }
+
+    func testMaxPoolMatchesReference() throws {
+        for (i, shape) in [[2, 3, 7, 9], [1, 5, 13, 13], [2, 2, 3, 4], [1, 8, 55, 55]].enumerated() {
+            let x = Tensor(randomNormal: shape, seed: UInt64(70 + i))
+            let ref = MaxPool.referenceForward(x)
+            let dy = Tensor(randomNormal: ref.y.shape, seed: UInt64(80 + i))
+            let input = try plainInput(shape)
+            let (y, dx) = try run(try MaxPool(name: "pool", input: input.desc, mode: .training, engine: engine), input: input, x: x, dy: dy)
+            XCTAssertEqual(y, ref.y, "pool \(shape)")
+            assertClose(dx!, MaxPool.referenceBackward(x: x, dy: dy), 1e-6, "pool \(shape) dx")
+        }
+    }
+
+    func testLinearMatchesReference() throws {
+        for (i, t) in [(n: 3, i: 17, o: 5, relu: false), (n: 1, i: 8, o: 33, relu: true), (n: 7, i: 64, o: 10, relu: true)].enumerated() {
+            let x = Tensor(randomNormal: [t.n, t.i], seed: UInt64(90 + i))
+            let w = Tensor(randomNormal: [t.o, t.i], std: 0.3, seed: UInt64(91 + i))
+            let b = Tensor(randomNormal: [t.o], std: 0.3, seed: UInt64(92 + i))
+            let dy = Tensor(randomNormal: [t.n, t.o], seed: UInt64(93 + i))
+            let params = ParameterStore([("fc.weight", w.shape), ("fc.bias", b.shape)])
+            try params.set("fc.weight", w)
+            try params.set("fc.bias", b)
+            let input = try plainInput(x.shape)
+            let fc = try Linear(name: "fc", inFeatures: t.i, outFeatures: t.o, input: input.desc, fusedReLU: t.relu, mode: .training,
+                                parameters: params, engine: engine)
+            let (y, dx) = try run(fc, input: input, x: x, dy: dy)
+            var yRef = Linear.referenceForward(x: x, weight: w, bias: b)
+            var dyPre = dy
+            if t.relu { yRef = ReLU.referenceForward(yRef); dyPre = ReLU.referenceBackward(y: yRef, dy: dy) }
+            let ref = Linear.referenceBackward(x: x, weight: w, dy: dyPre)
+            assertClose(y, yRef, 1e-5, "linear \(i) y")
+            assertClose(dx!, ref.dx, 1e-5, "linear \(i) dx")
+            assertClose(try params.tensor("fc.weight", grad: true), ref.dWeight, 1e-5, "linear \(i) dw")
+            assertClose(try params.tensor("fc.bias", grad: true), ref.dBias, 1e-5, "linear \(i) db")
+        }
+    }
+
+    func testDropoutWithGivenMaskMatchesReference() throws {
+        let x = Tensor(randomNormal: [3, 11], seed: 5)
+        var rng = RandomGenerator(seed: 6)
+        let mask = Tensor(shape: x.shape, data: x.data.map { _ in rng.uniform() < 0.5 ? 0 : 2 })
+        let dy = Tensor(randomNormal: x.shape, seed: 7)
+        let input = try plainInput(x.shape)
+        let d = try Dropout(name: "d", input: input.desc, engine: engine)
+        try d.setMask(mask)
+        let (y, dx) = try run(d, input: input, x: x, dy: dy)
+        XCTAssertEqual(y, Dropout.referenceForward(x, mask: mask))
+        XCTAssertEqual(dx, Dropout.referenceForward(dy, mask: mask))
+        XCTAssertThrowsError(try d.setMask(Tensor(zeros: [2, 11])))
+    }
+
+    func testDropoutMasksAreSeededAndScaled() throws {
+        let input = try plainInput([64, 500])
+        let d = try Dropout(name: "d", probability: 0.5, input: input.desc, engine: engine)
+        var a = RandomGenerator(seed: 42), b = RandomGenerator(seed: 42), c = RandomGenerator(seed: 43)
+        d.drawMask(&a); let m1 = d.currentMask
+        d.drawMask(&b); let m2 = d.currentMask
+        d.drawMask(&c); let m3 = d.currentMask
+        XCTAssertEqual(m1, m2, "same seed, same mask")
+        XCTAssertNotEqual(m1, m3, "another seed, another mask")
+        XCTAssertTrue(m1.data.allSatisfy { $0 == 0 || $0 == 2 }, "inverted dropout keeps units scaled by 1/(1-p)")
+        let kept = Double(m1.data.filter { $0 > 0 }.count) / Double(m1.count)
+        XCTAssertEqual(kept, 0.5, accuracy: 0.01)   // 32 000 draws: σ ≈ 0.003
+    }
+
+    func testSoftmaxCrossEntropyMatchesReference() throws {
+        let logits = Tensor(randomNormal: [5, 13], std: 4, seed: 8)
+        let labels = [0, 12, 3, 3, 7]
+        let loss = try SoftmaxCrossEntropy(batch: 5, classes: 13, engine: engine)
+        let value = try logits.data.withUnsafeBufferPointer { try loss.forward(logits: $0.baseAddress!, labels: labels) }
+        loss.backward()
+        let ref = SoftmaxCrossEntropy.reference(logits: logits, labels: labels)
+        XCTAssertEqual(Double(value), ref.loss, accuracy: 1e-5 * ref.loss)
+        assertClose(Tensor(shape: [5, 13], data: loss.probabilities.array), ref.probabilities, 1e-6, "probabilities")
+        assertClose(try loss.dLogits.plainTensor(engine: engine), ref.dLogits, 1e-6, "dlogits")
+        XCTAssertThrowsError(try logits.data.withUnsafeBufferPointer { try loss.forward(logits: $0.baseAddress!, labels: [0, 1, 2, 3, 13]) })
+    }
+
+    func testInferenceLayersRefuseBackward() throws {
+        let input = try plainInput([1, 4, 5, 5])
+        let pool = try MaxPool(name: "pool", input: input.desc, mode: .inference, engine: engine)
+        XCTAssertNil(pool.dInput)
+        XCTAssertThrowsError(try pool.backward(input: input, dOutput: pool.output))
+    }
+}

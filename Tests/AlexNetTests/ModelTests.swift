@@ -1,0 +1,210 @@
+import AlexNet
+import XCTest
+
+final class InitializationTests: XCTestCase {
+    func stats(_ t: Tensor) -> (mean: Double, std: Double, min: Float, max: Float) {
+        let n = Double(t.count)
+        let mean = t.data.reduce(0.0) { $0 + Double($1) } / n
+        let variance = t.data.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / n
+        return (mean, variance.squareRoot(), t.data.min()!, t.data.max()!)
+    }
+
+    func testPaperInitialisation() throws {
+        let params = Network.makeParameters(NetworkConfig())
+        Initialization.paper.apply(to: params, seed: 3)
+        for name in ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"] {
+            let s = stats(try params.tensor("\(name).weight"))
+            // N(0, 0.01²): conv1 has 34 848 samples, so the sample std is within 1 % and the mean within 1e-4.
+            XCTAssertEqual(s.std, 0.01, accuracy: 1e-4, "\(name).weight std")
+            XCTAssertEqual(s.mean, 0, accuracy: 2e-4, "\(name).weight mean")
+            let bias = try params.tensor("\(name).bias")
+            let expected: Float = ["conv2", "conv4", "conv5", "fc6", "fc7"].contains(name) ? 1 : 0
+            XCTAssertTrue(bias.data.allSatisfy { $0 == expected }, "\(name).bias must be all \(expected) (paper section 5)")
+        }
+    }
+
+    func testPyTorchInitialisation() throws {
+        let config = NetworkConfig(variant: .seed)
+        let params = Network.makeParameters(config)
+        Initialization.pytorch.apply(to: params, seed: 4)
+        for e in params.entries {
+            let layer = String(e.name.split(separator: ".")[0])
+            let fanIn = try params.entry("\(layer).weight").shape.dropFirst().reduce(1, *)
+            let bound = 1 / Double(fanIn).squareRoot()
+            let s = stats(try params.tensor(e.name))
+            // Float rounding of a draw next to the bound may cross it by half an ulp.
+            XCTAssertLessThanOrEqual(Double(s.max), bound * (1 + 1e-7), e.name)
+            XCTAssertGreaterThanOrEqual(Double(s.min), -bound * (1 + 1e-7), e.name)
+            if e.count >= 10_000 {
+                // U(−b, b) has std b/√3.
+                XCTAssertEqual(s.std, bound / 3.0.squareRoot(), accuracy: 0.02 * bound, "\(e.name) std")
+                XCTAssertEqual(s.mean, 0, accuracy: 0.02 * bound, "\(e.name) mean")
+                XCTAssertGreaterThan(Double(s.max), 0.99 * bound, "\(e.name) should reach its bound")
+            }
+        }
+    }
+
+    func testInitialisationIsSeeded() throws {
+        let a = Network.makeParameters(NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3))
+        let b = Network.makeParameters(NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3))
+        Initialization.paper.apply(to: a, seed: 9)
+        Initialization.paper.apply(to: b, seed: 9)
+        XCTAssertEqual(try a.tensor("conv3.weight"), try b.tensor("conv3.weight"))
+        Initialization.paper.apply(to: b, seed: 10)
+        XCTAssertNotEqual(try a.tensor("conv3.weight"), try b.tensor("conv3.weight"))
+    }
+}
+
+final class SGDTests: XCTestCase {
+    /// Runs SGD on a fixed sequence of gradients with the given learning rates.
+    func run(_ rule: UpdateRule, rates: [Float]) -> [Float] {
+        let store = ParameterStore([("w", [3]), ("b", [2])])
+        store.values.pointer.update(from: [0.5, -1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.1, 0.2], count: 18)
+        let sgd = SGD(for: store, learningRate: rates[0], momentum: 0.9, weightDecay: 5e-4, rule: rule)
+        for (t, lr) in rates.enumerated() {
+            for i in 0..<store.values.count { store.grads.pointer[i] = Float(i % 5) * 0.3 - 0.5 + Float(t) * 0.1 }
+            sgd.learningRate = lr
+            sgd.step(store)
+        }
+        return store.names.flatMap { (try? store.tensor($0).data) ?? [] }
+    }
+
+    func testRulesAgreeWhileLearningRateIsConstant() {
+        let a = run(.pytorch, rates: [0.01, 0.01, 0.01, 0.01])
+        let b = run(.paper, rates: [0.01, 0.01, 0.01, 0.01])
+        XCTAssertLessThan(Tensor.relativeError(a, b), 1e-6)
+    }
+
+    func testRulesDifferAfterTheLearningRateChanges() {
+        let a = run(.pytorch, rates: [0.01, 0.01, 0.001, 0.001])
+        let b = run(.paper, rates: [0.01, 0.01, 0.001, 0.001])
+        XCTAssertGreaterThan(Tensor.relativeError(a, b), 1e-4)
+    }
+
+    func testPyTorchRuleByHand() {
+        // w = 0.5, g = −0.5 (+0.1 on step 2), wd = 5e-4, μ = 0.9, lr = 0.01.
+        let w0: Float = 0.5
+        let g1 = -0.5 + 5e-4 * w0
+        let w1 = w0 - 0.01 * g1
+        let g2 = -0.4 + 5e-4 * w1
+        let v2 = 0.9 * g1 + g2
+        let w2 = w1 - 0.01 * v2
+        XCTAssertEqual(run(.pytorch, rates: [0.01, 0.01])[0], w2, accuracy: 1e-7)
+    }
+
+    func testMomentumStateRoundTrips() throws {
+        let store = ParameterStore([("w", [4])])
+        let sgd = SGD(for: store)
+        store.grads.pointer.update(from: [1, 2, 3, 4], count: 4)
+        sgd.step(store)
+        let saved = Dictionary(uniqueKeysWithValues: sgd.state(store))
+        XCTAssertEqual(saved["momentum.w"]?.shape, [4])
+        let restored = SGD(for: store)
+        try restored.restore(saved, steps: sgd.steps, parameters: store)
+        sgd.step(store)
+        let afterOriginal = try store.tensor("w")
+        // Undo and replay with the restored optimiser: same update.
+        let store2 = ParameterStore([("w", [4])])
+        try store2.set("w", try store.tensor("w"))
+        XCTAssertEqual(restored.steps, 1)
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: restored.state(store)), saved)
+        XCTAssertNotEqual(afterOriginal.data, [0, 0, 0, 0])
+        XCTAssertThrowsError(try restored.restore([:], steps: 1, parameters: store))
+        XCTAssertThrowsError(try restored.restore(["momentum.w": Tensor(zeros: [3])], steps: 1, parameters: store))
+    }
+}
+
+final class NetworkTests: XCTestCase {
+    let engine = sharedEngine
+
+    func testFullSizeShapesAndParameterCount() throws {
+        let config = NetworkConfig()
+        XCTAssertEqual(config.pool5Size, 6)
+        XCTAssertEqual(config.flatFeatures, 9216)
+        // One tower: 62 378 344 parameters (torchvision's AlexNet has 61.1 M with its narrower trunk).
+        XCTAssertEqual(Network.makeParameters(config).parameterCount, 62_378_344)
+        XCTAssertEqual(Benchmark.forwardMACs(config) / 1e9, 1.14, accuracy: 0.01)   // SPEC section 7: about 1.135 G
+    }
+
+    func testLayerOrderFollowsTheVariant() throws {
+        let small = NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 5, inputSize: 67)
+        let params = Network.makeParameters(small)
+        var seed = small
+        seed.variant = .seed
+        let paperNet = try Network(config: small, batch: 2, mode: .training, parameters: params, engine: engine)
+        let seedNet = try Network(config: seed, batch: 2, mode: .training, parameters: params, engine: engine)
+        XCTAssertEqual(paperNet.layers.suffix(5).map(\.name), ["fc6", "dropout6", "fc7", "dropout7", "fc8"])
+        XCTAssertEqual(seedNet.layers.suffix(6).map(\.name), ["flatten", "dropout5", "fc6", "dropout6", "fc7", "fc8"])
+        let inference = try Network(config: small, batch: 2, mode: .inference, parameters: params, engine: engine)
+        XCTAssertFalse(inference.layers.contains { $0 is Dropout }, "dropout is the identity at evaluation")
+    }
+
+    func testSeedVariantEndsInReLU() throws {
+        var config = NetworkConfig(variant: .seed, widths: [4, 8, 8, 8, 8], hidden: 16, classes: 50, inputSize: 67)
+        let params = Network.makeParameters(config)
+        Initialization.pytorch.apply(to: params, seed: 1)
+        let x = Tensor(randomNormal: [3, 3, 67, 67], std: 50, seed: 2)
+        let seedNet = try Network(config: config, batch: 3, mode: .inference, parameters: params, engine: engine)
+        try seedNet.setInput(x)
+        try seedNet.forward()
+        config.variant = .paper
+        let paperNet = try Network(config: config, batch: 3, mode: .inference, parameters: params, engine: engine)
+        try paperNet.setInput(x)
+        try paperNet.forward()
+        let seedLogits = seedNet.logitsTensor().data, paperLogits = paperNet.logitsTensor().data
+        XCTAssertTrue(seedLogits.allSatisfy { $0 >= 0 })
+        XCTAssertTrue(paperLogits.contains { $0 < 0 }, "the paper's logits are not rectified")
+    }
+
+    /// oneDNN may pick other kernels for other batch sizes; each image's logits must not depend on it.
+    func testFullSizeLogitsDoNotDependOnBatchSize() throws {
+        let config = NetworkConfig()
+        let params = Network.makeParameters(config)
+        Initialization.pytorch.apply(to: params, seed: 5)
+        let x = Tensor(randomNormal: [16, 3, 224, 224], std: 50, seed: 6)
+        let batch = try Network(config: config, batch: 16, mode: .inference, parameters: params, engine: engine)
+        try batch.setInput(x)
+        try batch.forward()
+        let single = try Network(config: config, batch: 1, mode: .inference, parameters: params, engine: engine)
+        for i in [0, 15] {
+            try single.setInput(Tensor(shape: [1, 3, 224, 224], data: Array(x.data[(i * 150_528)..<((i + 1) * 150_528)])))
+            try single.forward()
+            let all = batch.logitsTensor()
+            assertClose(single.logitsTensor(), Tensor(shape: [1, 1000], data: Array(all.data[(i * 1000)..<((i + 1) * 1000)])),
+                        1e-5, "image \(i)")
+        }
+    }
+
+    func testTrainingReducesTheLossOnAFixedBatch() throws {
+        // No dropout, so that 8 images can be memorised in a few dozen steps.
+        let config = NetworkConfig(widths: [8, 16, 16, 16, 16], hidden: 32, classes: 4, inputSize: 67, dropout: 0)
+        let params = Network.makeParameters(config)
+        Initialization.pytorch.apply(to: params, seed: 7)
+        let net = try Network(config: config, batch: 8, mode: .training, parameters: params, engine: engine)
+        try net.setInput(Tensor(randomNormal: [8, 3, 67, 67], std: 20, seed: 8))
+        let labels = [0, 1, 2, 3, 0, 1, 2, 3]
+        let sgd = SGD(for: params, learningRate: 0.01)
+        var rng = RandomGenerator(seed: 9)
+        var losses: [Float] = []
+        for _ in 0..<60 {
+            net.drawDropoutMasks(&rng)
+            try net.forward()
+            losses.append(try net.loss(labels: labels))
+            try net.backward()
+            sgd.step(params)
+        }
+        XCTAssertLessThan(losses.suffix(5).reduce(0, +) / 5, 0.85 * losses[0], "losses: \(losses)")
+    }
+
+    func testBadConfigurationsAreRejected() throws {
+        XCTAssertThrowsError(try NetworkConfig(widths: [1, 2, 3]).validate())
+        XCTAssertThrowsError(try NetworkConfig(classes: 1).validate())
+        XCTAssertThrowsError(try NetworkConfig(inputSize: 30).validate())
+        XCTAssertThrowsError(try Network(config: NetworkConfig(), batch: 0, mode: .inference,
+                                         parameters: Network.makeParameters(NetworkConfig()), engine: engine))
+        let wrong = ParameterStore([("conv1.weight", [1])])
+        XCTAssertThrowsError(try Network(config: NetworkConfig(), batch: 1, mode: .inference, parameters: wrong, engine: engine)) {
+            XCTAssertTrue("\($0)".contains("conv1.weight"), "\($0)")
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import AlexNet
+import Foundation
+import XCTest
+
+final class SafetensorsTests: XCTestCase {
+    func sample() -> SafetensorsWriter {
+        var w = SafetensorsWriter(metadata: ["epoch": "3", "note": "ünïcode"])
+        w.add("a.weight", Tensor(shape: [2, 3], data: [1, -2, 3.5, 0.25, -0, 1e-30]))
+        w.add("b", doubles: [1.0 / 3.0, -2e300], shape: [2])
+        w.add("labels", integers: [0, 999, -5, Int(Int64.max)], shape: [4])
+        w.add("empty", Tensor(shape: [0, 4], data: []))
+        w.add("scalar", Tensor(shape: [], data: [7]))
+        return w
+    }
+
+    func testRoundTrip() throws {
+        let dir = try Paths.temporaryDirectory()
+        let path = dir.appendingPathComponent("x.safetensors").path
+        try sample().write(to: path)
+        let f = try SafetensorsFile(path: path)
+        XCTAssertEqual(f.metadata, ["epoch": "3", "note": "ünïcode"])
+        XCTAssertEqual(f.names, ["a.weight", "b", "labels", "empty", "scalar"])
+        XCTAssertEqual(try f.tensor("a.weight"), Tensor(shape: [2, 3], data: [1, -2, 3.5, 0.25, -0, 1e-30]))
+        XCTAssertEqual(try f.doubles("b"), [1.0 / 3.0, -2e300])
+        XCTAssertEqual(try f.integers("labels"), [0, 999, -5, Int(Int64.max)])
+        XCTAssertEqual(try f.tensor("empty").shape, [0, 4])
+        XCTAssertEqual(try f.tensor("scalar"), Tensor(shape: [], data: [7]))
+        // The header is padded to 8 bytes, as the format asks.
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        XCTAssertEqual(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } % 8, 0)
+    }
+
+    func testReadsPythonWrittenGoldenFile() throws {
+        let f = try SafetensorsFile(path: Paths.golden.appendingPathComponent("layers.safetensors").path)
+        XCTAssertNotNil(f.metadata["cases"])
+        XCTAssertEqual(f.tensors["conv1.w"]?.shape, [96, 3, 11, 11])
+        XCTAssertEqual(try f.integers("xent.labels").count, 8)
+    }
+
+    /// Writes `bytes` to a file and returns the error reading it gives.
+    func readError(_ bytes: Data, _ name: String = #function) throws -> String {
+        let path = try Paths.temporaryDirectory(name).appendingPathComponent("bad.safetensors").path
+        try bytes.write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try SafetensorsFile(path: path)
+            XCTFail("reading \(name) should fail")
+            return ""
+        } catch {
+            let message = "\(error)"
+            XCTAssertTrue(message.contains(path), "the error names the file: \(message)")
+            return message
+        }
+    }
+
+    func testTruncatedFileIsAnErrorNamingTheTensor() throws {
+        let bytes = try sample().serialized()
+        let message = try readError(bytes.prefix(bytes.count - 10))
+        XCTAssertTrue(message.contains("scalar") || message.contains("labels"), message)
+        XCTAssertTrue(message.contains("truncated"), message)
+        XCTAssertTrue(try readError(Data([1, 2, 3])).contains("shorter than"))
+        XCTAssertTrue(try readError(bytes.prefix(20)).contains("header claims"))
+    }
+
+    func testBadHeadersAreErrors() throws {
+        func file(_ json: String) -> Data {
+            var n = UInt64(json.utf8.count).littleEndian
+            return Data(bytes: &n, count: 8) + Data(json.utf8) + Data(count: 16)
+        }
+        XCTAssertTrue(try readError(file("{not json")).contains("not valid JSON"))
+        XCTAssertTrue(try readError(file("[1, 2]")).contains("not a JSON object"))
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}}"#)).contains("'t'"))
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 4]}}"#)).contains("needs 12 bytes"))
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}}"#)).contains("data_offsets"))
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}"#)).contains("shape"))
+        XCTAssertTrue(try readError(file(#"{"__metadata__": {"a": 1}}"#)).contains("metadata"))
+    }
+
+    func testWrongDTypeOrShapeIsAnErrorNamingFileAndTensor() throws {
+        let path = try Paths.temporaryDirectory().appendingPathComponent("x.safetensors").path
+        try sample().write(to: path)
+        let f = try SafetensorsFile(path: path)
+        XCTAssertThrowsError(try f.tensor("labels")) {
+            XCTAssertTrue("\($0)".contains(path) && "\($0)".contains("'labels'") && "\($0)".contains("I64"), "\($0)")
+        }
+        XCTAssertThrowsError(try f.tensor("a.weight", shape: [3, 2])) {
+            XCTAssertTrue("\($0)".contains("'a.weight'") && "\($0)".contains("[3, 2]"), "\($0)")
+        }
+        XCTAssertThrowsError(try f.integers("a.weight"))
+        XCTAssertThrowsError(try f.tensor("missing")) { XCTAssertTrue("\($0)".contains("'missing'"), "\($0)") }
+        XCTAssertThrowsError(try SafetensorsFile(path: path + ".nope")) { XCTAssertTrue("\($0)".contains(".nope"), "\($0)") }
+    }
+
+    func testWriteReplacesAtomically() throws {
+        let dir = try Paths.temporaryDirectory()
+        let path = dir.appendingPathComponent("x.safetensors").path
+        try sample().write(to: path)
+        var w = SafetensorsWriter()
+        w.add("only", Tensor(shape: [1], data: [5]))
+        try w.write(to: path)
+        XCTAssertEqual(try SafetensorsFile(path: path).names, ["only"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["x.safetensors"], "no temporary file left behind")
+    }
+
+    /// Python's `safetensors` and numpy read a file this library wrote. The test script provides an
+    /// interpreter with both (ALEXNET_TEST_PYTHON); under CI the test must not be skipped.
+    func testPythonReadsOurFile() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let python = env["ALEXNET_TEST_PYTHON"] else {
+            if env["CI"] != nil { XCTFail("ALEXNET_TEST_PYTHON is not set: run the tests through scripts/test.sh") }
+            throw XCTSkip("set ALEXNET_TEST_PYTHON to a python with safetensors and numpy (scripts/test.sh does)")
+        }
+        let path = try Paths.temporaryDirectory().appendingPathComponent("x.safetensors").path
+        try sample().write(to: path)
+        let script = """
+        import sys, numpy as np
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+        t = load_file(sys.argv[1])
+        assert sorted(t) == ["a.weight", "b", "empty", "labels", "scalar"], sorted(t)
+        assert t["a.weight"].dtype == np.float32 and t["a.weight"].shape == (2, 3)
+        assert np.array_equal(t["a.weight"], np.array([[1, -2, 3.5], [0.25, 0, 1e-30]], dtype=np.float32))
+        assert t["b"].dtype == np.float64 and t["b"].tolist() == [1 / 3, -2e300]
+        assert t["labels"].dtype == np.int64 and t["labels"].tolist() == [0, 999, -5, 2**63 - 1]
+        assert t["empty"].shape == (0, 4) and t["scalar"].shape == () and t["scalar"] == 7
+        with safe_open(sys.argv[1], "np") as f:
+            assert f.metadata() == {"epoch": "3", "note": "ünïcode"}, f.metadata()
+        print("python read-back ok")
+        """
+        let (status, out, err) = try runProcess(URL(fileURLWithPath: python), ["-c", script, path])
+        XCTAssertEqual(status, 0, "python failed: \(err)")
+        XCTAssertTrue(out.contains("python read-back ok"), out + err)
+    }
+}

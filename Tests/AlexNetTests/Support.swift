@@ -1,0 +1,53 @@
+import AlexNet
+import Foundation
+import XCTest
+
+/// Paths the tests need: the repository, ../shared beside it, and the built `alexnet` binary.
+enum Paths {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let shared = repository.deletingLastPathComponent().appendingPathComponent("shared")
+    static let golden = shared.appendingPathComponent("golden")
+    static let goldenAlt = repository.appendingPathComponent("Tests/Fixtures/golden-alt")
+
+    /// The `alexnet` executable SwiftPM built beside the test bundle.
+    static var binary: URL {
+        // On Linux the test bundle is an executable in the products folder (.build/<config>/).
+        Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("alexnet")
+    }
+
+    static func temporaryDirectory(_ name: String = #function) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("alexnet-tests-\(getpid())-\(name.filter(\.isLetter))")
+        try? FileManager.default.removeItem(at: url)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
+
+/// Runs a program and returns (exit status, stdout, stderr).
+func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> (Int32, String, String) {
+    let p = Process()
+    p.executableURL = executable
+    p.arguments = arguments
+    if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Read before waiting so a full pipe cannot block the child.
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+/// Asserts ‖a − b‖/‖b‖ ≤ tolerance.
+func assertClose(_ a: Tensor, _ b: Tensor, _ tolerance: Double = 1e-5, _ what: String,
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.shape, b.shape, "\(what): shape", file: file, line: line)
+    guard a.shape == b.shape else { return }
+    let e = Tensor.relativeError(a.data, b.data)
+    XCTAssertLessThanOrEqual(e, tolerance, "\(what): relative error \(e)", file: file, line: line)
+}
+
+let sharedEngine: Engine = try! Engine()
