@@ -92,25 +92,46 @@ final class SGDTests: XCTestCase {
         XCTAssertEqual(run(.pytorch, rates: [0.01, 0.01])[0], w2, accuracy: 1e-7)
     }
 
-    func testMomentumStateRoundTrips() throws {
-        let store = ParameterStore([("w", [4])])
-        let sgd = SGD(for: store)
-        store.grads.pointer.update(from: [1, 2, 3, 4], count: 4)
-        sgd.step(store)
-        let saved = Dictionary(uniqueKeysWithValues: sgd.state(store))
-        XCTAssertEqual(saved["momentum.w"]?.shape, [4])
-        let restored = SGD(for: store)
-        try restored.restore(saved, steps: sgd.steps, parameters: store)
-        sgd.step(store)
-        let afterOriginal = try store.tensor("w")
-        // Undo and replay with the restored optimiser: same update.
-        let store2 = ParameterStore([("w", [4])])
-        try store2.set("w", try store.tensor("w"))
-        XCTAssertEqual(restored.steps, 1)
-        XCTAssertEqual(Dictionary(uniqueKeysWithValues: restored.state(store)), saved)
-        XCTAssertNotEqual(afterOriginal.data, [0, 0, 0, 0])
-        XCTAssertThrowsError(try restored.restore([:], steps: 1, parameters: store))
-        XCTAssertThrowsError(try restored.restore(["momentum.w": Tensor(zeros: [3])], steps: 1, parameters: store))
+    /// Momentum saved to a safetensors file and restored gives the same next update as never stopping.
+    func testMomentumStateRoundTripsThroughAFile() throws {
+        func store() -> ParameterStore {
+            let s = ParameterStore([("w", [4]), ("b", [2])])
+            s.values.pointer.update(from: [0.5, -1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.1, 0.2], count: 18)
+            return s
+        }
+        func setGrads(_ s: ParameterStore, _ t: Float) {
+            for i in 0..<s.grads.count { s.grads.pointer[i] = Float(i % 3) - 1 + t }
+        }
+        let a = store()
+        let original = SGD(for: a, learningRate: 0.1)
+        setGrads(a, 0); original.step(a)
+        var writer = SafetensorsWriter(metadata: ["sgd_steps": "\(original.steps)"])
+        for (name, t) in original.state(a) { writer.add(name, t) }
+        for e in a.entries { writer.add(e.name, try a.tensor(e.name)) }
+        let path = try Paths.temporaryDirectory().appendingPathComponent("ckpt.safetensors").path
+        try writer.write(to: path)
+
+        let file = try SafetensorsFile(path: path)
+        let b = store()
+        for e in b.entries { try b.set(e.name, try file.tensor(e.name)) }
+        let resumed = SGD(for: b, learningRate: 0.1)
+        let momentum = Dictionary(uniqueKeysWithValues: try file.names.filter { $0.hasPrefix("momentum.") }.map { ($0, try file.tensor($0)) })
+        try resumed.restore(momentum, steps: Int(file.metadata["sgd_steps"]!)!, parameters: b)
+
+        setGrads(a, 0.5); original.step(a)
+        setGrads(b, 0.5); resumed.step(b)
+        XCTAssertEqual(try a.tensor("w"), try b.tensor("w"))
+        XCTAssertEqual(try a.tensor("b"), try b.tensor("b"))
+        // A fresh optimiser (no momentum) would have moved differently.
+        let c = store()
+        let fresh = SGD(for: c, learningRate: 0.1)
+        setGrads(c, 0); fresh.step(c)
+        let restarted = SGD(for: c, learningRate: 0.1)
+        setGrads(c, 0.5); restarted.step(c)
+        XCTAssertNotEqual(try a.tensor("w"), try c.tensor("w"))
+
+        XCTAssertThrowsError(try resumed.restore([:], steps: 1, parameters: b)) { XCTAssertTrue("\($0)".contains("momentum.w")) }
+        XCTAssertThrowsError(try resumed.restore(["momentum.w": Tensor(zeros: [3]), "momentum.b": Tensor(zeros: [2])], steps: 1, parameters: b))
     }
 }
 

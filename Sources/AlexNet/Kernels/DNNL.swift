@@ -183,6 +183,18 @@ final class Primitive {
                   "dnnl_primitive_execute", "running \(name)")
     }
 
+    /// A buffer for the workspace this training primitive keeps for its backward pass (max-pool's
+    /// arg-max, LRN's scales), or nil when it needs none.
+    func makeWorkspace(_ engine: Engine) throws -> Memory? {
+        let ws = desc(dnnl_query_workspace_md)
+        return ws.bytes > 0 ? try Memory(ws, engine: engine) : nil
+    }
+
+    /// `execute`, adding the workspace argument when there is one.
+    func execute(_ engine: Engine, _ args: [(Int32, Memory)], workspace: Memory?) throws {
+        try execute(engine, workspace.map { args + [(DNNL_ARG_WORKSPACE, $0)] } ?? args)
+    }
+
     /// The implementation oneDNN picked (e.g. "jit:avx2"), for profiles.
     var implementation: String {
         var info: UnsafePointer<CChar>?

@@ -37,8 +37,7 @@ public final class LocalResponseNorm: Layer {
         forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine)
         output = try Memory(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine)
         guard mode == .training else { (backwardPrimitive, workspace, dInput) = (nil, nil, nil); return }
-        let ws = forwardPrimitive.desc(dnnl_query_workspace_md)
-        workspace = ws.bytes > 0 ? try Memory(ws, engine: engine) : nil
+        workspace = try forwardPrimitive.makeWorkspace(engine)
         var bd = dnnl_lrn_desc_t()
         var dst = output.desc.md
         try check(dnnl_lrn_backward_desc_init(&bd, dnnl_lrn_across_channels, &dst, &md, Int64(c.size), c.alpha, c.beta, c.k),
@@ -48,16 +47,12 @@ public final class LocalResponseNorm: Layer {
     }
 
     public func forward(_ input: Memory) throws {
-        var args = [(DNNL_ARG_SRC, input), (DNNL_ARG_DST, output)]
-        if let workspace { args.append((DNNL_ARG_WORKSPACE, workspace)) }
-        try forwardPrimitive.execute(engine, args)
+        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_DST, output)], workspace: workspace)
     }
 
     public func backward(input: Memory, dOutput: Memory) throws {
         guard let backwardPrimitive, let dInput else { throw LayerError.notTraining(name) }
-        var args = [(DNNL_ARG_SRC, input), (DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_DIFF_SRC, dInput)]
-        if let workspace { args.append((DNNL_ARG_WORKSPACE, workspace)) }
-        try backwardPrimitive.execute(engine, args)
+        try backwardPrimitive.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_DIFF_SRC, dInput)], workspace: workspace)
     }
 
     // MARK: plain-Swift reference (tests only)

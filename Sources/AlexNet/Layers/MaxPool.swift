@@ -31,8 +31,7 @@ public final class MaxPool: Layer {
         forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine)
         output = try Memory(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine)
         guard mode == .training else { (backwardPrimitive, workspace, dInput) = (nil, nil, nil); return }
-        let ws = forwardPrimitive.desc(dnnl_query_workspace_md)
-        workspace = ws.bytes > 0 ? try Memory(ws, engine: engine) : nil
+        workspace = try forwardPrimitive.makeWorkspace(engine)
         var outMD = output.desc.md
         var bd = dnnl_pooling_desc_t()
         try withDims([stride, stride]) { s in try withDims([kernel, kernel]) { k in try withDims([0, 0]) { p in
@@ -44,16 +43,12 @@ public final class MaxPool: Layer {
     }
 
     public func forward(_ input: Memory) throws {
-        var args = [(DNNL_ARG_SRC, input), (DNNL_ARG_DST, output)]
-        if let workspace { args.append((DNNL_ARG_WORKSPACE, workspace)) }
-        try forwardPrimitive.execute(engine, args)
+        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_DST, output)], workspace: workspace)
     }
 
     public func backward(input: Memory, dOutput: Memory) throws {
         guard let backwardPrimitive, let dInput else { throw LayerError.notTraining(name) }
-        var args = [(DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_DIFF_SRC, dInput)]
-        if let workspace { args.append((DNNL_ARG_WORKSPACE, workspace)) }
-        try backwardPrimitive.execute(engine, args)
+        try backwardPrimitive.execute(engine, [(DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_DIFF_SRC, dInput)], workspace: workspace)
     }
 
     // MARK: plain-Swift reference (tests only)
