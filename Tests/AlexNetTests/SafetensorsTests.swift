@@ -55,7 +55,7 @@ final class SafetensorsTests: XCTestCase {
     func testTruncatedFileIsAnErrorNamingTheTensor() throws {
         let bytes = try sample().serialized()
         let message = try readError(bytes.prefix(bytes.count - 10))
-        XCTAssertTrue(message.contains("scalar") || message.contains("labels"), message)
+        XCTAssertTrue(["'labels'", "'empty'", "'scalar'"].contains { message.contains($0) }, "names a tensor past the cut: \(message)")
         XCTAssertTrue(message.contains("truncated"), message)
         XCTAssertTrue(try readError(Data([1, 2, 3])).contains("shorter than"))
         XCTAssertTrue(try readError(bytes.prefix(20)).contains("header claims"))

@@ -69,7 +69,8 @@ public struct SafetensorsFile {
         var meta: [String: String] = [:]
         var infos: [String: Info] = [:]
         let payload = data.count - start
-        for (name, value) in header {
+        // Sorted, so that a damaged file always reports the same tensor.
+        for (name, value) in header.sorted(by: { $0.key < $1.key }) {
             if name == "__metadata__" {
                 guard let m = value as? [String: Any] else { throw fail("__metadata__ is not an object") }
                 for (k, v) in m {
