@@ -13,9 +13,14 @@ let package = Package(
     targets: [
         // oneDNN's C API (Debian's libdnnl-dev, 2.6) and the OpenMP runtime it threads with.
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        // libjpeg-turbo's TurboJPEG API (Debian's libturbojpeg0-dev).
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
+        // libpng behind two C functions, since its errors longjmp (Debian's libpng-dev).
+        .target(name: "CPNG", path: "Sources/CPNG", linkerSettings: [.linkedLibrary("png16")]),
         .target(
             name: "AlexNet",
-            dependencies: ["CDNNL"],
+            dependencies: ["CDNNL", "CTurboJPEG", "CPNG"],
+            resources: [.copy("Resources/imagenet_classes.tsv")],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .executableTarget(

@@ -1,0 +1,149 @@
+import CPNG
+import CTurboJPEG
+import Foundation
+
+/// Decodes JPEG (baseline, progressive, grayscale, CMYK/YCCK) and PNG (8- and 16-bit, gray,
+/// palette; alpha dropped) to 8-bit RGB, and encodes JPEG and PNG (SPEC section 4).
+/// One codec per thread: TurboJPEG handles must not be shared.
+public final class ImageCodec {
+    private let decompressor: tjhandle
+    private let compressor: tjhandle
+
+    public init() {
+        guard let d = tjInitDecompress(), let c = tjInitCompress() else { fatalError("TurboJPEG: cannot create a handle") }
+        (decompressor, compressor) = (d, c)
+    }
+
+    deinit {
+        tjDestroy(decompressor)
+        tjDestroy(compressor)
+    }
+
+    /// Reads and decodes a file. With `minimumSize`, a JPEG decodes with libjpeg-turbo's DCT scaling
+    /// (1/2, 1/4 or 1/8: the largest reduction whose shorter side stays ≥ minimumSize·oversampling),
+    /// so big photos decode fast and the antialiased resize that follows still has margin.
+    public func decode(file path: String, minimumSize: Int? = nil, oversampling: Int = 2) throws -> RGBImage {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ImageError(path: path, reason: "cannot read (\((error as NSError).localizedDescription))")
+        }
+        return try data.withUnsafeBytes { try decode($0, path: path, minimumSize: minimumSize, oversampling: oversampling) }
+    }
+
+    public func decode(_ bytes: UnsafeRawBufferPointer, path: String, minimumSize: Int? = nil, oversampling: Int = 2) throws -> RGBImage {
+        guard !bytes.isEmpty else { throw ImageError(path: path, reason: "empty file") }
+        if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF {
+            return try decodeJPEG(bytes, path: path, minimumSize: minimumSize, oversampling: oversampling)
+        }
+        if bytes.count >= 8, Array(bytes.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] {
+            return try decodePNG(bytes, path: path)
+        }
+        let head = bytes.prefix(4).map { String(format: "%02x", $0) }.joined(separator: " ")
+        throw ImageError(path: path, reason: "not a JPEG or PNG image (starts with \(head))")
+    }
+
+    private func jpegError(_ handle: tjhandle) -> String { String(cString: tjGetErrorStr2(handle)) }
+
+    private func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, minimumSize: Int?, oversampling: Int) throws -> RGBImage {
+        let src = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
+        guard tjDecompressHeader3(decompressor, src, UInt(bytes.count), &w, &h, &subsampling, &colorspace) == 0 else {
+            throw ImageError(path: path, reason: "bad JPEG header (\(jpegError(decompressor)))")
+        }
+        guard w > 0, h > 0 else { throw ImageError(path: path, reason: "JPEG has no pixels") }
+        // DCT-domain scaling: the largest reduction that keeps the shorter side ≥ minimumSize·oversampling.
+        var (scaledW, scaledH) = (Int(w), Int(h))
+        if let minimumSize {
+            for denominator in [8, 4, 2] {
+                let sw = (Int(w) + denominator - 1) / denominator, sh = (Int(h) + denominator - 1) / denominator
+                if min(sw, sh) >= minimumSize * oversampling { (scaledW, scaledH) = (sw, sh); break }
+            }
+        }
+        let cmyk = colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
+        let channels = cmyk ? 4 : 3
+        var raw = [UInt8](repeating: 0, count: scaledW * scaledH * channels)
+        let status = raw.withUnsafeMutableBufferPointer { dst in
+            tjDecompress2(decompressor, src, UInt(bytes.count), dst.baseAddress, Int32(scaledW), 0, Int32(scaledH),
+                          cmyk ? Int32(TJPF_CMYK.rawValue) : Int32(TJPF_RGB.rawValue), 0)
+        }
+        if status != 0 {
+            let message = jpegError(decompressor)
+            // Warnings leave a usable image (e.g. "extraneous bytes before marker", common in
+            // ImageNet); a premature end means missing pixels: refuse it, as Pillow does.
+            if tjGetErrorCode(decompressor) == Int32(TJERR_FATAL.rawValue) || message.contains("Premature end") {
+                throw ImageError(path: path, reason: message.contains("Premature end") ? "truncated JPEG (\(message))" : "cannot decode JPEG (\(message))")
+            }
+        }
+        if !cmyk { return RGBImage(width: scaledW, height: scaledH, pixels: raw) }
+        return RGBImage(width: scaledW, height: scaledH, pixels: Self.cmykToRGB(raw, inverted: Self.hasAdobeMarker(bytes)))
+    }
+
+    /// Photoshop's CMYK JPEGs (those with an Adobe APP14 marker) store inverted ink values.
+    static func hasAdobeMarker(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var i = 2
+        while i + 4 <= bytes.count, bytes[i] == 0xFF {
+            let marker = bytes[i + 1]
+            if marker == 0xDA || marker == 0xD9 { break }   // start of scan: no more header markers
+            let length = Int(bytes[i + 2]) << 8 | Int(bytes[i + 3])
+            if marker == 0xEE, i + 9 <= bytes.count, Array(bytes[(i + 4)..<(i + 9)]) == Array("Adobe".utf8) { return true }
+            i += 2 + length
+        }
+        return false
+    }
+
+    /// Pillow's conversion: R = (255 − C)(255 − K)/255 on non-inverted ink values.
+    static func cmykToRGB(_ cmyk: [UInt8], inverted: Bool) -> [UInt8] {
+        let n = cmyk.count / 4
+        var rgb = [UInt8](repeating: 0, count: n * 3)
+        for p in 0..<n {
+            var c = Int(cmyk[4 * p]), m = Int(cmyk[4 * p + 1]), y = Int(cmyk[4 * p + 2]), k = Int(cmyk[4 * p + 3])
+            if inverted { (c, m, y, k) = (255 - c, 255 - m, 255 - y, 255 - k) }
+            let nk = 255 - k
+            func channel(_ v: Int) -> UInt8 {
+                let t = v * nk + 128                       // MULDIV255(v, nk)
+                return UInt8(clamping: nk - ((t >> 8) + t) >> 8)
+            }
+            rgb[3 * p] = channel(c); rgb[3 * p + 1] = channel(m); rgb[3 * p + 2] = channel(y)
+        }
+        return rgb
+    }
+
+    private func decodePNG(_ bytes: UnsafeRawBufferPointer, path: String) throws -> RGBImage {
+        var pixels: UnsafeMutablePointer<UInt8>?
+        var w: Int32 = 0, h: Int32 = 0
+        var message = [CChar](repeating: 0, count: 256)
+        let status = alexnet_png_decode_rgb(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, &pixels, &w, &h,
+                                            &message, message.count)
+        guard status == 0, let pixels else {
+            throw ImageError(path: path, reason: "cannot decode PNG (\(String(cString: message)))")
+        }
+        defer { free(pixels) }
+        return RGBImage(width: Int(w), height: Int(h), pixels: Array(UnsafeBufferPointer(start: pixels, count: Int(w * h * 3))))
+    }
+
+    /// Baseline JPEG with 4:2:0 chroma subsampling (the default of Pillow and OpenCV).
+    public func encodeJPEG(_ image: RGBImage, quality: Int) throws -> Data {
+        var out: UnsafeMutablePointer<UInt8>?
+        var size: UInt = 0
+        let status = image.pixels.withUnsafeBufferPointer { p in
+            tjCompress2(compressor, p.baseAddress, Int32(image.width), 0, Int32(image.height), Int32(TJPF_RGB.rawValue),
+                        &out, &size, Int32(TJSAMP_420.rawValue), Int32(quality), 0)
+        }
+        defer { if let out { tjFree(out) } }
+        guard status == 0, let out else { throw ImageError(path: "<jpeg encoder>", reason: jpegError(compressor)) }
+        return Data(bytes: out, count: Int(size))
+    }
+
+    /// Lossless PNG at a fast compression level.
+    public func encodePNG(_ image: RGBImage, level: Int = 3) throws -> Data {
+        var out: UnsafeMutablePointer<UInt8>?
+        var size = 0
+        var message = [CChar](repeating: 0, count: 256)
+        let status = image.pixels.withUnsafeBufferPointer { p in
+            alexnet_png_encode_rgb(p.baseAddress, Int32(image.width), Int32(image.height), Int32(level), &out, &size, &message, message.count)
+        }
+        guard status == 0, let out else { throw ImageError(path: "<png encoder>", reason: String(cString: message)) }
+        defer { free(out) }
+        return Data(bytes: out, count: size)
+    }
+}

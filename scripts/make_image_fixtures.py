@@ -1,0 +1,71 @@
+"""Writes the decoder fixtures in Tests/Fixtures/images with Pillow (run once; the outputs are committed).
+
+- <photo>.pillow256.png: Pillow's open + convert("RGB") + resize(shorter side 256, BICUBIC) + central
+  crop for the odd photos in ../shared/images that have no reference there (CMYK, progressive).
+- png_<kind>.png and png_<kind>.rgb.png: PNG variants (16-bit RGB, 16-bit gray, palette, gray+alpha,
+  RGBA, 1-bit) and what Pillow's convert("RGB") makes of them (16-bit: the high byte).
+Usage: python make_image_fixtures.py SHARED_IMAGES_DIR OUT_DIR
+"""
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+
+
+def preprocess(im):
+    im = im.convert("RGB")
+    w, h = im.size
+    r = 256 / min(w, h)
+    im = im.resize((round(w * r), round(h * r)), Image.BICUBIC)
+    w, h = im.size
+    return im.crop(((w - 256) // 2, (h - 256) // 2, (w - 256) // 2 + 256, (h - 256) // 2 + 256))
+
+
+for name in ["cmyk", "progressive"]:
+    im = Image.open(os.path.join(src, name + ".jpg"))
+    print(name, im.mode, im.size)
+    preprocess(im).save(os.path.join(out, name + ".pillow256.png"))
+
+rng = np.random.default_rng(3)
+h, w = 37, 53
+rgb16 = (rng.integers(0, 65536, (h, w, 3))).astype(">u2")
+gray16 = (rng.integers(0, 65536, (h, w))).astype(">u2")
+
+
+# 16-bit files are written by a minimal encoder (Pillow writes 16-bit gray only).
+import struct
+import zlib
+
+
+def png16(path, arr, color_type):
+    hh, ww = arr.shape[:2]
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(hh))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", ww, hh, 16, color_type, 0, 0, 0))
+    data += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    open(path, "wb").write(data)
+
+
+png16(os.path.join(out, "png_rgb16.png"), rgb16, 2)
+Image.fromarray((rgb16 >> 8).astype(np.uint8), "RGB").save(os.path.join(out, "png_rgb16.rgb.png"))
+png16(os.path.join(out, "png_gray16.png"), gray16, 0)
+g8 = (gray16 >> 8).astype(np.uint8)
+Image.fromarray(np.stack([g8] * 3, -1), "RGB").save(os.path.join(out, "png_gray16.rgb.png"))
+
+base = Image.fromarray(rng.integers(0, 256, (h, w, 3)).astype(np.uint8), "RGB")
+kinds = {
+    "palette": base.quantize(37),
+    "gray_alpha": base.convert("LA"),
+    "rgba": base.convert("RGBA"),
+    "bilevel": base.convert("1"),
+}
+for kind, im in kinds.items():
+    im.save(os.path.join(out, f"png_{kind}.png"))
+    Image.open(os.path.join(out, f"png_{kind}.png")).convert("RGB").save(os.path.join(out, f"png_{kind}.rgb.png"))
+for f in sorted(os.listdir(out)):
+    print(f, Image.open(os.path.join(out, f)).mode)
