@@ -33,6 +33,15 @@ struct Bench: ParsableCommand {
     @Option(help: "Machine FMA peak in GFLOP/s, for the fraction-of-peak column (measured here: about 230).")
     var peakGflops: Double = 230
 
+    @Option(help: "Instead of the network, time the input pipeline on this folder of preprocessed (256×256) images.")
+    var data: String?
+
+    @Option(help: "With --data: batch size of the ten-crop validation batches (the seed's peer script uses 32).")
+    var valBatch = 32
+
+    @Option(help: "With --data: a statistics file (alexnet stats) for the mean image and lighting.")
+    var stats: String?
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -43,6 +52,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if let data { return try runLoader(data) }
         var options = Benchmark.Options()
         options.batch = batch
         options.iterations = iters
@@ -88,6 +98,19 @@ struct Bench: ParsableCommand {
                 ("variant", "\"\(variant)\""),
             ]
             print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+        }
+    }
+
+    func runLoader(_ directory: String) throws {
+        let threads = compute.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let r = try LoaderBenchmark.run(directory: directory, threads: threads, batchSize: batch, valBatchSize: valBatch,
+                                        statistics: try stats.map { try DatasetStatistics(file: $0) })
+        print("input pipeline on \(r.images) images, \(threads) threads, batch \(batch) (ten-crop validation: \(valBatch))")
+        print(pad("training batches", 30) + String(format: "%.1f img/s per core", r.trainImagesPerSecondPerCore))
+        print(pad("ten-crop validation batches", 30) + String(format: "%.1f img/s per core", r.valImagesPerSecondPerCore))
+        if json {
+            print(String(format: "{\"loader_train_images_per_second_per_core\": %.2f, \"loader_val_images_per_second_per_core\": %.2f, \"threads\": %d}",
+                         r.trainImagesPerSecondPerCore, r.valImagesPerSecondPerCore, threads))
         }
     }
 }

@@ -6,7 +6,9 @@ public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>
 
-    public init(count: Int) {
+    /// - Parameter zeroed: false leaves the contents undefined (for buffers always written before
+    ///   being read, such as loader batches): large buffers then cost no page faults up front.
+    public init(count: Int, zeroed: Bool = true) {
         self.count = count
         var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
@@ -14,7 +16,7 @@ public final class FloatBuffer: @unchecked Sendable {
             fatalError("FloatBuffer: cannot allocate \(bytes) bytes")
         }
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
     }
 
     deinit { free(pointer) }

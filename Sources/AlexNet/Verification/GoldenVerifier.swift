@@ -47,7 +47,7 @@ public struct GoldenVerifier {
     public func verify(file path: String, report: (Row) -> Void) throws {
         let file = try SafetensorsFile(path: path)
         let name = (path as NSString).lastPathComponent
-        let emit = { (c: String, t: String, ours: [Float], ref: Tensor) in
+        func emit(_ c: String, _ t: String, _ ours: [Float], _ ref: Tensor) {
             report(Row(file: name, caseName: c, tensor: t, error: Tensor.relativeError(ours, ref.data), note: nil, tolerance: tolerance))
         }
         if let cases = file.metadata["cases"] {
@@ -55,8 +55,11 @@ public struct GoldenVerifier {
         } else if let config = file.metadata["config"], file.tensors["init.conv1.weight"] != nil {
             try verifyNetwork(file, config: config, emit: emit)
         } else if file.tensors["crops"] != nil {
-            report(Row(file: name, caseName: "tencrop", tensor: "crops", error: nil,
-                       note: "ten-crop belongs to the data pipeline (not built yet); skipped", tolerance: tolerance))
+            let image = try file.tensor("image"), crops = try file.tensor("crops")
+            guard image.shape.count == 4, crops.shape.count == 5, crops.shape[0] == 10, crops.shape[1] == image.shape[0] else {
+                throw ConfigError(message: "\(path): expected image (N, C, H, W) and crops (10, N, C, s, s), got \(image.shape) and \(crops.shape)")
+            }
+            emit("tencrop", "crops", TenCrop.crops(image, size: crops.shape[4]).data, crops)
         } else {
             throw ConfigError(message: "\(path): not a golden file (no 'cases' or network 'config' in its metadata)")
         }

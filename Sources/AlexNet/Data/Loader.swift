@@ -1,0 +1,172 @@
+import Foundation
+
+/// Background batch loading (data issue, item 8): worker threads decode and augment whole batches
+/// into a small ring of preallocated buffers ahead of the consumer, so memory stays bounded
+/// whatever the dataset size. Batch b's content depends only on (seed, epoch, b's samples), never
+/// on the number of threads or on timing.
+public final class BatchLoader: @unchecked Sendable {
+    public enum Kind: Sendable {
+        /// Shuffled order, random crops, mirroring and lighting.
+        case training
+        /// Dataset order; the central crop, or with `tenCrop` the ten crops of SPEC section 5.
+        case validation(tenCrop: Bool)
+    }
+
+    /// A ready batch. `images` is valid until the next call to `next()`.
+    public struct Batch {
+        public let index: Int
+        /// Samples in this batch (the last one may be short; it is never dropped).
+        public let count: Int
+        /// Training and single-crop validation: (count, 3, S, S). Ten-crop: (10, count, 3, S, S),
+        /// crop-major, so each crop of the whole batch is one contiguous network input.
+        public let images: UnsafeMutablePointer<Float>
+        public let labels: [Int]
+        /// Positions in the split of the samples.
+        public let samples: [Int]
+        public let crops: Int
+    }
+
+    public let split: DatasetSplit
+    public let labels: [Int]
+    public let kind: Kind
+    public let augmentation: Augmentation
+    public let batchSize: Int
+    public let seed: UInt64
+    public let epoch: Int
+    public let order: [Int]
+    public let batchCount: Int
+    public let crops: Int
+    public let sampleFloats: Int
+
+    private let slots: [FloatBuffer]
+    private let condition = NSCondition()
+    private var ready = Set<Int>()
+    private var released = -1
+    private var nextBatch = 0
+    private var stopped = false
+    private var failureList: [ImageError] = []
+    private let counter: WorkCounter
+
+    /// - Parameters:
+    ///   - labels: one per file of `split` (from a `LabelMap`).
+    ///   - prefetch: batches prepared beyond one per thread.
+    public init(split: DatasetSplit, labels: [Int], kind: Kind, augmentation: Augmentation, batchSize: Int, seed: UInt64,
+                epoch: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 1) throws {
+        guard batchSize > 0 else { throw DatasetError(message: "batch size must be positive, got \(batchSize)") }
+        guard labels.count == split.count else { throw DatasetError(message: "\(labels.count) labels for \(split.count) files") }
+        (self.split, self.labels, self.kind, self.augmentation, self.batchSize) = (split, labels, kind, augmentation, batchSize)
+        (self.seed, self.epoch) = (seed, epoch)
+        var order = Array(0..<split.count)
+        if case .training = kind {
+            var rng = RandomGenerator(seed: seed, stream: 0x5EED, UInt64(epoch))
+            order.shuffle(using: &rng)
+        }
+        self.order = order
+        batchCount = (split.count + batchSize - 1) / batchSize
+        if case .validation(tenCrop: true) = kind { crops = 10 } else { crops = 1 }
+        sampleFloats = 3 * augmentation.outputSize * augmentation.outputSize
+        let workers = max(1, threads)
+        let slotFloats = batchSize * crops * sampleFloats
+        slots = (0..<(workers + max(0, prefetch))).map { _ in FloatBuffer(count: slotFloats, zeroed: false) }
+        counter = WorkCounter(batchCount)
+        startWorkers(workers)
+    }
+
+    private func startWorkers(_ n: Int) {
+        for _ in 0..<n {
+            // The workers hold the loader until the epoch's batches are all made or it is stopped.
+            Thread { self.work() }.start()
+        }
+    }
+
+    deinit { stop() }
+
+    /// Stops the workers (also done when the loader is released).
+    public func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Files that failed to decode so far (their samples are zeros), with reasons.
+    public var failures: [ImageError] {
+        condition.lock(); defer { condition.unlock() }
+        return failureList
+    }
+
+    /// The next batch in order, waiting for it if needed; nil after the last.
+    public func next() -> Batch? {
+        condition.lock()
+        defer { condition.unlock() }
+        released = nextBatch - 1          // the previous batch's buffer may be reused now
+        condition.broadcast()
+        guard nextBatch < batchCount else { return nil }
+        let b = nextBatch
+        while !ready.contains(b) && !stopped { condition.wait() }
+        guard ready.contains(b) else { return nil }
+        ready.remove(b)
+        nextBatch += 1
+        let range = members(b)
+        return Batch(index: b, count: range.count, images: slots[b % slots.count].pointer, labels: range.map { labels[order[$0]] },
+                     samples: range.map { order[$0] }, crops: crops)
+    }
+
+    private func members(_ b: Int) -> Range<Int> { (b * batchSize)..<min(split.count, (b + 1) * batchSize) }
+
+    private func work() {
+        let codec = ImageCodec()
+        while let b = counter.take() {
+            condition.lock()
+            while b > released + slots.count && !stopped { condition.wait() }
+            let stop = stopped
+            condition.unlock()
+            if stop { return }
+            let errors = fill(b, codec: codec)
+            condition.lock()
+            ready.insert(b)
+            failureList += errors
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Decodes and augments batch b into its slot.
+    private func fill(_ b: Int, codec: ImageCodec) -> [ImageError] {
+        let range = members(b)
+        let base = slots[b % slots.count].pointer
+        var errors: [ImageError] = []
+        let size = augmentation.outputSize
+        for (i, position) in range.enumerated() {
+            let index = order[position]
+            do {
+                var image = try codec.decode(file: split.path(index))
+                if image.shorterSide < size || (image.width != image.height && augmentation.mean == .pixel) {
+                    image = image.resizedShorterSide(to: max(size, augmentation.statistics.size), crop: true)
+                }
+                switch kind {
+                case .training:
+                    var rng = RandomGenerator(seed: seed, stream: UInt64(epoch), UInt64(index))
+                    let draw = augmentation.draw(width: image.width, height: image.height, rng: &rng)
+                    augmentation.apply(image, draw, into: base + i * sampleFloats)
+                case .validation(let tenCrop):
+                    if tenCrop {
+                        TenCrop.apply(image, augmentation: augmentation, into: base + i * sampleFloats, stride: range.count * sampleFloats)
+                    } else {
+                        var center = augmentation
+                        center.crop = .paper
+                        center.apply(image, AugmentationDraw(x: (image.width - size) / 2, y: (image.height - size) / 2, width: size,
+                                                             height: size, mirror: false, alphas: [0, 0, 0]),
+                                     into: base + i * sampleFloats)
+                    }
+                }
+            } catch {
+                errors.append((error as? ImageError) ?? ImageError(path: split.path(index), reason: "\(error)"))
+                for k in 0..<crops {
+                    (base + (k * range.count + i) * sampleFloats).update(repeating: 0, count: sampleFloats)
+                }
+            }
+        }
+        return errors
+    }
+}

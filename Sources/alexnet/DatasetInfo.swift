@@ -1,0 +1,53 @@
+import AlexNet
+import ArgumentParser
+import Foundation
+
+struct DatasetInfo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dataset-info",
+        abstract: "Count a dataset's images per split and class, and list the first problems found.",
+        discussion: """
+        DIR is a dataset root (train_images/ and val_images/, or train/ and val/) or a single \
+        split folder. Problems: unknown synsets, validation classes missing from training, \
+        empty splits, files that are not images; with --decode, files that fail to decode.
+        """
+    )
+
+    @Argument(help: "Dataset root or split folder.")
+    var directory: String
+
+    @Option(help: "Layout: hf (flat <id>_<synset>.JPEG) or imagefolder (<class>/<file>); detected when omitted.")
+    var layout: String?
+
+    @Flag(help: "Decode every image to find broken files (slow on a full dataset).")
+    var decode = false
+
+    @Flag(help: "List every class's count (the default prints the smallest and largest).")
+    var allClasses = false
+
+    @Option(help: "Most problems to list.")
+    var maxProblems = 20
+
+    func validate() throws {
+        if let layout, DatasetLayout(rawValue: layout) == nil { throw ValidationError("--layout must be hf or imagefolder, got '\(layout)'") }
+    }
+
+    func run() throws {
+        let report = DatasetInspector.inspect(directory, layout: layout.flatMap(DatasetLayout.init), decode: decode, maxProblems: maxProblems)
+        for s in report.splits {
+            print("\(s.name): \(s.count) images in \(s.classCounts.count) classes (\(s.layout.rawValue) layout, \(s.root))")
+            let shown = allClasses || s.classCounts.count <= 12 ? s.classCounts
+                : Array(s.classCounts.sorted { $0.count < $1.count }.prefix(5)) + Array(s.classCounts.sorted { $0.count < $1.count }.suffix(5))
+            if !allClasses && s.classCounts.count > 12 { print("  (5 smallest and 5 largest classes; --all-classes lists every one)") }
+            for c in shown { print("  \(c.name)\t\(c.count)") }
+        }
+        if !report.splits.isEmpty { print("labels: " + (report.isImageNet ? "ILSVRC-2012 table (1000 classes)" : "sorted class names found")) }
+        if report.problems.isEmpty {
+            print("no problems found" + (decode ? "" : " (without decoding; --decode checks every image)"))
+        } else {
+            print("problems (first \(report.problems.count)):")
+            for p in report.problems { print("  \(p)") }
+            throw ExitCode.failure
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import AlexNet
+import ArgumentParser
+import Foundation
+
+struct Preprocess: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Resize a folder of images offline (paper section 2): shorter side to 256, optionally the central crop.",
+        discussion: """
+        Walks SRC (flat or nested) for .jpg, .jpeg and .png files and writes each under the same \
+        relative path in DST. Resizing is antialiased bicubic, equal to Pillow's resize(BICUBIC). \
+        Safe to interrupt and rerun: outputs appear under their names only when complete, and \
+        complete outputs are skipped. Bad inputs are skipped, listed at the end and in \
+        DST/preprocess-errors.tsv; the exit status is 1 when any failed.
+        """
+    )
+
+    @Option(name: .shortAndLong, help: "Source folder.")
+    var source: String
+
+    @Option(name: .shortAndLong, help: "Destination folder (created if missing).")
+    var destination: String
+
+    @Option(name: [.customShort("z"), .long], help: "Target length of the shorter side.")
+    var size = 256
+
+    @Flag(name: [.customShort("c"), .customLong("center-crop")], help: "Also crop the central size×size square (the paper's input).")
+    var centerCrop = false
+
+    @Option(help: "Output format: jpeg or png (lossless).")
+    var format: String = "jpeg"
+
+    @Option(help: "JPEG quality, 1…100.")
+    var quality = 95
+
+    @Option(help: "Worker threads (default: one per core).")
+    var threads: Int?
+
+    func validate() throws {
+        if size < 1 { throw ValidationError("-z/--size must be positive, got \(size)") }
+        if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1…100, got \(quality)") }
+        if Preprocessor.Format(rawValue: format) == nil { throw ValidationError("--format must be jpeg or png, got '\(format)'") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if source == destination { throw ValidationError("source and destination must differ") }
+    }
+
+    func run() throws {
+        var options = Preprocessor.Options(source: source, destination: destination)
+        options.size = size
+        options.centerCrop = centerCrop
+        options.format = Preprocessor.Format(rawValue: format)!
+        options.quality = quality
+        if let threads { options.threads = threads }
+        let report = try Preprocessor(options: options).run()
+        print("preprocess: \(report.written) written, \(report.skipped) already done, \(report.failures.count) failed"
+              + (report.ignored > 0 ? ", \(report.ignored) non-image files ignored" : "")
+              + String(format: " in %.1f s (%.1f images/s, %d threads)", report.seconds, report.imagesPerSecond, options.threads))
+        if !report.failures.isEmpty {
+            print("failed (also in \((destination as NSString).appendingPathComponent(Preprocessor.errorsFile))):")
+            for f in report.failures { print("  \(f.path): \(f.reason)") }
+            throw ExitCode.failure
+        }
+    }
+}
