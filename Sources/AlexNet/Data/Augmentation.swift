@@ -25,6 +25,10 @@ public struct AugmentationDraw: Sendable, Equatable {
     public var mirror: Bool
     /// PCA lighting coefficients αᵢ ~ N(0, σ²).
     public var alphas: [Float]
+
+    public init(x: Int, y: Int, width: Int, height: Int, mirror: Bool, alphas: [Float]) {
+        (self.x, self.y, self.width, self.height, self.mirror, self.alphas) = (x, y, width, height, mirror, alphas)
+    }
 }
 
 public struct Augmentation: Sendable {
@@ -158,11 +162,15 @@ public enum TenCrop {
     /// (x, y, mirrored) in the source image for each of the ten windows; a mirrored window is the
     /// mirror image of the source window at (x, y).
     public static func windows(width w: Int, height h: Int, size s: Int) -> [(x: Int, y: Int, mirrored: Bool)] {
-        // torchvision's center_crop: int(round((H − s) / 2)), Python rounding half to even.
-        let cx = Int((Double(w - s) / 2).rounded(.toNearestOrEven)), cy = Int((Double(h - s) / 2).rounded(.toNearestOrEven))
+        let (cx, cy) = (centerOffset(w, s), centerOffset(h, s))
         let five = [(0, 0), (w - s, 0), (0, h - s), (w - s, h - s), (cx, cy)]
         // A corner of the mirrored image is the mirror of the opposite corner of the source.
         return five.map { ($0.0, $0.1, false) } + five.map { (w - s - $0.0, $0.1, true) }
+    }
+
+    /// torchvision's center_crop offset: int(round((length − size) / 2)), Python rounding half to even.
+    public static func centerOffset(_ length: Int, _ size: Int) -> Int {
+        Int((Double(length - size) / 2).rounded(.toNearestOrEven))
     }
 
     /// Crops planar (N, C, H, W) images into (10, N, C, s, s), in `windows` order.

@@ -155,7 +155,7 @@ public final class BatchLoader: @unchecked Sendable {
                     } else {
                         var center = augmentation
                         center.crop = .paper
-                        center.apply(image, AugmentationDraw(x: (image.width - size) / 2, y: (image.height - size) / 2, width: size,
+                        center.apply(image, AugmentationDraw(x: TenCrop.centerOffset(image.width, size), y: TenCrop.centerOffset(image.height, size), width: size,
                                                              height: size, mirror: false, alphas: [0, 0, 0]),
                                      into: base + i * sampleFloats)
                     }
