@@ -17,9 +17,11 @@ let package = Package(
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
         // libpng behind two C functions, since its errors longjmp (Debian's libpng-dev).
         .target(name: "CPNG", path: "Sources/CPNG", linkerSettings: [.linkedLibrary("png16")]),
+        // SIMD inner loops (AVX2 where the CPU has it, chosen at run time) for the image resampler.
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(
             name: "AlexNet",
-            dependencies: ["CDNNL", "CTurboJPEG", "CPNG"],
+            dependencies: ["CDNNL", "CTurboJPEG", "CPNG", "CKernels"],
             resources: [.copy("Resources/imagenet_classes.tsv")],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),

@@ -8,10 +8,18 @@ import Foundation
 public final class ImageCodec {
     private let decompressor: tjhandle
     private let compressor: tjhandle
+    /// TurboJPEG decode flags (TJFLAG_FASTDCT / TJFLAG_FASTUPSAMPLE); 0 decodes as Pillow does.
+    public var decodeFlags: Int32 = 0
+    /// DCT scaling factors allowed (num/denom ≤ 1), largest reduction first.
+    private let scalings: [(num: Int, denom: Int)]
 
     public init() {
         guard let d = tjInitDecompress(), let c = tjInitCompress() else { fatalError("TurboJPEG: cannot create a handle") }
         (decompressor, compressor) = (d, c)
+        var n: Int32 = 0
+        let factors = tjGetScalingFactors(&n)
+        scalings = (0..<Int(n)).map { (Int(factors![$0].num), Int(factors![$0].denom)) }
+            .filter { $0.num < $0.denom }.sorted { $0.num * $1.denom < $1.num * $0.denom }
     }
 
     deinit {
@@ -19,24 +27,42 @@ public final class ImageCodec {
         tjDestroy(compressor)
     }
 
-    /// Reads and decodes a file. With `minimumSize`, a JPEG decodes with libjpeg-turbo's DCT scaling
-    /// (1/2, 1/4 or 1/8: the largest reduction whose shorter side stays ≥ minimumSize·oversampling),
-    /// so big photos decode fast and the antialiased resize that follows still has margin.
-    public func decode(file path: String, minimumSize: Int? = nil, oversampling: Int = 2) throws -> RGBImage {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ImageError(path: path, reason: "cannot read (\((error as NSError).localizedDescription))")
+    /// An image decoded at a reduced scale: `image` covers the source's `sourceWidth`×`sourceHeight`
+    /// pixels at `scale` (1 when not reduced).
+    public struct Decoded {
+        public var image: RGBImage
+        public var sourceWidth: Int
+        public var sourceHeight: Int
+        public var scale: Double
+
+        /// Shorter side to `size` and optional central crop, with the geometry of the full-size
+        /// source (so DCT scaling changes pixels only, never the output size or the crop window).
+        public func resizedShorterSide(to size: Int, crop: Bool) -> RGBImage {
+            image.resizedShorterSide(to: size, crop: crop, sourceWidth: sourceWidth, sourceHeight: sourceHeight, scale: scale)
         }
-        return try data.withUnsafeBytes { try decode($0, path: path, minimumSize: minimumSize, oversampling: oversampling) }
     }
 
-    public func decode(_ bytes: UnsafeRawBufferPointer, path: String, minimumSize: Int? = nil, oversampling: Int = 2) throws -> RGBImage {
+    /// Reads and decodes a file at full size.
+    public func decode(file path: String) throws -> RGBImage {
+        var buffer: [UInt8] = []
+        let n: Int
+        do { n = try FileIO.read(path, into: &buffer) } catch let failure as FileIO.Failure {
+            throw ImageError(path: path, reason: failure.reason)
+        }
+        return try buffer.withUnsafeBytes { try decode(UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: path).image }
+    }
+
+    /// Decodes JPEG or PNG bytes. With `minimumSize`, a JPEG decodes with libjpeg-turbo's DCT
+    /// scaling (a factor M/8: the largest reduction whose shorter side stays ≥ minimumSize·oversampling),
+    /// so big photos decode fast and the antialiased resize that follows still has margin.
+    public func decode(_ bytes: UnsafeRawBufferPointer, path: String, minimumSize: Int? = nil, oversampling: Int = 2) throws -> Decoded {
         guard !bytes.isEmpty else { throw ImageError(path: path, reason: "empty file") }
         if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF {
             return try decodeJPEG(bytes, path: path, minimumSize: minimumSize, oversampling: oversampling)
         }
         if bytes.count >= 8, Array(bytes.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] {
-            return try decodePNG(bytes, path: path)
+            let image = try decodePNG(bytes, path: path)
+            return Decoded(image: image, sourceWidth: image.width, sourceHeight: image.height, scale: 1)
         }
         let head = bytes.prefix(4).map { String(format: "%02x", $0) }.joined(separator: " ")
         throw ImageError(path: path, reason: "not a JPEG or PNG image (starts with \(head))")
@@ -44,7 +70,7 @@ public final class ImageCodec {
 
     private func jpegError(_ handle: tjhandle) -> String { String(cString: tjGetErrorStr2(handle)) }
 
-    private func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, minimumSize: Int?, oversampling: Int) throws -> RGBImage {
+    private func decodeJPEG(_ bytes: UnsafeRawBufferPointer, path: String, minimumSize: Int?, oversampling: Int) throws -> Decoded {
         let src = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
         guard tjDecompressHeader3(decompressor, src, UInt(bytes.count), &w, &h, &subsampling, &colorspace) == 0 else {
@@ -52,19 +78,21 @@ public final class ImageCodec {
         }
         guard w > 0, h > 0 else { throw ImageError(path: path, reason: "JPEG has no pixels") }
         // DCT-domain scaling: the largest reduction that keeps the shorter side ≥ minimumSize·oversampling.
-        var (scaledW, scaledH) = (Int(w), Int(h))
+        var (scaledW, scaledH, scale) = (Int(w), Int(h), 1.0)
         if let minimumSize {
-            for denominator in [8, 4, 2] {
-                let sw = (Int(w) + denominator - 1) / denominator, sh = (Int(h) + denominator - 1) / denominator
-                if min(sw, sh) >= minimumSize * oversampling { (scaledW, scaledH) = (sw, sh); break }
+            for f in scalings {
+                let sw = (Int(w) * f.num + f.denom - 1) / f.denom, sh = (Int(h) * f.num + f.denom - 1) / f.denom
+                if min(sw, sh) >= minimumSize * oversampling { (scaledW, scaledH, scale) = (sw, sh, Double(f.num) / Double(f.denom)); break }
             }
         }
         let cmyk = colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
         let channels = cmyk ? 4 : 3
-        var raw = [UInt8](repeating: 0, count: scaledW * scaledH * channels)
-        let status = raw.withUnsafeMutableBufferPointer { dst in
-            tjDecompress2(decompressor, src, UInt(bytes.count), dst.baseAddress, Int32(scaledW), 0, Int32(scaledH),
-                          cmyk ? Int32(TJPF_CMYK.rawValue) : Int32(TJPF_RGB.rawValue), 0)
+        var status: Int32 = 0
+        // Every byte is written by the decoder, so the buffer starts uninitialised.
+        let raw = [UInt8](unsafeUninitializedCapacity: scaledW * scaledH * channels) { dst, count in
+            status = tjDecompress2(decompressor, src, UInt(bytes.count), dst.baseAddress, Int32(scaledW), 0, Int32(scaledH),
+                                   cmyk ? Int32(TJPF_CMYK.rawValue) : Int32(TJPF_RGB.rawValue), decodeFlags)
+            count = scaledW * scaledH * channels
         }
         if status != 0 {
             let message = jpegError(decompressor)
@@ -74,8 +102,8 @@ public final class ImageCodec {
                 throw ImageError(path: path, reason: message.contains("Premature end") ? "truncated JPEG (\(message))" : "cannot decode JPEG (\(message))")
             }
         }
-        if !cmyk { return RGBImage(width: scaledW, height: scaledH, pixels: raw) }
-        return RGBImage(width: scaledW, height: scaledH, pixels: Self.cmykToRGB(raw, inverted: Self.hasAdobeMarker(bytes)))
+        let rgb = cmyk ? Self.cmykToRGB(raw, inverted: Self.hasAdobeMarker(bytes)) : raw
+        return Decoded(image: RGBImage(width: scaledW, height: scaledH, pixels: rgb), sourceWidth: Int(w), sourceHeight: Int(h), scale: scale)
     }
 
     /// Photoshop's CMYK JPEGs (those with an Adobe APP14 marker) store inverted ink values.
@@ -123,6 +151,11 @@ public final class ImageCodec {
 
     /// Baseline JPEG with 4:2:0 chroma subsampling (the default of Pillow and OpenCV).
     public func encodeJPEG(_ image: RGBImage, quality: Int) throws -> Data {
+        try encodeJPEG(image, quality: quality) { Data($0) }
+    }
+
+    /// Encodes and hands the bytes to `body` without copying them (valid only inside `body`).
+    public func encodeJPEG<R>(_ image: RGBImage, quality: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         var out: UnsafeMutablePointer<UInt8>?
         var size: UInt = 0
         let status = image.pixels.withUnsafeBufferPointer { p in
@@ -131,7 +164,7 @@ public final class ImageCodec {
         }
         defer { if let out { tjFree(out) } }
         guard status == 0, let out else { throw ImageError(path: "<jpeg encoder>", reason: jpegError(compressor)) }
-        return Data(bytes: out, count: Int(size))
+        return try body(UnsafeRawBufferPointer(start: out, count: Int(size)))
     }
 
     /// Lossless PNG at a fast compression level.

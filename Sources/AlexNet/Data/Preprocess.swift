@@ -42,14 +42,11 @@ public struct Preprocessor {
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
             throw ImageError(path: root, reason: "no such folder")
         }
-        guard let walker = FileManager.default.enumerator(atPath: root) else { throw ImageError(path: root, reason: "cannot list") }
         var images: [String] = [], ignored = 0
-        while let rel = walker.nextObject() as? String {
-            guard walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular else { continue }
-            if (rel as NSString).lastPathComponent.hasPrefix(".") { continue }
+        for rel in try FileIO.walk(root) {
             if imageExtensions.contains((rel as NSString).pathExtension.lowercased()) { images.append(rel) } else { ignored += 1 }
         }
-        return (images.sorted(), ignored)
+        return (images, ignored)
     }
 
     /// Where `relative` goes: the same path, the extension following the format (a JPEG keeps its own).
@@ -66,12 +63,12 @@ public struct Preprocessor {
 
     /// Whether `path` holds a whole JPEG (ends with EOI) or PNG (ends with IEND).
     public static func isComplete(_ path: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        guard let size = try? handle.seekToEnd(), size >= 12 else { return false }
-        try? handle.seek(toOffset: size - 12)
-        guard let tail = try? handle.readToEnd(), tail.count == 12 else { return false }
-        let t = [UInt8](tail)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var t = [UInt8](repeating: 0, count: 12)
+        let size = lseek(fd, 0, SEEK_END)
+        guard size >= 12, pread(fd, &t, 12, size - 12) == 12 else { return false }
         if t[10] == 0xFF && t[11] == 0xD9 { return true }
         return Array(t[4..<12]) == [0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82]
     }
@@ -85,8 +82,10 @@ public struct Preprocessor {
         let start = Date()
         let options = self.options
         let me = self
-        runWorkers(max(1, options.threads)) { _ in
+        runWorkers(max(1, options.threads)) { worker in
             let codec = ImageCodec()
+            let tag = "\(getpid())-\(worker)"
+            var input: [UInt8] = []
             while let i = counter.take() {
                 let rel = images[i]
                 let src = (options.source as NSString).appendingPathComponent(rel)
@@ -97,14 +96,19 @@ public struct Preprocessor {
                     continue
                 }
                 do {
-                    let image = try codec.decode(file: src, minimumSize: options.size)
-                        .resizedShorterSide(to: options.size, crop: options.centerCrop)
-                    let bytes = options.format == .jpeg ? try codec.encodeJPEG(image, quality: options.quality) : try codec.encodePNG(image)
+                    let size = try FileIO.read(src, into: &input)
+                    let image = try input.withUnsafeBytes { raw in
+                        try codec.decode(UnsafeRawBufferPointer(rebasing: raw[0..<size]), path: src, minimumSize: options.size)
+                    }.resizedShorterSide(to: options.size, crop: options.centerCrop)
                     try shared.ensureFolder((dst as NSString).deletingLastPathComponent)
-                    try Self.writeAtomically(bytes, to: dst)
+                    if options.format == .jpeg {
+                        try codec.encodeJPEG(image, quality: options.quality) { try FileIO.writeAtomically($0, to: dst, tag: tag) }
+                    } else {
+                        try FileIO.writeAtomically(try codec.encodePNG(image), to: dst, tag: tag)
+                    }
                     shared.update { $0.written += 1 }
                 } catch {
-                    let reason = (error as? ImageError)?.reason ?? "\(error)"
+                    let reason = (error as? ImageError)?.reason ?? (error as? FileIO.Failure)?.reason ?? "\(error)"
                     shared.update { $0.failures.append((src, reason)) }
                 }
             }
@@ -119,7 +123,7 @@ public struct Preprocessor {
             try? FileManager.default.removeItem(atPath: errorsPath)
         } else {
             let tsv = "path\treason\n" + report.failures.map { "\($0.path)\t\($0.reason.replacingOccurrences(of: "\t", with: " "))\n" }.joined()
-            try Self.writeAtomically(Data(tsv.utf8), to: errorsPath)
+            try FileIO.writeAtomically(Data(tsv.utf8), to: errorsPath)
         }
         return report
     }
@@ -140,29 +144,6 @@ public struct Preprocessor {
             if folders.contains(folder) { return }
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             folders.insert(folder)
-        }
-    }
-
-    /// Writes through a temporary name in the same folder, then renames: readers never see half a file.
-    public static func writeAtomically(_ data: Data, to path: String) throws {
-        let folder = (path as NSString).deletingLastPathComponent
-        let tmp = (folder as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ImageError(path: path, reason: "cannot create (\(String(cString: strerror(errno))))") }
-        let ok = data.withUnsafeBytes { raw -> Bool in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 { return false }
-                offset += n
-            }
-            return true
-        }
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(tmp)
-            throw ImageError(path: path, reason: "cannot write (\(reason))")
         }
     }
 }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Antialiased resampling exactly as Pillow's `Image.resize` does it (libImaging/Resample.c):
 /// separable filters whose support widens with the reduction factor, a horizontal pass into an
 /// 8-bit intermediate then a vertical pass, weights in 22-bit fixed point, rounding to nearest.
@@ -62,22 +64,71 @@ struct AxisWeights {
     }
 }
 
+/// The weights and extents of one resize: shared by the SIMD path and the reference.
+struct ResamplePlan {
+    let horizontal: AxisWeights
+    let vertical: AxisWeights
+    let window: (x: Int, y: Int, width: Int, height: Int)
+    /// The input rows the vertical pass reads: rowFirst ..< rowFirst + midRows.
+    let rowFirst: Int
+    let midRows: Int
+
+    init(_ image: RGBImage, width outW: Int, height outH: Int, filter: ResampleFilter,
+         box: (Double, Double, Double, Double)?, window: (x: Int, y: Int, width: Int, height: Int)?) {
+        let (bx0, by0, bx1, by1) = box ?? (0, 0, Double(image.width), Double(image.height))
+        let win = window ?? (0, 0, outW, outH)
+        precondition(win.x >= 0 && win.y >= 0 && win.x + win.width <= outW && win.y + win.height <= outH, "window outside the output")
+        horizontal = AxisWeights(inSize: image.width, in0: bx0, in1: bx1, outSize: outW, outRange: win.x..<(win.x + win.width), filter: filter)
+        vertical = AxisWeights(inSize: image.height, in0: by0, in1: by1, outSize: outH, outRange: win.y..<(win.y + win.height), filter: filter)
+        rowFirst = vertical.first.min() ?? 0
+        midRows = (zip(vertical.first, vertical.count).map { $0 + $1 }.max() ?? 0) - rowFirst
+        self.window = win
+    }
+}
+
 extension RGBImage {
     /// Resizes to `width`×`height` (the region `box` = (x0, y0, x1, y1) of this image, default all
     /// of it) and returns only the output window `window` (default all of it), as
-    /// `resize(size, filter, box).crop(window)` would in Pillow.
+    /// `resize(size, filter, box).crop(window)` would in Pillow, byte for byte.
     public func resampled(width outW: Int, height outH: Int, filter: ResampleFilter = .bicubic,
                           box: (Double, Double, Double, Double)? = nil,
                           window: (x: Int, y: Int, width: Int, height: Int)? = nil) -> RGBImage {
-        let (bx0, by0, bx1, by1) = box ?? (0, 0, Double(width), Double(height))
-        let win = window ?? (0, 0, outW, outH)
-        precondition(win.x >= 0 && win.y >= 0 && win.x + win.width <= outW && win.y + win.height <= outH, "window outside the output")
-        let horizontal = AxisWeights(inSize: width, in0: bx0, in1: bx1, outSize: outW, outRange: win.x..<(win.x + win.width), filter: filter)
-        let vertical = AxisWeights(inSize: height, in0: by0, in1: by1, outSize: outH, outRange: win.y..<(win.y + win.height), filter: filter)
-        // The input rows the vertical pass reads.
-        let rowFirst = vertical.first.min() ?? 0
-        let rowEnd = zip(vertical.first, vertical.count).map { $0 + $1 }.max() ?? 0
-        let midRows = rowEnd - rowFirst
+        let plan = ResamplePlan(self, width: outW, height: outH, filter: filter, box: box, window: window)
+        let (h, v) = (plan.horizontal, plan.vertical)
+        let midBytes = plan.window.width * 3
+        let mid = [UInt8](unsafeUninitializedCapacity: plan.midRows * midBytes + 4) { buffer, count in
+            pixels.withUnsafeBufferPointer { src in
+                h.first.map(Int32.init).withUnsafeBufferPointer { first in
+                    h.count.map(Int32.init).withUnsafeBufferPointer { taps in
+                        alexnet_resample_horizontal(src.baseAddress! + plan.rowFirst * width * 3, width * 3,
+                                                    src.baseAddress! + src.count, Int32(plan.midRows), buffer.baseAddress!, midBytes,
+                                                    Int32(plan.window.width), first.baseAddress!, taps.baseAddress!, h.weights, Int32(h.taps))
+                    }
+                }
+            }
+            count = plan.midRows * midBytes + 4
+        }
+        let out = [UInt8](unsafeUninitializedCapacity: plan.window.height * midBytes) { buffer, count in
+            mid.withUnsafeBufferPointer { src in
+                v.first.map { Int32($0 - plan.rowFirst) }.withUnsafeBufferPointer { first in
+                    v.count.map(Int32.init).withUnsafeBufferPointer { taps in
+                        alexnet_resample_vertical(src.baseAddress!, midBytes, buffer.baseAddress!, midBytes, Int32(plan.window.height),
+                                                  Int32(midBytes), first.baseAddress!, taps.baseAddress!, v.weights, Int32(v.taps))
+                    }
+                }
+            }
+            count = plan.window.height * midBytes
+        }
+        return RGBImage(width: plan.window.width, height: plan.window.height, pixels: out)
+    }
+
+    /// `resampled` in plain Swift, loop for loop Pillow's: the reference the SIMD kernels are
+    /// tested against.
+    public func resampledReference(width outW: Int, height outH: Int, filter: ResampleFilter = .bicubic,
+                          box: (Double, Double, Double, Double)? = nil,
+                          window: (x: Int, y: Int, width: Int, height: Int)? = nil) -> RGBImage {
+        let plan = ResamplePlan(self, width: outW, height: outH, filter: filter, box: box, window: window)
+        let (horizontal, vertical, win, rowFirst, midRows) = (plan.horizontal, plan.vertical, plan.window, plan.rowFirst, plan.midRows)
         let midW = win.width
         let half = Int32(1) << Int32(AxisWeights.precisionBits - 1)
         let shift = Int32(AxisWeights.precisionBits)
@@ -135,13 +186,19 @@ extension RGBImage {
     /// The offline preprocessing of paper section 2 (SPEC section 4): shorter side to `size`
     /// keeping the aspect ratio (antialiased bicubic; not resampled when it already is `size`),
     /// then, with `crop`, the central `size`×`size`.
-    public func resizedShorterSide(to size: Int, crop: Bool) -> RGBImage {
-        let (w, h) = (width, height)
+    ///
+    /// An image decoded with DCT scaling passes its source's size and the `scale` it was decoded
+    /// at: the output size and crop follow the source, and the resize reads the region of this
+    /// image that covers the source exactly.
+    public func resizedShorterSide(to size: Int, crop: Bool, sourceWidth: Int? = nil, sourceHeight: Int? = nil,
+                                   scale: Double = 1) -> RGBImage {
+        let (w, h) = (sourceWidth ?? width, sourceHeight ?? height)
         let (outW, outH) = w <= h ? (size, Int((Double(h) * Double(size) / Double(w)).rounded()))
                                   : (Int((Double(w) * Double(size) / Double(h)).rounded()), size)
-        if shorterSide == size { return crop ? centerCropped(size) : self }
-        if !crop { return resampled(width: outW, height: outH) }
+        if scale == 1 && shorterSide == size { return crop ? centerCropped(size) : self }
+        let box = (0.0, 0.0, Double(w) * scale, Double(h) * scale)
+        if !crop { return resampled(width: outW, height: outH, box: box) }
         let cw = min(size, outW), ch = min(size, outH)
-        return resampled(width: outW, height: outH, window: ((outW - cw) / 2, (outH - ch) / 2, cw, ch))
+        return resampled(width: outW, height: outH, box: box, window: ((outW - cw) / 2, (outH - ch) / 2, cw, ch))
     }
 }

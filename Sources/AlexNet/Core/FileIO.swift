@@ -1,0 +1,89 @@
+import Foundation
+
+/// Plain POSIX file access for the hot paths (preprocessing, loading): one open, one fstat, reads
+/// into a reused buffer, and no Foundation path resolution per file.
+public enum FileIO {
+    public struct Failure: Error, CustomStringConvertible {
+        public let path: String
+        public let reason: String
+        public var description: String { "\(path): \(reason)" }
+    }
+
+    private static func failure(_ path: String, _ what: String) -> Failure {
+        Failure(path: path, reason: "\(what) (\(String(cString: strerror(errno))))")
+    }
+
+    /// Reads a whole file into `buffer` (grown as needed) and returns its size.
+    @discardableResult
+    public static func read(_ path: String, into buffer: inout [UInt8]) throws -> Int {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(path, "cannot open") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw failure(path, "cannot stat") }
+        let size = Int(st.st_size)
+        if buffer.count < size { buffer = [UInt8](repeating: 0, count: size) }
+        var done = 0
+        try buffer.withUnsafeMutableBytes { raw in
+            while done < size {
+                let n = Foundation.read(fd, raw.baseAddress! + done, size - done)
+                if n < 0 { if errno == EINTR { continue }; throw failure(path, "cannot read") }
+                if n == 0 { break }
+                done += n
+            }
+        }
+        return done
+    }
+
+    /// Writes `bytes` to `path` through a temporary name in the same folder and renames it into
+    /// place, so readers (and a rerun after a crash) never see half a file. `tag` keeps the
+    /// temporary names of concurrent writers apart.
+    public static func writeAtomically(_ bytes: UnsafeRawBufferPointer, to path: String, tag: String) throws {
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let tmp = folder + "/." + name + ".tmp-" + tag
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure(path, "cannot create") }
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { let f = failure(path, "cannot write"); close(fd); unlink(tmp); throw f }
+            done += n
+        }
+        guard close(fd) == 0 else { let f = failure(path, "cannot write"); unlink(tmp); throw f }
+        guard rename(tmp, path) == 0 else { let f = failure(path, "cannot rename into place"); unlink(tmp); throw f }
+    }
+
+    public static func writeAtomically(_ data: Data, to path: String, tag: String = "\(getpid())") throws {
+        try data.withUnsafeBytes { try writeAtomically($0, to: path, tag: tag) }
+    }
+
+    /// Regular files under `root`, as paths relative to it, found with readdir (no stat per file
+    /// where the file system reports types). Hidden entries are skipped.
+    public static func walk(_ root: String) throws -> [String] {
+        var out: [String] = []
+        func visit(_ relative: String) throws {
+            let full = relative.isEmpty ? root : root + "/" + relative
+            guard let dir = opendir(full) else { throw failure(full, "cannot list") }
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+                }
+                if name.hasPrefix(".") { continue }
+                let rel = relative.isEmpty ? name : relative + "/" + name
+                var type = Int32(entry.pointee.d_type)
+                if type == DT_UNKNOWN || type == DT_LNK {
+                    var st = stat()
+                    guard stat(root + "/" + rel, &st) == 0 else { continue }
+                    type = (st.st_mode & S_IFMT) == S_IFDIR ? Int32(DT_DIR) : (st.st_mode & S_IFMT) == S_IFREG ? Int32(DT_REG) : 0
+                }
+                if type == DT_DIR { try visit(rel) } else if type == DT_REG { out.append(rel) }
+            }
+        }
+        try visit("")
+        return out.sorted()
+    }
+}

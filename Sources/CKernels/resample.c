@@ -1,0 +1,196 @@
+#include "alexnet_kernels.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PRECISION_BITS 22
+#define HALF (1 << (PRECISION_BITS - 1))
+
+static inline uint8_t clip8(int32_t v) {
+    v >>= PRECISION_BITS;
+    return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
+}
+
+static void horizontal_portable(const uint8_t *src, size_t src_stride, int rows, uint8_t *dst, size_t dst_stride,
+                                int out_width, const int32_t *first, const int32_t *count, const int32_t *weights, int taps) {
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = src + (size_t)r * src_stride;
+        uint8_t *out = dst + (size_t)r * dst_stride;
+        for (int x = 0; x < out_width; x++) {
+            const int32_t *k = weights + (size_t)x * taps;
+            const uint8_t *p = row + (size_t)first[x] * 3;
+            int32_t s0 = HALF, s1 = HALF, s2 = HALF;
+            for (int t = 0; t < count[x]; t++) {
+                s0 += p[3 * t] * k[t];
+                s1 += p[3 * t + 1] * k[t];
+                s2 += p[3 * t + 2] * k[t];
+            }
+            out[3 * x] = clip8(s0);
+            out[3 * x + 1] = clip8(s1);
+            out[3 * x + 2] = clip8(s2);
+        }
+    }
+}
+
+static void vertical_portable(const uint8_t *src, size_t src_stride, uint8_t *dst, size_t dst_stride, int out_height,
+                              int row_bytes, const int32_t *first, const int32_t *count, const int32_t *weights, int taps) {
+    int32_t *acc = malloc(sizeof(int32_t) * (size_t)row_bytes);
+    for (int y = 0; y < out_height; y++) {
+        for (int j = 0; j < row_bytes; j++) acc[j] = HALF;
+        for (int t = 0; t < count[y]; t++) {
+            const uint8_t *row = src + (size_t)(first[y] + t) * src_stride;
+            int32_t w = weights[(size_t)y * taps + t];
+            for (int j = 0; j < row_bytes; j++) acc[j] += row[j] * w;
+        }
+        uint8_t *out = dst + (size_t)y * dst_stride;
+        for (int j = 0; j < row_bytes; j++) out[j] = clip8(acc[j]);
+    }
+    free(acc);
+}
+
+// AVX2: two taps of one output pixel per 256-bit multiply. Eight source bytes (taps t and t+1,
+// plus two bytes of t+2) widen to eight int32 lanes; the weights vector is
+// (w_t, w_t, w_t, w_t+1, w_t+1, w_t+1, 0, 0), so the unused lanes add nothing.
+__attribute__((target("avx2"))) static void horizontal_avx2(const uint8_t *src, size_t src_stride, const uint8_t *src_end,
+                                                            int rows, uint8_t *dst, size_t dst_stride, int out_width,
+                                                            const int32_t *first, const int32_t *count,
+                                                            const int32_t *weights, int taps) {
+    int pairs = (taps + 1) / 2;
+    int32_t *expanded = aligned_alloc(32, sizeof(int32_t) * 8 * (size_t)pairs * (size_t)out_width + 32);
+    for (int x = 0; x < out_width; x++) {
+        for (int q = 0; q < pairs; q++) {
+            int32_t *e = expanded + ((size_t)x * pairs + q) * 8;
+            int t = 2 * q;
+            int32_t a = t < count[x] ? weights[(size_t)x * taps + t] : 0;
+            int32_t b = t + 1 < count[x] ? weights[(size_t)x * taps + t + 1] : 0;
+            e[0] = e[1] = e[2] = a;
+            e[3] = e[4] = e[5] = b;
+            e[6] = e[7] = 0;
+        }
+    }
+    const __m256i fold = _mm256_setr_epi32(3, 4, 5, 7, 7, 7, 7, 7);
+    const __m256i half = _mm256_setr_epi32(HALF, HALF, HALF, 0, 0, 0, 0, 0);
+    // Two rows per pass share each weight load (the expanded weights outgrow L1 for wide outputs).
+    // Rows whose every 8-byte load stays inside the image take this path; the rest go one by one.
+    size_t reach = 0;
+    for (int x = 0; x < out_width; x++) {
+        size_t end = (size_t)first[x] * 3 + 6 * (size_t)((count[x] + 1) / 2) + 2;
+        if (end > reach) reach = end;
+    }
+    int safe = 0;
+    while (safe < rows && src + (size_t)safe * src_stride + reach <= src_end) safe++;
+    int r = 0;
+    for (; r + 1 < safe; r += 2) {
+        const uint8_t *row0 = src + (size_t)r * src_stride, *row1 = row0 + src_stride;
+        uint8_t *out0 = dst + (size_t)r * dst_stride, *out1 = out0 + dst_stride;
+        for (int x = 0; x < out_width; x++) {
+            int n = count[x], used = (n + 1) / 2;
+            const uint8_t *p0 = row0 + (size_t)first[x] * 3, *p1 = row1 + (size_t)first[x] * 3;
+            const int32_t *e = expanded + (size_t)x * pairs * 8;
+            __m256i a0 = half, a1 = half;
+            for (int q = 0; q < used; q++) {
+                __m256i w = _mm256_load_si256((const __m256i *)(e + 8 * q));
+                a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p0 + 6 * q))), w));
+                a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p1 + 6 * q))), w));
+            }
+            a0 = _mm256_add_epi32(a0, _mm256_permutevar8x32_epi32(a0, fold));
+            a1 = _mm256_add_epi32(a1, _mm256_permutevar8x32_epi32(a1, fold));
+            __m128i s0 = _mm_srai_epi32(_mm256_castsi256_si128(a0), PRECISION_BITS);
+            __m128i s1 = _mm_srai_epi32(_mm256_castsi256_si128(a1), PRECISION_BITS);
+            __m128i b = _mm_packus_epi16(_mm_packs_epi32(s0, s1), _mm_setzero_si128());
+            int32_t v0 = _mm_cvtsi128_si32(b), v1 = _mm_extract_epi32(b, 1);
+            memcpy(out0 + 3 * x, &v0, 3);
+            memcpy(out1 + 3 * x, &v1, 3);
+        }
+    }
+    for (; r < rows; r++) {
+        const uint8_t *row = src + (size_t)r * src_stride;
+        uint8_t *out = dst + (size_t)r * dst_stride;
+        for (int x = 0; x < out_width; x++) {
+            const uint8_t *p = row + (size_t)first[x] * 3;
+            int n = count[x];
+            int used = (n + 1) / 2;
+            if (p + 6 * used + 2 > src_end) {   // the 8-byte loads would read past the image
+                int32_t s0 = HALF, s1 = HALF, s2 = HALF;
+                const int32_t *k = weights + (size_t)x * taps;
+                for (int t = 0; t < n; t++) {
+                    s0 += p[3 * t] * k[t];
+                    s1 += p[3 * t + 1] * k[t];
+                    s2 += p[3 * t + 2] * k[t];
+                }
+                out[3 * x] = clip8(s0);
+                out[3 * x + 1] = clip8(s1);
+                out[3 * x + 2] = clip8(s2);
+                continue;
+            }
+            const int32_t *e = expanded + (size_t)x * pairs * 8;
+            __m256i acc = half;
+            for (int q = 0; q < used; q++) {
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 6 * q)));
+                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(v, _mm256_load_si256((const __m256i *)(e + 8 * q))));
+            }
+            acc = _mm256_add_epi32(acc, _mm256_permutevar8x32_epi32(acc, fold));
+            __m128i s = _mm_srai_epi32(_mm256_castsi256_si128(acc), PRECISION_BITS);
+            s = _mm_packus_epi16(_mm_packs_epi32(s, s), s);
+            int32_t bytes = _mm_cvtsi128_si32(s);
+            memcpy(out + 3 * x, &bytes, 3);
+        }
+    }
+    free(expanded);
+}
+
+__attribute__((target("avx2"))) static void vertical_avx2(const uint8_t *src, size_t src_stride, uint8_t *dst,
+                                                          size_t dst_stride, int out_height, int row_bytes,
+                                                          const int32_t *first, const int32_t *count,
+                                                          const int32_t *weights, int taps) {
+    int vec = row_bytes / 16 * 16;
+    const __m256i half = _mm256_set1_epi32(HALF);
+    for (int y = 0; y < out_height; y++) {
+        uint8_t *out = dst + (size_t)y * dst_stride;
+        const int32_t *k = weights + (size_t)y * taps;
+        for (int j = 0; j < vec; j += 16) {
+            __m256i a0 = half, a1 = half;
+            for (int t = 0; t < count[y]; t++) {
+                const uint8_t *row = src + (size_t)(first[y] + t) * src_stride + j;
+                __m256i w = _mm256_set1_epi32(k[t]);
+                __m128i b = _mm_loadu_si128((const __m128i *)row);
+                a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(b), w));
+                a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), w));
+            }
+            a0 = _mm256_srai_epi32(a0, PRECISION_BITS);
+            a1 = _mm256_srai_epi32(a1, PRECISION_BITS);
+            __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(a0, a1), 0xD8);
+            __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+            _mm_storeu_si128((__m128i *)(out + j), bytes);
+        }
+        for (int j = vec; j < row_bytes; j++) {
+            int32_t s = HALF;
+            for (int t = 0; t < count[y]; t++) s += src[(size_t)(first[y] + t) * src_stride + j] * k[t];
+            out[j] = clip8(s);
+        }
+    }
+}
+
+int alexnet_kernels_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return cached;
+}
+
+void alexnet_resample_horizontal(const uint8_t *src, size_t src_stride, const uint8_t *src_end, int rows, uint8_t *dst,
+                                 size_t dst_stride, int out_width, const int32_t *first, const int32_t *count,
+                                 const int32_t *weights, int taps) {
+    if (alexnet_kernels_avx2())
+        horizontal_avx2(src, src_stride, src_end, rows, dst, dst_stride, out_width, first, count, weights, taps);
+    else
+        horizontal_portable(src, src_stride, rows, dst, dst_stride, out_width, first, count, weights, taps);
+}
+
+void alexnet_resample_vertical(const uint8_t *src, size_t src_stride, uint8_t *dst, size_t dst_stride, int out_height,
+                               int row_bytes, const int32_t *first, const int32_t *count, const int32_t *weights, int taps) {
+    if (alexnet_kernels_avx2())
+        vertical_avx2(src, src_stride, dst, dst_stride, out_height, row_bytes, first, count, weights, taps);
+    else
+        vertical_portable(src, src_stride, dst, dst_stride, out_height, row_bytes, first, count, weights, taps);
+}
