@@ -41,6 +41,8 @@ public struct Augmentation: Sendable {
     public var statistics: DatasetStatistics
     /// The mean image rounded to 8 bits, for resampling with `random_resized` windows.
     private let meanImage8: RGBImage?
+    /// The mean image in planar order (3, S, S), so crops read it row by row.
+    private let meanPlanar: [Float]
 
     public init(statistics: DatasetStatistics = .imagenetFallback, crop: CropMode = .paper, mean: MeanMode? = nil) {
         self.statistics = statistics
@@ -49,6 +51,8 @@ public struct Augmentation: Sendable {
         self.mean = mean ?? (statistics.meanImage.isEmpty ? .channel : .pixel)
         meanImage8 = statistics.meanImage.isEmpty ? nil
             : RGBImage(width: statistics.size, height: statistics.size, pixels: statistics.meanImage.map { UInt8(clamping: Int($0.rounded())) })
+        let n = statistics.size * statistics.size
+        meanPlanar = statistics.meanImage.isEmpty ? [] : (0..<(3 * n)).map { statistics.meanImage[($0 % n) * 3 + $0 / n] }
     }
 
     /// Checks that the configuration can run on images of `size`×`size`.
@@ -107,48 +111,72 @@ public struct Augmentation: Sendable {
     /// Writes the sample (3, outputSize, outputSize), planar, into `out`: the window, mirrored if
     /// drawn, plus lighting, minus the mean, on the 0–255 scale.
     public func apply(_ image: RGBImage, _ d: AugmentationDraw, into out: UnsafeMutablePointer<Float>) {
+        var scratch: [Float] = []
+        apply(image, d, into: out, scratch: &scratch)
+    }
+
+    /// `apply` with a caller-kept scratch buffer (one per worker thread), so the loop allocates nothing.
+    public func apply(_ image: RGBImage, _ d: AugmentationDraw, into out: UnsafeMutablePointer<Float>, scratch: inout [Float]) {
         let n = outputSize
         if crop == .randomResized && (d.width != n || d.height != n || d.x != 0 || d.y != 0) {
             let box = (Double(d.x), Double(d.y), Double(d.x + d.width), Double(d.y + d.height))
             let resized = image.resampled(width: n, height: n, filter: .bilinear, box: box)
             var meanWindow: [Float]? = nil
             if mean == .pixel, let m8 = meanImage8 {
-                meanWindow = m8.resampled(width: n, height: n, filter: .bilinear, box: box).pixels.map(Float.init)
+                let m = m8.resampled(width: n, height: n, filter: .bilinear, box: box).pixels
+                meanWindow = (0..<(3 * n * n)).map { Float(m[($0 % (n * n)) * 3 + $0 / (n * n)]) }
             }
-            write(resized, x: 0, y: 0, mirror: d.mirror, shift: lightingShift(d.alphas), meanWindow: meanWindow, into: out)
+            planarMinusMean(resized, meanPlanar: meanWindow, into: &scratch)
+            Self.crop(scratch, width: n, height: n, x: 0, y: 0, size: n, mirror: d.mirror, shift: lightingShift(d.alphas), into: out)
         } else {
-            write(image, x: d.x, y: d.y, mirror: d.mirror, shift: lightingShift(d.alphas), meanWindow: nil, into: out)
+            planarMinusMean(image, meanPlanar: nil, into: &scratch)
+            Self.crop(scratch, width: image.width, height: image.height, x: d.x, y: d.y, size: n, mirror: d.mirror,
+                      shift: lightingShift(d.alphas), into: out)
         }
     }
 
-    /// The crop loop: source window at (x, y) of `image`; the mean comes from `meanWindow`
-    /// (n×n×3, already aligned with the output), from the mean image at the same window, or is
-    /// the channel mean (a single row read again for every row).
-    private func write(_ image: RGBImage, x: Int, y: Int, mirror: Bool, shift: [Float], meanWindow: [Float]?,
-                       into out: UnsafeMutablePointer<Float>) {
-        let n = outputSize, plane = n * n, w = image.width
-        let channelRow = (0..<(n * 3)).map { Float(statistics.channelMean[$0 % 3]) }
-        let meanSource: [Float], meanBase: Int, meanRowStride: Int
-        if let meanWindow {
-            (meanSource, meanBase, meanRowStride) = (meanWindow, 0, n * 3)
-        } else if mean == .pixel {
-            (meanSource, meanBase, meanRowStride) = (statistics.meanImage, (y * statistics.size + x) * 3, statistics.size * 3)
-        } else {
-            (meanSource, meanBase, meanRowStride) = (channelRow, 0, 0)
-        }
-        let (s0, s1, s2) = (shift[0], shift[1], shift[2])
+    /// The image as planar floats (3, H, W) minus the mean: `meanPlanar` when given (already
+    /// aligned with the image), else the pixel mean image or the channel mean.
+    func planarMinusMean(_ image: RGBImage, meanPlanar given: [Float]?, into planar: inout [Float]) {
+        let plane = image.width * image.height
+        if planar.count < 3 * plane { planar = [Float](repeating: 0, count: 3 * plane) }
+        let usePixel = given != nil || (mean == .pixel && !meanPlanar.isEmpty && statistics.size == image.width && statistics.size == image.height)
+        let m = given ?? meanPlanar
+        let (c0, c1, c2) = (Float(statistics.channelMean[0]), Float(statistics.channelMean[1]), Float(statistics.channelMean[2]))
         image.pixels.withUnsafeBufferPointer { px in
-            meanSource.withUnsafeBufferPointer { mp in
-                let r = out, g = out + plane, b = out + 2 * plane
+            planar.withUnsafeMutableBufferPointer { out in
+                let r = out.baseAddress!, g = r + plane, b = g + plane
+                let p = px.baseAddress!
+                for i in 0..<plane {
+                    r[i] = Float(p[3 * i]); g[i] = Float(p[3 * i + 1]); b[i] = Float(p[3 * i + 2])
+                }
+                if usePixel {
+                    m.withUnsafeBufferPointer { mp in
+                        for i in 0..<(3 * plane) { r[i] -= mp[i] }
+                    }
+                } else {
+                    for i in 0..<plane { r[i] -= c0 }
+                    for i in 0..<plane { g[i] -= c1 }
+                    for i in 0..<plane { b[i] -= c2 }
+                }
+            }
+        }
+    }
+
+    /// Copies the size×size window at (x, y) of a planar (3, height, width) image, mirrored if
+    /// asked, adding `shift` per channel: contiguous rows, which the compiler vectorises.
+    static func crop(_ planar: [Float], width: Int, height: Int, x: Int, y: Int, size n: Int, mirror: Bool, shift: [Float],
+                     into out: UnsafeMutablePointer<Float>) {
+        planar.withUnsafeBufferPointer { src in
+            for c in 0..<3 {
+                let add = shift[c]
                 for row in 0..<n {
-                    let src = px.baseAddress! + ((y + row) * w + x) * 3
-                    let m = mp.baseAddress! + meanBase + row * meanRowStride
-                    let o = row * n
-                    for col in 0..<n {
-                        let sc = mirror ? n - 1 - col : col
-                        r[o + col] = Float(src[3 * sc]) + s0 - m[3 * sc]
-                        g[o + col] = Float(src[3 * sc + 1]) + s1 - m[3 * sc + 1]
-                        b[o + col] = Float(src[3 * sc + 2]) + s2 - m[3 * sc + 2]
+                    let s = src.baseAddress! + (c * height + y + row) * width + x
+                    let o = out + (c * n + row) * n
+                    if mirror {
+                        for i in 0..<n { o[i] = s[n - 1 - i] + add }
+                    } else {
+                        for i in 0..<n { o[i] = s[i] + add }
                     }
                 }
             }
@@ -187,13 +215,14 @@ public enum TenCrop {
     }
 
     /// The ten crops of one image with the evaluation pipeline (no lighting), each (3, s, s) planar,
-    /// written at `out + k · stride` for crop k.
-    public static func apply(_ image: RGBImage, augmentation: Augmentation, into out: UnsafeMutablePointer<Float>, stride: Int) {
-        var eval = augmentation
-        eval.crop = .paper
-        for (k, win) in windows(width: image.width, height: image.height, size: augmentation.outputSize).enumerated() {
-            eval.apply(image, AugmentationDraw(x: win.x, y: win.y, width: eval.outputSize, height: eval.outputSize,
-                                               mirror: win.mirrored, alphas: [0, 0, 0]), into: out + k * stride)
+    /// written at `out + k · stride` for crop k. The mean is subtracted once, then each crop is a copy.
+    public static func apply(_ image: RGBImage, augmentation: Augmentation, into out: UnsafeMutablePointer<Float>, stride: Int,
+                             scratch: inout [Float]) {
+        let s = augmentation.outputSize
+        augmentation.planarMinusMean(image, meanPlanar: nil, into: &scratch)
+        for (k, win) in windows(width: image.width, height: image.height, size: s).enumerated() {
+            Augmentation.crop(scratch, width: image.width, height: image.height, x: win.x, y: win.y, size: s, mirror: win.mirrored,
+                              shift: [0, 0, 0], into: out + k * stride)
         }
     }
 }

@@ -116,13 +116,14 @@ public final class BatchLoader: @unchecked Sendable {
 
     private func work() {
         let codec = ImageCodec()
+        var scratch: [Float] = []
         while let b = counter.take() {
             condition.lock()
             while b > released + slots.count && !stopped { condition.wait() }
             let stop = stopped
             condition.unlock()
             if stop { return }
-            let errors = fill(b, codec: codec)
+            let errors = fill(b, codec: codec, scratch: &scratch)
             condition.lock()
             ready.insert(b)
             failureList += errors
@@ -132,7 +133,7 @@ public final class BatchLoader: @unchecked Sendable {
     }
 
     /// Decodes and augments batch b into its slot.
-    private func fill(_ b: Int, codec: ImageCodec) -> [ImageError] {
+    private func fill(_ b: Int, codec: ImageCodec, scratch: inout [Float]) -> [ImageError] {
         let range = members(b)
         let base = slots[b % slots.count].pointer
         var errors: [ImageError] = []
@@ -148,16 +149,17 @@ public final class BatchLoader: @unchecked Sendable {
                 case .training:
                     var rng = RandomGenerator(seed: seed, stream: UInt64(epoch), UInt64(index))
                     let draw = augmentation.draw(width: image.width, height: image.height, rng: &rng)
-                    augmentation.apply(image, draw, into: base + i * sampleFloats)
+                    augmentation.apply(image, draw, into: base + i * sampleFloats, scratch: &scratch)
                 case .validation(let tenCrop):
                     if tenCrop {
-                        TenCrop.apply(image, augmentation: augmentation, into: base + i * sampleFloats, stride: range.count * sampleFloats)
+                        TenCrop.apply(image, augmentation: augmentation, into: base + i * sampleFloats, stride: range.count * sampleFloats,
+                                      scratch: &scratch)
                     } else {
                         var center = augmentation
                         center.crop = .paper
                         center.apply(image, AugmentationDraw(x: TenCrop.centerOffset(image.width, size), y: TenCrop.centerOffset(image.height, size), width: size,
                                                              height: size, mirror: false, alphas: [0, 0, 0]),
-                                     into: base + i * sampleFloats)
+                                     into: base + i * sampleFloats, scratch: &scratch)
                     }
                 }
             } catch {
