@@ -35,13 +35,14 @@ public enum FileIO {
         return done
     }
 
-    /// Writes `bytes` to `path` through a temporary name in the same folder and renames it into
-    /// place, so readers (and a rerun after a crash) never see half a file. `tag` keeps the
-    /// temporary names of concurrent writers apart.
+    /// Writes `bytes` to `path` so that readers (and a rerun after a crash) never see half a file:
+    /// through an unnamed file linked into place where Linux allows, else a temporary name in the
+    /// same folder renamed into place. `tag` keeps the temporary names of concurrent writers apart.
     public static func writeAtomically(_ bytes: UnsafeRawBufferPointer, to path: String, tag: String) throws {
         let slash = path.lastIndex(of: "/")
         let folder = slash.map { String(path[..<$0]) } ?? "."
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        if try writeUnnamed(bytes, folder: folder, to: path) { return }
         let tmp = folder + "/." + name + ".tmp-" + tag
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw failure(path, "cannot create") }
@@ -54,6 +55,35 @@ public enum FileIO {
         }
         guard close(fd) == 0 else { let f = failure(path, "cannot write"); unlink(tmp); throw f }
         guard rename(tmp, path) == 0 else { let f = failure(path, "cannot rename into place"); unlink(tmp); throw f }
+    }
+
+    /// Linux's O_TMPFILE: the data goes into an unnamed file that `linkat` then names, one
+    /// directory operation instead of create + rename, and nothing is left if the process dies.
+    /// Returns false where the file system does not support it (the caller then renames).
+    private static func writeUnnamed(_ bytes: UnsafeRawBufferPointer, folder: String, to path: String) throws -> Bool {
+        #if os(Linux)
+        let oTmpfile: Int32 = 0o20000000 | O_DIRECTORY
+        let fd = open(folder, oTmpfile | O_WRONLY | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { throw failure(path, "cannot write") }
+            done += n
+        }
+        let procPath = "/proc/self/fd/\(fd)"
+        if linkat(AT_FDCWD, procPath, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 { return true }
+        if errno == EEXIST {   // an old, incomplete output: replace it
+            unlink(path)
+            if linkat(AT_FDCWD, procPath, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 { return true }
+        }
+        if errno == ENOENT || errno == EPERM || errno == EXDEV { return false }   // no /proc: fall back to rename
+        throw failure(path, "cannot link into place")
+        #else
+        return false
+        #endif
     }
 
     public static func writeAtomically(_ data: Data, to path: String, tag: String = "\(getpid())") throws {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The input pipeline against the seed's (../shared/bench), on the same files in one run:
+# preprocessing (peer_preprocess.py vs alexnet preprocess, same process/thread count) and the
+# training / ten-crop validation loaders (peer_loader.py vs alexnet bench --data), per core.
+# Usage: scripts/compare_data.sh PYTHON_WITH_PEERS [N_IMAGES=3000] [WORK_DIR=/tmp/alexnet-compare]
+# PYTHON_WITH_PEERS has opencv, albumentations, jpeg4py, torch, torchvision and pillow (see
+# ../shared/bench/README.md); CI does not run this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${1:?usage: scripts/compare_data.sh PYTHON_WITH_PEERS [N] [WORK_DIR]}"
+n="${2:-3000}"
+work="${3:-/tmp/alexnet-compare}"
+shared="${ALEXNET_SHARED:-../shared}"
+threads=$(nproc)
+[ -x .build/release/alexnet ] || swift build -c release
+mkdir -p "$work"
+[ -d "$work/src" ] || "$python" "$shared/bench/make_corpus.py" "$shared/images" "$work/src" "$n"
+export NO_ALBUMENTATIONS_UPDATE=1
+ours=() peer=()
+for round in 1 2 3; do
+    rm -rf "$work/ours" "$work/peer"; sync
+    ours+=("$(.build/release/alexnet preprocess -s "$work/src" -d "$work/ours" -c --threads "$threads" 2>/dev/null | sed -E 's/.*\(([0-9.]+) images\/s.*/\1/')")
+    sync
+    peer+=("$("$python" "$shared/bench/peer_preprocess.py" "$work/src" "$work/peer" "$threads" | sed -E 's/images\/s: //')")
+done
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+mo=$(median "${ours[@]}") mp=$(median "${peer[@]}")
+echo "preprocess, $threads threads/processes, $n images: ours ${ours[*]} (median $mo) img/s; seed ${peer[*]} (median $mp) img/s; ratio $(python3 -c "print(f'{$mo/$mp:.2f}')")x"
+loader=$(.build/release/alexnet bench --data "$work/ours" --json | tail -n 1)
+peerloader=$("$python" "$shared/bench/peer_loader.py" "$work/ours" 2>/dev/null)
+echo "$loader"
+echo "$peerloader"
+LOADER="$loader" PEER="$peerloader" python3 - <<'PY'
+import json, os, re
+o, p = json.loads(os.environ["LOADER"]), os.environ["PEER"]
+t = float(re.search(r"train images/s per core: ([\d.]+)", p).group(1))
+v = float(re.search(r"val images/s per core: ([\d.]+)", p).group(1))
+print(f"training loader : ours {o['loader_train_images_per_second_per_core']:.0f}/core, seed {t:.0f}/core, ratio {o['loader_train_images_per_second_per_core'] / t:.1f}x")
+print(f"ten-crop loader : ours {o['loader_val_images_per_second_per_core']:.0f}/core, seed {v:.0f}/core, ratio {o['loader_val_images_per_second_per_core'] / v:.1f}x")
+PY
