@@ -16,18 +16,22 @@ threads=$(nproc)
 mkdir -p "$work"
 [ -d "$work/src" ] || "$python" "$shared/bench/make_corpus.py" "$shared/images" "$work/src" "$n"
 export NO_ALBUMENTATIONS_UPDATE=1
+# Disk writes dominate the noise here (deleting 3000 files just before a run slows it by up to
+# 40 %), so each run writes a fresh folder after a sync and a pause, the two alternate, and the
+# medians of 5 are compared. The last runs' outputs stay for the loader comparison.
+rm -rf "$work"/ours-* "$work"/peer-*
 ours=() peer=()
-for round in 1 2 3; do
-    rm -rf "$work/ours" "$work/peer"; sync
-    ours+=("$(.build/release/alexnet preprocess -s "$work/src" -d "$work/ours" -c --threads "$threads" 2>/dev/null | sed -E 's/.*\(([0-9.]+) images\/s.*/\1/')")
-    sync
-    peer+=("$("$python" "$shared/bench/peer_preprocess.py" "$work/src" "$work/peer" "$threads" | sed -E 's/images\/s: //')")
+for round in 1 2 3 4 5; do
+    sync; sleep 2
+    ours+=("$(.build/release/alexnet preprocess -s "$work/src" -d "$work/ours-$round" -c --threads "$threads" 2>/dev/null | sed -E 's/.*\(([0-9.]+) images\/s.*/\1/')")
+    sync; sleep 2
+    peer+=("$("$python" "$shared/bench/peer_preprocess.py" "$work/src" "$work/peer-$round" "$threads" | sed -E 's/images\/s: //')")
 done
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 mo=$(median "${ours[@]}") mp=$(median "${peer[@]}")
 echo "preprocess, $threads threads/processes, $n images: ours ${ours[*]} (median $mo) img/s; seed ${peer[*]} (median $mp) img/s; ratio $(python3 -c "print(f'{$mo/$mp:.2f}')")x"
-loader=$(.build/release/alexnet bench --data "$work/ours" --json | tail -n 1)
-peerloader=$("$python" "$shared/bench/peer_loader.py" "$work/ours" 2>/dev/null)
+loader=$(.build/release/alexnet bench --data "$work/ours-5" --json | tail -n 1)
+peerloader=$("$python" "$shared/bench/peer_loader.py" "$work/ours-5" 2>/dev/null)
 echo "$loader"
 echo "$peerloader"
 LOADER="$loader" PEER="$peerloader" python3 - <<'PY'
