@@ -12,24 +12,26 @@ static inline uint8_t clip8(int32_t v) {
     return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
 }
 
+/// One output pixel of the horizontal pass: n taps of weights k over the pixels at p.
+static inline void horizontal_pixel(const uint8_t *p, const int32_t *k, int n, uint8_t *out) {
+    int32_t s0 = HALF, s1 = HALF, s2 = HALF;
+    for (int t = 0; t < n; t++) {
+        s0 += p[3 * t] * k[t];
+        s1 += p[3 * t + 1] * k[t];
+        s2 += p[3 * t + 2] * k[t];
+    }
+    out[0] = clip8(s0);
+    out[1] = clip8(s1);
+    out[2] = clip8(s2);
+}
+
 static void horizontal_portable(const uint8_t *src, size_t src_stride, int rows, uint8_t *dst, size_t dst_stride,
                                 int out_width, const int32_t *first, const int32_t *count, const int32_t *weights, int taps) {
     for (int r = 0; r < rows; r++) {
         const uint8_t *row = src + (size_t)r * src_stride;
         uint8_t *out = dst + (size_t)r * dst_stride;
-        for (int x = 0; x < out_width; x++) {
-            const int32_t *k = weights + (size_t)x * taps;
-            const uint8_t *p = row + (size_t)first[x] * 3;
-            int32_t s0 = HALF, s1 = HALF, s2 = HALF;
-            for (int t = 0; t < count[x]; t++) {
-                s0 += p[3 * t] * k[t];
-                s1 += p[3 * t + 1] * k[t];
-                s2 += p[3 * t + 2] * k[t];
-            }
-            out[3 * x] = clip8(s0);
-            out[3 * x + 1] = clip8(s1);
-            out[3 * x + 2] = clip8(s2);
-        }
+        for (int x = 0; x < out_width; x++)
+            horizontal_pixel(row + (size_t)first[x] * 3, weights + (size_t)x * taps, count[x], out + 3 * x);
     }
 }
 
@@ -112,16 +114,7 @@ __attribute__((target("avx2"))) static void horizontal_avx2(const uint8_t *src, 
             int n = count[x];
             int used = (n + 1) / 2;
             if (p + 6 * used + 2 > src_end) {   // the 8-byte loads would read past the image
-                int32_t s0 = HALF, s1 = HALF, s2 = HALF;
-                const int32_t *k = weights + (size_t)x * taps;
-                for (int t = 0; t < n; t++) {
-                    s0 += p[3 * t] * k[t];
-                    s1 += p[3 * t + 1] * k[t];
-                    s2 += p[3 * t + 2] * k[t];
-                }
-                out[3 * x] = clip8(s0);
-                out[3 * x + 1] = clip8(s1);
-                out[3 * x + 2] = clip8(s2);
+                horizontal_pixel(p, weights + (size_t)x * taps, n, out + 3 * x);
                 continue;
             }
             const int32_t *e = expanded + (size_t)x * pairs * 8;
