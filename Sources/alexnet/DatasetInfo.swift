@@ -42,6 +42,7 @@ struct DatasetInfo: ParsableCommand {
             for c in shown { print("  \(c.name)\t\(c.count)") }
         }
         if !report.splits.isEmpty { print("labels: " + (report.isImageNet ? "ILSVRC-2012 table (1000 classes)" : "sorted class names found")) }
+        for n in report.notes { print("note: \(n)") }
         if report.problems.isEmpty {
             print("no problems found" + (decode ? "" : " (without decoding; --decode checks every image)"))
         } else {

@@ -373,3 +373,25 @@ final class DataEndToEndTests: XCTestCase {
         }
     }
 }
+
+final class PreprocessTests: XCTestCase {
+    /// photo.png and photo.jpg would both become photo.jpg: the second is reported, not overwritten.
+    func testOutputCollisionsAreReported() throws {
+        let root = try Paths.temporaryDirectory()
+        let src = root.appendingPathComponent("src"), dst = root.appendingPathComponent("dst")
+        try FileManager.default.createDirectory(at: src, withIntermediateDirectories: true)
+        let codec = ImageCodec()
+        let image = syntheticImage(width: 300, height: 280, seed: 1)
+        try codec.encodePNG(image).write(to: src.appendingPathComponent("photo.png"))
+        try codec.encodeJPEG(image, quality: 90).write(to: src.appendingPathComponent("photo.jpg"))
+        try Data("notes".utf8).write(to: src.appendingPathComponent("notes.txt"))
+        let report = try Preprocessor(options: Preprocessor.Options(source: src.path, destination: dst.path)).run(progress: false)
+        XCTAssertEqual(report.written, 1)
+        XCTAssertEqual(report.ignored, 1)
+        XCTAssertEqual(report.failures.map(\.path), [src.appendingPathComponent("photo.png").path])
+        XCTAssertTrue(report.failures[0].reason.contains("photo.jpg"), report.failures[0].reason)
+        let out = try codec.decode(file: dst.appendingPathComponent("photo.jpg").path)
+        XCTAssertEqual(min(out.width, out.height), 256, "without -c the shorter side is 256 and the aspect is kept")
+        XCTAssertEqual(out.width, 274)
+    }
+}

@@ -13,6 +13,8 @@ public struct DatasetInspector {
     public struct Report: Sendable {
         public var splits: [SplitSummary] = []
         public var problems: [String] = []
+        /// Worth knowing but not wrong (files that are not images, such as preprocess-errors.tsv).
+        public var notes: [String] = []
         public var isImageNet = false
     }
 
@@ -39,7 +41,7 @@ public struct DatasetInspector {
             let counts = split.countsByClass.sorted { $0.key < $1.key }.map { (name: $0.key, count: $0.value) }
             report.splits.append(SplitSummary(name: name, root: split.root, layout: split.layout, count: split.count, classCounts: counts))
             if let (_, ignored) = try? Preprocessor.listImages(under: split.root), ignored > 0 {
-                report.problems.append("\(split.root): \(ignored) file(s) without a .jpg/.jpeg/.png extension are ignored")
+                report.notes.append("\(split.root): \(ignored) file(s) without a .jpg/.jpeg/.png extension are ignored")
             }
         }
         if let train = splits.first?.1 {

@@ -74,8 +74,23 @@ public struct Preprocessor {
     }
 
     public func run(progress: Bool = true) throws -> Report {
-        let (images, ignored) = try Self.listImages(under: options.source)
+        let (listed, ignored) = try Self.listImages(under: options.source)
         try FileManager.default.createDirectory(atPath: options.destination, withIntermediateDirectories: true)
+        // Two inputs that differ only in extension (photo.png, photo.jpg) would write one output.
+        var owner: [String: String] = [:]
+        var collisions: [(path: String, reason: String)] = []
+        var kept: [String] = []
+        for rel in listed {
+            let out = outputPath(for: rel)
+            if let first = owner[out] {
+                collisions.append(((options.source as NSString).appendingPathComponent(rel),
+                                   "its output \(out) is also the output of \(first); rename one of them"))
+            } else {
+                owner[out] = rel
+                kept.append(rel)
+            }
+        }
+        let images = kept
         let reporter = progress ? ProgressReporter(total: images.count, label: "preprocess") : nil
         let counter = WorkCounter(images.count)
         let shared = Shared()
@@ -116,6 +131,7 @@ public struct Preprocessor {
         reporter?.finish()
         var report = shared.report
         report.ignored = ignored
+        report.failures += collisions
         report.seconds = Date().timeIntervalSince(start)
         report.failures.sort { $0.path < $1.path }
         let errorsPath = (options.destination as NSString).appendingPathComponent(Self.errorsFile)
