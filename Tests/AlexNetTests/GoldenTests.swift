@@ -13,9 +13,10 @@ final class GoldenTests: XCTestCase {
 
     func testSharedGoldenSet() throws {
         let rows = try verify(Paths.golden)
-        let checked = rows.filter { $0.error != nil }
-        XCTAssertGreaterThanOrEqual(checked.count, 167, "every layer case and both networks' steps")
-        for r in checked { XCTAssertLessThanOrEqual(r.error!, 1e-4, "\(r.file) \(r.caseName) \(r.tensor)") }
+        let checked = rows
+        XCTAssertGreaterThanOrEqual(checked.count, 168, "every layer case, both networks' steps and the ten-crop windows")
+        for r in checked { XCTAssertLessThanOrEqual(r.error, 1e-4, "\(r.file) \(r.caseName) \(r.tensor)") }
+        XCTAssertTrue(checked.contains { $0.file == "tencrop.safetensors" && $0.error == 0 }, "ten-crop is exact")
         for name in ["net_small_paper.safetensors", "net_small_seed.safetensors"] {
             XCTAssertTrue(checked.contains { $0.file == name && $0.tensor == "step2.after.conv1.weight" }, name)
         }
@@ -25,7 +26,7 @@ final class GoldenTests: XCTestCase {
     func testOtherConfigurationGoldenSet() throws {
         let rows = try verify(Paths.goldenAlt)
         XCTAssertGreaterThanOrEqual(rows.count, 160)
-        for r in rows { XCTAssertLessThanOrEqual(r.error!, 1e-4, "\(r.file) \(r.caseName) \(r.tensor)") }
+        for r in rows { XCTAssertLessThanOrEqual(r.error, 1e-4, "\(r.file) \(r.caseName) \(r.tensor)") }
     }
 
     func testNetworkConfigFromMetadata() throws {

@@ -1,4 +1,4 @@
-import Dispatch
+import Foundation
 
 /// Splits `0..<count` into contiguous chunks, one per worker, and runs them concurrently.
 /// Used by the plain-Swift element-wise passes (dropout, softmax, SGD) that oneDNN does not cover.
@@ -12,5 +12,32 @@ public func parallelChunks(_ count: Int, workers: Int, minimumChunk: Int = 1 << 
         let lo = c * size
         let hi = min(count, lo + size)
         if lo < hi { body(lo..<hi) }
+    }
+}
+
+/// Runs `body(worker)` on `count` threads and waits for all of them.
+public func runWorkers(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let group = DispatchGroup()
+    for w in 0..<count {
+        let thread = Thread { body(w); group.leave() }
+        thread.stackSize = 8 << 20
+        group.enter()
+        thread.start()
+    }
+    group.wait()
+}
+
+/// A counter threads take work from.
+public final class WorkCounter: @unchecked Sendable {
+    private var next = 0
+    private let end: Int
+    private let lock = NSLock()
+    public init(_ end: Int) { self.end = end }
+    /// The next index, or nil when all are taken.
+    public func take() -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard next < end else { return nil }
+        next += 1
+        return next - 1
     }
 }

@@ -62,30 +62,3 @@ public final class ProgressReporter: @unchecked Sendable {
         return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }
 }
-
-/// Runs `body(worker)` on `count` threads and waits for all of them.
-public func runWorkers(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    let group = DispatchGroup()
-    for w in 0..<count {
-        let thread = Thread { body(w); group.leave() }
-        thread.stackSize = 8 << 20
-        group.enter()
-        thread.start()
-    }
-    group.wait()
-}
-
-/// A counter threads take work from.
-public final class WorkCounter: @unchecked Sendable {
-    private var next = 0
-    private let end: Int
-    private let lock = NSLock()
-    public init(_ end: Int) { self.end = end }
-    /// The next index, or nil when all are taken.
-    public func take() -> Int? {
-        lock.lock(); defer { lock.unlock() }
-        guard next < end else { return nil }
-        next += 1
-        return next - 1
-    }
-}

@@ -8,8 +8,6 @@ import Foundation
 public final class ImageCodec {
     private let decompressor: tjhandle
     private let compressor: tjhandle
-    /// TurboJPEG decode flags (TJFLAG_FASTDCT / TJFLAG_FASTUPSAMPLE); 0 decodes as Pillow does.
-    public var decodeFlags: Int32 = 0
     /// DCT scaling factors allowed (num/denom ≤ 1), largest reduction first.
     private let scalings: [(num: Int, denom: Int)]
 
@@ -91,7 +89,8 @@ public final class ImageCodec {
         // Every byte is written by the decoder, so the buffer starts uninitialised.
         let raw = [UInt8](unsafeUninitializedCapacity: scaledW * scaledH * channels) { dst, count in
             status = tjDecompress2(decompressor, src, UInt(bytes.count), dst.baseAddress, Int32(scaledW), 0, Int32(scaledH),
-                                   cmyk ? Int32(TJPF_CMYK.rawValue) : Int32(TJPF_RGB.rawValue), decodeFlags)
+                                   cmyk ? Int32(TJPF_CMYK.rawValue) : Int32(TJPF_RGB.rawValue),
+                                   0)   // accurate IDCT and fancy upsampling, as Pillow: the fast ones broke the quality bound
             count = scaledW * scaledH * channels
         }
         if status != 0 {

@@ -194,13 +194,6 @@ final class Primitive {
     func execute(_ engine: Engine, _ args: [(Int32, Memory)], workspace: Memory?) throws {
         try execute(engine, workspace.map { args + [(DNNL_ARG_WORKSPACE, $0)] } ?? args)
     }
-
-    /// The implementation oneDNN picked (e.g. "jit:avx2"), for profiles.
-    var implementation: String {
-        var info: UnsafePointer<CChar>?
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info)
-        return info.map { String(cString: $0) } ?? "?"
-    }
 }
 
 /// Primitive attributes: post-ops (fused ReLU).
