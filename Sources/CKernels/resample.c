@@ -73,7 +73,7 @@ __attribute__((target("avx2"))) static void horizontal_avx2(const uint8_t *src, 
     }
     const __m256i fold = _mm256_setr_epi32(3, 4, 5, 7, 7, 7, 7, 7);
     const __m256i half = _mm256_setr_epi32(HALF, HALF, HALF, 0, 0, 0, 0, 0);
-    // Two rows per pass share each weight load (the expanded weights outgrow L1 for wide outputs).
+    // Four rows per pass share each weight load (the expanded weights outgrow L1 for wide outputs).
     // Rows whose every 8-byte load stays inside the image take this path; the rest go one by one.
     size_t reach = 0;
     for (int x = 0; x < out_width; x++) {
@@ -83,27 +83,37 @@ __attribute__((target("avx2"))) static void horizontal_avx2(const uint8_t *src, 
     int safe = 0;
     while (safe < rows && src + (size_t)safe * src_stride + reach <= src_end) safe++;
     int r = 0;
-    for (; r + 1 < safe; r += 2) {
-        const uint8_t *row0 = src + (size_t)r * src_stride, *row1 = row0 + src_stride;
-        uint8_t *out0 = dst + (size_t)r * dst_stride, *out1 = out0 + dst_stride;
+    for (; r + 3 < safe; r += 4) {
+        const uint8_t *row0 = src + (size_t)r * src_stride;
+        uint8_t *out0 = dst + (size_t)r * dst_stride;
         for (int x = 0; x < out_width; x++) {
-            int n = count[x], used = (n + 1) / 2;
-            const uint8_t *p0 = row0 + (size_t)first[x] * 3, *p1 = row1 + (size_t)first[x] * 3;
+            int used = (count[x] + 1) / 2;
+            const uint8_t *p = row0 + (size_t)first[x] * 3;
             const int32_t *e = expanded + (size_t)x * pairs * 8;
-            __m256i a0 = half, a1 = half;
+            __m256i a0 = half, a1 = half, a2 = half, a3 = half;
             for (int q = 0; q < used; q++) {
                 __m256i w = _mm256_load_si256((const __m256i *)(e + 8 * q));
-                a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p0 + 6 * q))), w));
-                a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p1 + 6 * q))), w));
+                const uint8_t *pq = p + 6 * q;
+                a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)pq)), w));
+                a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(pq + src_stride))), w));
+                a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(pq + 2 * src_stride))), w));
+                a3 = _mm256_add_epi32(a3, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(pq + 3 * src_stride))), w));
             }
             a0 = _mm256_add_epi32(a0, _mm256_permutevar8x32_epi32(a0, fold));
             a1 = _mm256_add_epi32(a1, _mm256_permutevar8x32_epi32(a1, fold));
-            __m128i s0 = _mm_srai_epi32(_mm256_castsi256_si128(a0), PRECISION_BITS);
-            __m128i s1 = _mm_srai_epi32(_mm256_castsi256_si128(a1), PRECISION_BITS);
-            __m128i b = _mm_packus_epi16(_mm_packs_epi32(s0, s1), _mm_setzero_si128());
-            int32_t v0 = _mm_cvtsi128_si32(b), v1 = _mm_extract_epi32(b, 1);
-            memcpy(out0 + 3 * x, &v0, 3);
-            memcpy(out1 + 3 * x, &v1, 3);
+            a2 = _mm256_add_epi32(a2, _mm256_permutevar8x32_epi32(a2, fold));
+            a3 = _mm256_add_epi32(a3, _mm256_permutevar8x32_epi32(a3, fold));
+            __m128i s01 = _mm_packs_epi32(_mm_srai_epi32(_mm256_castsi256_si128(a0), PRECISION_BITS),
+                                          _mm_srai_epi32(_mm256_castsi256_si128(a1), PRECISION_BITS));
+            __m128i s23 = _mm_packs_epi32(_mm_srai_epi32(_mm256_castsi256_si128(a2), PRECISION_BITS),
+                                          _mm_srai_epi32(_mm256_castsi256_si128(a3), PRECISION_BITS));
+            __m128i b = _mm_packus_epi16(s01, s23);
+            int32_t v0 = _mm_cvtsi128_si32(b), v1 = _mm_extract_epi32(b, 1), v2 = _mm_extract_epi32(b, 2), v3 = _mm_extract_epi32(b, 3);
+            uint8_t *o = out0 + 3 * x;
+            memcpy(o, &v0, 3);
+            memcpy(o + dst_stride, &v1, 3);
+            memcpy(o + 2 * dst_stride, &v2, 3);
+            memcpy(o + 3 * dst_stride, &v3, 3);
         }
     }
     for (; r < rows; r++) {
