@@ -161,20 +161,20 @@ final class NetworkTests: XCTestCase {
     }
 
     func testSeedVariantEndsInReLU() throws {
-        var config = NetworkConfig(variant: .seed, widths: [4, 8, 8, 8, 8], hidden: 16, classes: 50, inputSize: 67)
+        let config = NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 50, inputSize: 67)
         let params = Network.makeParameters(config)
         Initialization.pytorch.apply(to: params, seed: 1)
         let x = Tensor(randomNormal: [3, 3, 67, 67], std: 50, seed: 2)
-        let seedNet = try Network(config: config, batch: 3, mode: .inference, parameters: params, engine: engine)
-        try seedNet.setInput(x)
-        try seedNet.forward()
-        config.variant = .paper
-        let paperNet = try Network(config: config, batch: 3, mode: .inference, parameters: params, engine: engine)
-        try paperNet.setInput(x)
-        try paperNet.forward()
-        let seedLogits = seedNet.logitsTensor().data, paperLogits = paperNet.logitsTensor().data
-        XCTAssertTrue(seedLogits.allSatisfy { $0 >= 0 })
-        XCTAssertTrue(paperLogits.contains { $0 < 0 }, "the paper's logits are not rectified")
+        func logits(_ variant: Variant) throws -> [Float] {
+            var c = config
+            c.variant = variant
+            let net = try Network(config: c, batch: 3, mode: .inference, parameters: params, engine: engine)
+            try net.setInput(x)
+            try net.forward()
+            return net.logitsTensor().data
+        }
+        XCTAssertTrue(try logits(.seed).allSatisfy { $0 >= 0 })
+        XCTAssertTrue(try logits(.paper).contains { $0 < 0 }, "the paper's logits are not rectified")
     }
 
     /// oneDNN may pick other kernels for other batch sizes; each image's logits must not depend on it.

@@ -55,19 +55,6 @@ public struct Augmentation: Sendable {
         meanPlanar = statistics.meanImage.isEmpty ? [] : (0..<(3 * n)).map { statistics.meanImage[($0 % n) * 3 + $0 / n] }
     }
 
-    /// Checks that the configuration can run on images of `size`×`size`.
-    public func validate(imageSize size: Int) throws {
-        guard size >= outputSize else { throw DatasetError(message: "images of \(size) px cannot give \(outputSize) px crops") }
-        if mean == .pixel {
-            guard !statistics.meanImage.isEmpty else {
-                throw DatasetError(message: "pixel mean subtraction needs a statistics file with a mean image (alexnet stats)")
-            }
-            guard statistics.size == size else {
-                throw DatasetError(message: "the mean image is \(statistics.size) px but the images are \(size) px")
-            }
-        }
-    }
-
     /// The random decisions for one training sample, in a fixed order: window, mirror, lighting.
     public func draw(width w: Int, height h: Int, rng: inout RandomGenerator) -> AugmentationDraw {
         var d = AugmentationDraw(x: 0, y: 0, width: outputSize, height: outputSize, mirror: false, alphas: [0, 0, 0])

@@ -8,6 +8,8 @@ import Foundation
 public final class ImageCodec {
     private let decompressor: tjhandle
     private let compressor: tjhandle
+    /// The last file read, kept to be reused.
+    private var fileBuffer: [UInt8] = []
     /// DCT scaling factors allowed (num/denom ≤ 1), largest reduction first.
     private let scalings: [(num: Int, denom: Int)]
 
@@ -42,12 +44,19 @@ public final class ImageCodec {
 
     /// Reads and decodes a file at full size.
     public func decode(file path: String) throws -> RGBImage {
-        var buffer: [UInt8] = []
+        try decode(file: path, minimumSize: nil).image
+    }
+
+    /// Reads a file into this codec's reused buffer (one codec per thread, so one buffer per
+    /// thread: no allocation per image) and decodes it; `minimumSize` as in `decode(_:path:…)`.
+    public func decode(file path: String, minimumSize: Int?, oversampling: Int = 2) throws -> Decoded {
         let n: Int
-        do { n = try FileIO.read(path, into: &buffer) } catch let failure as FileIO.Failure {
+        do { n = try FileIO.read(path, into: &fileBuffer) } catch let failure as FileIO.Failure {
             throw ImageError(path: path, reason: failure.reason)
         }
-        return try buffer.withUnsafeBytes { try decode(UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: path).image }
+        return try fileBuffer.withUnsafeBytes {
+            try decode(UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: path, minimumSize: minimumSize, oversampling: oversampling)
+        }
     }
 
     /// Decodes JPEG or PNG bytes. With `minimumSize`, a JPEG decodes with libjpeg-turbo's DCT

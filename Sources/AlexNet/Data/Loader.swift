@@ -142,8 +142,12 @@ public final class BatchLoader: @unchecked Sendable {
             let index = order[position]
             do {
                 var image = try codec.decode(file: split.path(index))
-                if image.shorterSide < size || (image.width != image.height && augmentation.mean == .pixel) {
-                    image = image.resizedShorterSide(to: max(size, augmentation.statistics.size), crop: true)
+                // Pixel mean needs the mean image's size; smaller images need at least the crop's.
+                let meanSize = augmentation.statistics.size
+                if augmentation.mean == .pixel && meanSize > 0 && (image.width != meanSize || image.height != meanSize) {
+                    image = image.resizedShorterSide(to: meanSize, crop: true)
+                } else if image.shorterSide < size {
+                    image = image.resizedShorterSide(to: size, crop: true)
                 }
                 switch kind {
                 case .training:

@@ -100,7 +100,6 @@ public struct Preprocessor {
         runWorkers(max(1, options.threads)) { worker in
             let codec = ImageCodec()
             let tag = "\(getpid())-\(worker)"
-            var input: [UInt8] = []
             while let i = counter.take() {
                 let rel = images[i]
                 let src = (options.source as NSString).appendingPathComponent(rel)
@@ -111,10 +110,8 @@ public struct Preprocessor {
                     continue
                 }
                 do {
-                    let size = try FileIO.read(src, into: &input)
-                    let image = try input.withUnsafeBytes { raw in
-                        try codec.decode(UnsafeRawBufferPointer(rebasing: raw[0..<size]), path: src, minimumSize: options.size)
-                    }.resizedShorterSide(to: options.size, crop: options.centerCrop)
+                    let image = try codec.decode(file: src, minimumSize: options.size)
+                        .resizedShorterSide(to: options.size, crop: options.centerCrop)
                     try shared.ensureFolder((dst as NSString).deletingLastPathComponent)
                     if options.format == .jpeg {
                         try codec.encodeJPEG(image, quality: options.quality) { try FileIO.writeAtomically($0, to: dst, tag: tag) }
