@@ -175,6 +175,119 @@ __attribute__((target("avx2"))) static void vertical_avx2(const uint8_t *src, si
     }
 }
 
+/// One output sample of the single-channel horizontal pass.
+static inline uint8_t plane_sample(const uint8_t *p, const int32_t *k, int n) {
+    int32_t s = HALF;
+    for (int t = 0; t < n; t++) s += p[t] * k[t];
+    return clip8(s);
+}
+
+static void plane_horizontal_portable(const uint8_t *src, size_t src_stride, int rows, uint8_t *dst, size_t dst_stride,
+                                      int out_width, const int32_t *first, const int32_t *count, const int32_t *weights,
+                                      int taps) {
+    for (int r = 0; r < rows; r++)
+        for (int x = 0; x < out_width; x++)
+            dst[(size_t)r * dst_stride + x] = plane_sample(src + (size_t)r * src_stride + first[x], weights + (size_t)x * taps, count[x]);
+}
+
+// AVX2, single channel (a Y, Cb or Cr plane): eight outputs per 256-bit vector. Outputs x..x+3
+// read their taps from one 16-byte window in lane 0 and x+4..x+7 from another in lane 1, which
+// holds when each four outputs' taps span at most 16 bytes (reductions up to about 2×). Per tap,
+// a byte shuffle puts output i's pixel into int32 lane i (zero where it has no such tap), one
+// multiply by the eight weights, one add: the same int32 sums as Pillow's. Groups of eight whose
+// taps do not fit the windows go output by output, eight taps per multiply.
+typedef struct {
+    int32_t base[2];    // window starts for lanes 0 and 1; -1: the group goes output by output
+    int32_t taps;       // taps of the widest output in the group
+    int32_t offset;     // into the index and weight tables, in vectors
+} plane_group;
+
+__attribute__((target("avx2"))) static void plane_horizontal_avx2(const uint8_t *src, size_t src_stride, const uint8_t *src_end,
+                                                                  int rows, uint8_t *dst, size_t dst_stride, int out_width,
+                                                                  const int32_t *first, const int32_t *count,
+                                                                  const int32_t *weights, int taps) {
+    int groups = (out_width + 7) / 8;
+    plane_group *group = malloc(sizeof(plane_group) * (size_t)groups);
+    int vectors = 0;
+    for (int g = 0; g < groups; g++) {
+        plane_group *G = &group[g];
+        int fits = 1, widest = 0;
+        for (int lane = 0; lane < 2; lane++) {
+            int x0 = 8 * g + 4 * lane;
+            G->base[lane] = x0 < out_width ? first[x0] : first[8 * g];
+            for (int i = x0; i < x0 + 4 && i < out_width; i++) {
+                if (first[i] < G->base[lane] || first[i] + count[i] - G->base[lane] > 16) fits = 0;
+                if (count[i] > widest) widest = count[i];
+            }
+        }
+        if (!fits) G->base[0] = G->base[1] = -1;
+        G->taps = widest;
+        G->offset = vectors;
+        if (fits) vectors += widest;
+    }
+    // Per fitting group and tap: the shuffle indices then the weights, one vector each.
+    __m256i *table = aligned_alloc(32, sizeof(__m256i) * (2 * (size_t)vectors + 1));
+    for (int g = 0; g < groups; g++) {
+        const plane_group *G = &group[g];
+        if (G->base[0] < 0) continue;
+        for (int t = 0; t < G->taps; t++) {
+            uint8_t *index = (uint8_t *)&table[2 * (G->offset + t)];
+            int32_t *w = (int32_t *)&table[2 * (G->offset + t) + 1];
+            memset(index, 0x80, 32);   // 0x80: the shuffle writes zero
+            for (int i = 0; i < 8; i++) {
+                int x = 8 * g + i;
+                w[i] = x < out_width && t < count[x] ? weights[(size_t)x * taps + t] : 0;
+                if (x < out_width && t < count[x]) index[4 * i] = (uint8_t)(first[x] + t - G->base[i / 4]);
+            }
+        }
+    }
+    const __m256i half = _mm256_set1_epi32(HALF);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = src + (size_t)r * src_stride;
+        uint8_t *out = dst + (size_t)r * dst_stride;
+        for (int g = 0; g < groups; g++) {
+            const plane_group *G = &group[g];
+            int n = out_width - 8 * g < 8 ? out_width - 8 * g : 8;
+            if (G->base[0] >= 0 && row + G->base[0] + 16 <= src_end && row + G->base[1] + 16 <= src_end) {
+                __m256i window = _mm256_loadu2_m128i((const __m128i *)(row + G->base[1]), (const __m128i *)(row + G->base[0]));
+                const __m256i *T = table + 2 * G->offset;
+                __m256i acc = half;
+                for (int t = 0; t < G->taps; t++)
+                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_shuffle_epi8(window, _mm256_load_si256(T + 2 * t)),
+                                                                   _mm256_load_si256(T + 2 * t + 1)));
+                acc = _mm256_srai_epi32(acc, PRECISION_BITS);
+                __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(acc, acc), 0x08);
+                __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_castsi256_si128(words));
+                if (n == 8) {
+                    _mm_storel_epi64((__m128i *)(out + 8 * g), bytes);
+                } else {
+                    uint8_t tmp[16];
+                    _mm_storeu_si128((__m128i *)tmp, bytes);
+                    memcpy(out + 8 * g, tmp, (size_t)n);
+                }
+                continue;
+            }
+            for (int x = 8 * g; x < 8 * g + n; x++) {
+                const uint8_t *p = row + first[x];
+                const int32_t *k = weights + (size_t)x * taps;
+                int c = count[x], t = 0;
+                __m256i acc = _mm256_setzero_si256();
+                for (; t + 8 <= c && p + t + 8 <= src_end; t += 8)
+                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + t))),
+                                                                   _mm256_loadu_si256((const __m256i *)(k + t))));
+                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+                int32_t s = HALF + _mm_cvtsi128_si32(s4);
+                for (; t < c; t++) s += p[t] * k[t];
+                out[x] = clip8(s);
+            }
+        }
+    }
+    free(table);
+    free(group);
+}
+
 int alexnet_kernels_avx2(void) {
     static int cached = -1;
     if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
@@ -196,4 +309,13 @@ void alexnet_resample_vertical(const uint8_t *src, size_t src_stride, uint8_t *d
         vertical_avx2(src, src_stride, dst, dst_stride, out_height, row_bytes, first, count, weights, taps);
     else
         vertical_portable(src, src_stride, dst, dst_stride, out_height, row_bytes, first, count, weights, taps);
+}
+
+void alexnet_resample_plane_horizontal(const uint8_t *src, size_t src_stride, const uint8_t *src_end, int rows, uint8_t *dst,
+                                       size_t dst_stride, int out_width, const int32_t *first, const int32_t *count,
+                                       const int32_t *weights, int taps) {
+    if (alexnet_kernels_avx2())
+        plane_horizontal_avx2(src, src_stride, src_end, rows, dst, dst_stride, out_width, first, count, weights, taps);
+    else
+        plane_horizontal_portable(src, src_stride, rows, dst, dst_stride, out_width, first, count, weights, taps);
 }

@@ -7,7 +7,8 @@ struct Preprocess: ParsableCommand {
         abstract: "Resize a folder of images offline (paper section 2): shorter side to 256, optionally the central crop.",
         discussion: """
         Walks SRC (flat or nested) for .jpg, .jpeg and .png files and writes each under the same \
-        relative path in DST. Resizing is antialiased bicubic, equal to Pillow's resize(BICUBIC). \
+        relative path in DST. Resizing is antialiased bicubic, Pillow's resize(BICUBIC): on the \
+        JPEG's Y'CbCr planes for JPEG to JPEG, in RGB otherwise (byte-identical to Pillow). \
         Safe to interrupt and rerun: outputs appear under their names only when complete, and \
         complete outputs are skipped. Bad inputs are skipped, listed at the end and in \
         DST/preprocess-errors.tsv; the exit status is 1 when any failed.
@@ -32,6 +33,13 @@ struct Preprocess: ParsableCommand {
     @Option(help: "JPEG quality, 1…100.")
     var quality = 95
 
+    @Flag(help: """
+        Resize JPEG→JPEG in RGB, byte-identical to Pillow before encoding, instead of on the \
+        JPEG's own Y'CbCr planes (same filter, no colour conversions, about 20 % faster). PNG \
+        inputs or outputs and CMYK JPEGs always go through RGB.
+        """)
+    var exactRGB = false
+
     @Option(help: "Worker threads (default: one per core).")
     var threads: Int?
 
@@ -49,6 +57,7 @@ struct Preprocess: ParsableCommand {
         options.centerCrop = centerCrop
         options.format = Preprocessor.Format(rawValue: format)!
         options.quality = quality
+        options.resizeInRGB = exactRGB
         if let threads { options.threads = threads }
         let report = try Preprocessor(options: options).run()
         print("preprocess: \(report.written) written, \(report.skipped) already done, \(report.failures.count) failed"

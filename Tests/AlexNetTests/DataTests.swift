@@ -394,4 +394,55 @@ final class PreprocessTests: XCTestCase {
         XCTAssertEqual(min(out.width, out.height), 256, "without -c the shorter side is 256 and the aspect is kept")
         XCTAssertEqual(out.width, 274)
     }
+
+    /// JPEG to JPEG goes through the Y'CbCr planes, everything else (CMYK, PNG input, --exact-rgb)
+    /// through RGB; both give the right sizes, with and without -c (an odd output width too), and
+    /// close pixels (two JPEG encodings apart: the exact bound is ImageTests'). The RGB path's files
+    /// are exactly encode(resize(decode(file))).
+    func testPlanesAndRGBPathsCoverEveryInputKind() throws {
+        let root = try Paths.temporaryDirectory()
+        let src = root.appendingPathComponent("src")
+        try FileManager.default.createDirectory(at: src, withIntermediateDirectories: true)
+        let shared = Paths.shared.appendingPathComponent("images"), fixtures = Paths.repository.appendingPathComponent("Tests/Fixtures/images")
+        for (folder, name) in [(shared, "astronaut.jpg"), (shared, "gray.jpg"), (shared, "cmyk.jpg"), (shared, "progressive.jpg"),
+                               (shared, "coffee.png"), (fixtures, "sub444.jpg"), (fixtures, "sub422.jpg")] {
+            try FileManager.default.copyItem(at: folder.appendingPathComponent(name), to: src.appendingPathComponent(name))
+        }
+        let codec = ImageCodec()
+        try codec.encodeJPEG(syntheticImage(width: 301, height: 227, seed: 4), quality: 90).write(to: src.appendingPathComponent("odd.jpg"))
+        let names = try FileManager.default.contentsOfDirectory(atPath: src.path).sorted()
+        for crop in [true, false] {
+            var outputs: [Bool: URL] = [:]
+            for rgb in [false, true] {
+                let dst = root.appendingPathComponent("out-\(crop)-\(rgb)")
+                var options = Preprocessor.Options(source: src.path, destination: dst.path)
+                options.centerCrop = crop
+                options.resizeInRGB = rgb
+                let report = try Preprocessor(options: options).run(progress: false)
+                XCTAssertEqual(report.written, names.count)
+                XCTAssertTrue(report.failures.isEmpty, "\(report.failures)")
+                outputs[rgb] = dst
+            }
+            for name in names {
+                let input = src.appendingPathComponent(name).path
+                let outName = (name as NSString).deletingPathExtension + ".jpg"
+                let expected = try codec.decode(file: input, minimumSize: 256).resizedShorterSide(to: 256, crop: crop)
+                let rgbFile = try Data(contentsOf: outputs[true]!.appendingPathComponent(outName))
+                XCTAssertEqual(rgbFile, try codec.encodeJPEG(expected, quality: 95), "\(name): the RGB path's file")
+                let fast = try codec.decode(file: outputs[false]!.appendingPathComponent(outName).path)
+                let slow = try codec.decode(file: outputs[true]!.appendingPathComponent(outName).path)
+                XCTAssertEqual(fast.width, expected.width, name)
+                XCTAssertEqual(fast.height, expected.height, name)
+                let diffs = zip(fast.pixels, slow.pixels).map { abs(Int($0) - Int($1)) }
+                let mean = Double(diffs.reduce(0, +)) / Double(max(diffs.count, 1))
+                XCTAssertLessThanOrEqual(mean, 3.0, "\(name), crop \(crop): the two paths' files differ by \(mean) on average")
+                if ["cmyk.jpg", "coffee.png", "gray.jpg"].contains(name) {
+                    XCTAssertEqual(fast.pixels, slow.pixels, "\(name): same pixels either way (RGB path, or gray planes)")
+                }
+            }
+            if !crop {
+                XCTAssertEqual(try codec.decode(file: outputs[false]!.appendingPathComponent("odd.jpg").path).width, 339)
+            }
+        }
+    }
 }

@@ -39,6 +39,62 @@ final class ImageTests: XCTestCase {
         XCTAssertEqual(png.height, 400)
     }
 
+    /// The Y'CbCr path (JPEG to JPEG) holds the same bound in the space it works in: its Y plane
+    /// against the Y of Pillow's RGB result, and its chroma planes against that result's chroma
+    /// averaged over 2×2 (what a 4:2:0 encoder keeps of it), mean ≤ 1.0 and max ≤ 16 per sample.
+    /// Cases: the shared photos (4:2:0 and gray) and fixtures at an odd size in 4:2:0, 4:2:2 and 4:4:4.
+    func testPlanesPathMatchesPillowInYCbCr() throws {
+        let codec = ImageCodec()
+        let cases = ["astronaut", "chelsea", "coffee", "gray", "rocket", "small"].map { (path("\($0).jpg"), path("\($0).rgb256.png"), $0 == "gray" ? (1, 1) : (2, 2)) }
+            + [("odd420", (2, 2)), ("sub422", (2, 1)), ("sub444", (1, 1))].map {
+                (fixtures.appendingPathComponent("\($0.0).jpg").path, fixtures.appendingPathComponent("\($0.0).pillow256.png").path, $0.1) }
+        for (source, referencePath, chromaStep) in cases {
+            let name = (source as NSString).lastPathComponent
+            let reference = try codec.decode(file: referencePath)
+            let n = reference.width
+            XCTAssertEqual(reference.height, n)
+            // JFIF's full-range conversion, in doubles.
+            var full = [[Double]](repeating: [Double](repeating: 0, count: n * n), count: 3)
+            for i in 0..<(n * n) {
+                let (r, g, b) = (Double(reference.pixels[3 * i]), Double(reference.pixels[3 * i + 1]), Double(reference.pixels[3 * i + 2]))
+                full[0][i] = 0.299 * r + 0.587 * g + 0.114 * b
+                full[1][i] = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+                full[2][i] = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+            }
+            for minimumSize in [nil, 256] {
+                let planes = try XCTUnwrap(try codec.decodePlanes(file: source, minimumSize: minimumSize), name)
+                XCTAssertEqual(planes.planes.count, name == "gray.jpg" ? 1 : 3, name)
+                XCTAssertEqual(planes.chromaStep.x, chromaStep.0, name)
+                XCTAssertEqual(planes.chromaStep.y, chromaStep.1, name)
+                let out = planes.resizedShorterSide(to: 256, crop: true)
+                XCTAssertEqual(out.width, n)
+                XCTAssertEqual(out.height, n)
+                var checks = [(label: "Y", plane: out.luma, expected: { (x: Int, y: Int) in full[0][y * n + x] }, size: n)]
+                if let (cb, cr) = out.chroma {
+                    for (c, plane) in [(1, cb), (2, cr)] {
+                        checks.append((c == 1 ? "Cb" : "Cr", plane, { (x: Int, y: Int) in
+                            (full[c][2 * y * n + 2 * x] + full[c][2 * y * n + 2 * x + 1] + full[c][(2 * y + 1) * n + 2 * x]
+                             + full[c][(2 * y + 1) * n + 2 * x + 1]) / 4 }, n / 2))
+                    }
+                }
+                for check in checks {
+                    XCTAssertEqual(check.plane.width, check.size)
+                    var total = 0.0, worst = 0.0
+                    for y in 0..<check.size {
+                        for x in 0..<check.size {
+                            let d = abs(Double(check.plane.bytes[y * check.plane.stride + x]) - check.expected(x, y))
+                            total += d
+                            worst = max(worst, d)
+                        }
+                    }
+                    let mean = total / Double(check.size * check.size)
+                    XCTAssertLessThanOrEqual(mean, 1.0, "\(name) \(check.label), DCT scaling \(minimumSize != nil)")
+                    XCTAssertLessThanOrEqual(worst, 16, "\(name) \(check.label), DCT scaling \(minimumSize != nil)")
+                }
+            }
+        }
+    }
+
     /// DCT-domain scaling (for photos of at least twice the target) keeps the Pillow bound: a
     /// 2048-pixel photo made from astronaut.jpg, preprocessed with and without it.
     func testDCTScalingKeepsTheQualityBound() throws {
@@ -54,6 +110,18 @@ final class ImageTests: XCTestCase {
         let d = difference(scaled.resizedShorterSide(to: 256, crop: true), exact)
         XCTAssertLessThanOrEqual(d.mean, 1.0)
         XCTAssertLessThanOrEqual(d.max, 16)
+        // The Y'CbCr path scales the same way, and each plane keeps the bound.
+        let scaledPlanes = try XCTUnwrap(try codec.decodePlanes(file: file.path, minimumSize: 256))
+        XCTAssertEqual(scaledPlanes.scale, 3.0 / 8.0)
+        XCTAssertEqual(scaledPlanes.planes[0].height, 576)
+        let fast = scaledPlanes.resizedShorterSide(to: 256, crop: true)
+        let full = try XCTUnwrap(try codec.decodePlanes(file: file.path, minimumSize: nil)).resizedShorterSide(to: 256, crop: true)
+        for (a, b) in [(fast.luma, full.luma), (fast.chroma!.cb, full.chroma!.cb), (fast.chroma!.cr, full.chroma!.cr)] {
+            XCTAssertEqual(a.bytes.count, b.bytes.count)
+            let diffs = zip(a.bytes, b.bytes).map { abs(Int($0) - Int($1)) }
+            XCTAssertLessThanOrEqual(Double(diffs.reduce(0, +)) / Double(diffs.count), 1.0)
+            XCTAssertLessThanOrEqual(diffs.max() ?? 0, 16)
+        }
     }
 
     let fixtures = Paths.repository.appendingPathComponent("Tests/Fixtures/images")
@@ -146,6 +214,28 @@ final class ResampleKernelTests: XCTestCase {
             let win = (x: c.ow / 4, y: c.oh / 3, width: c.ow / 2, height: c.oh / 2)
             XCTAssertEqual(image.resampled(width: c.ow, height: c.oh, filter: c.filter, box: c.box, window: win),
                            image.resampledReference(width: c.ow, height: c.oh, filter: c.filter, box: c.box, window: win), "case \(i) window")
+        }
+    }
+
+    /// The single-channel kernel (the Y'CbCr path) gives the reference's bytes too: on full-range
+    /// noise (so every sum's sign and size is exercised), for outputs that fill the 16-byte
+    /// windows, reductions too wide for them (output by output), mixed groups, partial groups of
+    /// eight, enlargements, boxes and windows.
+    func testPlaneKernelMatchesTheReference() {
+        let cases: [(w: Int, h: Int, ow: Int, oh: Int, filter: ResampleFilter, box: (Double, Double, Double, Double)?)] = [
+            (451, 300, 385, 256, .bicubic, nil), (300, 451, 256, 385, .bicubic, nil), (120, 90, 341, 256, .bicubic, nil),
+            (700, 500, 300, 214, .bicubic, nil), (1000, 700, 37, 26, .bicubic, nil), (37, 53, 5, 7, .bicubic, nil),
+            (9, 7, 13, 11, .bilinear, nil), (17, 3, 11, 2, .bicubic, nil), (5, 5, 3, 3, .bicubic, (1, 1, 4, 5)),
+            (226, 170, 128, 97, .bicubic, (0.5, 0.25, 225.5, 169.75)),
+        ]
+        var rng = RandomGenerator(seed: 11)
+        for (i, c) in cases.enumerated() {
+            let plane = Plane(width: c.w, height: c.h, bytes: (0..<(c.w * c.h)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+            XCTAssertEqual(plane.resampled(width: c.ow, height: c.oh, filter: c.filter, box: c.box),
+                           plane.resampledReference(width: c.ow, height: c.oh, filter: c.filter, box: c.box), "case \(i)")
+            let win = (x: c.ow / 4, y: c.oh / 3, width: max(1, c.ow / 2), height: max(1, c.oh / 2))
+            XCTAssertEqual(plane.resampled(width: c.ow, height: c.oh, filter: c.filter, box: c.box, window: win),
+                           plane.resampledReference(width: c.ow, height: c.oh, filter: c.filter, box: c.box, window: win), "case \(i) window")
         }
     }
 }

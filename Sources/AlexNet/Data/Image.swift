@@ -44,3 +44,19 @@ public struct ImageError: Error, CustomStringConvertible, Sendable {
     public init(path: String, reason: String) { (self.path, self.reason) = (path, reason) }
     public var description: String { "\(path): \(reason)" }
 }
+
+/// One 8-bit channel, row-major: a Y, Cb or Cr plane of a JPEG (what the JPEG-to-JPEG path of
+/// `preprocess` resizes without converting to RGB). Rows are `stride` bytes apart, of which the
+/// first `width` are image (a decoder pads planes to whole blocks).
+public struct Plane: Sendable, Equatable {
+    public var width: Int
+    public var height: Int
+    public var stride: Int
+    public var bytes: [UInt8]
+
+    public init(width: Int, height: Int, stride: Int? = nil, bytes: [UInt8]) {
+        let stride = stride ?? width
+        precondition(stride >= width && bytes.count >= stride * height, "Plane: \(bytes.count) bytes for \(width)×\(height), stride \(stride)")
+        (self.width, self.height, self.stride, self.bytes) = (width, height, stride, bytes)
+    }
+}

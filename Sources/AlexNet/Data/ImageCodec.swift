@@ -84,14 +84,7 @@ public final class ImageCodec {
             throw ImageError(path: path, reason: "bad JPEG header (\(jpegError(decompressor)))")
         }
         guard w > 0, h > 0 else { throw ImageError(path: path, reason: "JPEG has no pixels") }
-        // DCT-domain scaling: the largest reduction that keeps the shorter side ≥ minimumSize·oversampling.
-        var (scaledW, scaledH, scale) = (Int(w), Int(h), 1.0)
-        if let minimumSize {
-            for f in scalings {
-                let sw = (Int(w) * f.num + f.denom - 1) / f.denom, sh = (Int(h) * f.num + f.denom - 1) / f.denom
-                if min(sw, sh) >= minimumSize * oversampling { (scaledW, scaledH, scale) = (sw, sh, Double(f.num) / Double(f.denom)); break }
-            }
-        }
+        let (scaledW, scaledH, scale) = scaledSize(Int(w), Int(h), minimumSize: minimumSize, oversampling: oversampling)
         let cmyk = colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
         let channels = cmyk ? 4 : 3
         var status: Int32 = 0
@@ -112,6 +105,76 @@ public final class ImageCodec {
         }
         let rgb = cmyk ? Self.cmykToRGB(raw, inverted: Self.hasAdobeMarker(bytes)) : raw
         return Decoded(image: RGBImage(width: scaledW, height: scaledH, pixels: rgb), sourceWidth: Int(w), sourceHeight: Int(h), scale: scale)
+    }
+
+    /// DCT-domain scaling: the largest reduction that keeps the shorter side ≥ minimumSize·oversampling
+    /// (none without `minimumSize`). The decoded size, as libjpeg-turbo rounds it, and the factor.
+    private func scaledSize(_ w: Int, _ h: Int, minimumSize: Int?, oversampling: Int) -> (Int, Int, Double) {
+        guard let minimumSize else { return (w, h, 1) }
+        for f in scalings {
+            let sw = (w * f.num + f.denom - 1) / f.denom, sh = (h * f.num + f.denom - 1) / f.denom
+            if min(sw, sh) >= minimumSize * oversampling { return (sw, sh, Double(f.num) / Double(f.denom)) }
+        }
+        return (w, h, 1)
+    }
+
+    /// A JPEG's own Y'CbCr planes, as stored (no chroma upsampling, no colour conversion), at a
+    /// reduced `scale` when DCT scaling applied. `planes` is [Y] for a grayscale JPEG, else
+    /// [Y, Cb, Cr]; chroma planes are subsampled by `chromaStep` (2, 2 for 4:2:0).
+    public struct DecodedPlanes {
+        public var planes: [Plane]
+        public var chromaStep: (x: Int, y: Int)
+        public var sourceWidth: Int
+        public var sourceHeight: Int
+        public var scale: Double
+    }
+
+    /// Reads a file and decodes it to planes, or returns nil when that path does not apply: not a
+    /// JPEG, CMYK/YCCK, a subsampling TurboJPEG cannot express, or any decoding error (the RGB
+    /// path, `decode(file:minimumSize:)`, then gives the error its proper message).
+    public func decodePlanes(file path: String, minimumSize: Int?, oversampling: Int = 2) throws -> DecodedPlanes? {
+        let n: Int
+        do { n = try FileIO.read(path, into: &fileBuffer) } catch let failure as FileIO.Failure {
+            throw ImageError(path: path, reason: failure.reason)
+        }
+        return fileBuffer.withUnsafeBytes { bytes -> DecodedPlanes? in
+            guard n >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF else { return nil }
+            let src = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
+            guard tjDecompressHeader3(decompressor, src, UInt(n), &w, &h, &subsampling, &colorspace) == 0, w > 0, h > 0,
+                  colorspace == Int32(TJCS_YCbCr.rawValue) || colorspace == Int32(TJCS_GRAY.rawValue),
+                  (0..<Int32(TJ_NUMSAMP)).contains(subsampling) else { return nil }
+            let (scaledW, scaledH, scale) = scaledSize(Int(w), Int(h), minimumSize: minimumSize, oversampling: oversampling)
+            let gray = subsampling == Int32(TJSAMP_GRAY.rawValue)
+            // Plane sizes as TurboJPEG pads them: to whole chroma samples.
+            let sizes = (0..<3).map { (Int(tjPlaneWidth(Int32($0), Int32(scaledW), subsampling)),
+                                       Int(tjPlaneHeight(Int32($0), Int32(scaledH), subsampling))) }
+            // Every byte of every plane is written by the decoder, so they start uninitialised.
+            func uninitialised(_ i: Int) -> [UInt8] {
+                gray && i > 0 ? [] : [UInt8](unsafeUninitializedCapacity: sizes[i].0 * sizes[i].1) { _, c in c = sizes[i].0 * sizes[i].1 }
+            }
+            var (y, cb, cr) = (uninitialised(0), uninitialised(1), uninitialised(2))
+            var status: Int32 = 0
+            y.withUnsafeMutableBufferPointer { py in
+                cb.withUnsafeMutableBufferPointer { pcb in
+                    cr.withUnsafeMutableBufferPointer { pcr in
+                        var pointers = [py.baseAddress, pcb.baseAddress, pcr.baseAddress]
+                        var strides = sizes.map { Int32($0.0) }
+                        status = tjDecompressToYUVPlanes(decompressor, src, UInt(n), &pointers, Int32(scaledW), &strides, Int32(scaledH), 0)
+                    }
+                }
+            }
+            // Warnings leave usable planes, as in the RGB path; errors go to the RGB path to be named.
+            if status != 0 && (tjGetErrorCode(decompressor) == Int32(TJERR_FATAL.rawValue) || jpegError(decompressor).contains("Premature end")) {
+                return nil
+            }
+            let step = gray ? (1, 1) : (Int(tjPlaneWidth(0, 16, subsampling) / tjPlaneWidth(1, 16, subsampling)),
+                                        Int(tjPlaneHeight(0, 16, subsampling) / tjPlaneHeight(1, 16, subsampling)))
+            // The Y plane's real extent is the image's; the padding past it is not image.
+            var result = [Plane(width: scaledW, height: scaledH, stride: sizes[0].0, bytes: y)]
+            if !gray { result += [Plane(width: sizes[1].0, height: sizes[1].1, bytes: cb), Plane(width: sizes[2].0, height: sizes[2].1, bytes: cr)] }
+            return DecodedPlanes(planes: result, chromaStep: step, sourceWidth: Int(w), sourceHeight: Int(h), scale: scale)
+        }
     }
 
     /// Photoshop's CMYK JPEGs (those with an Adobe APP14 marker) store inverted ink values.
@@ -164,12 +227,39 @@ public final class ImageCodec {
 
     /// Encodes and hands the bytes to `body` without copying them (valid only inside `body`).
     public func encodeJPEG<R>(_ image: RGBImage, quality: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try compressed(body) { out, size in
+            image.pixels.withUnsafeBufferPointer { p in
+                tjCompress2(compressor, p.baseAddress, Int32(image.width), 0, Int32(image.height), Int32(TJPF_RGB.rawValue),
+                            &out, &size, Int32(TJSAMP_420.rawValue), Int32(quality), 0)
+            }
+        }
+    }
+
+    /// Encodes Y'CbCr planes as they are (4:2:0, or grayscale without chroma): no colour
+    /// conversion, no chroma downsampling.
+    public func encodeJPEG<R>(_ image: YCbCrImage, quality: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let (cb, cr) = image.chroma ?? (Plane(width: 0, height: 0, bytes: []), Plane(width: 0, height: 0, bytes: []))
+        let subsampling = image.chroma == nil ? TJSAMP_GRAY : TJSAMP_420
+        return try compressed(body) { out, size in
+            image.luma.bytes.withUnsafeBufferPointer { y in
+                cb.bytes.withUnsafeBufferPointer { u in
+                    cr.bytes.withUnsafeBufferPointer { v in
+                        var planes = [y.baseAddress, u.baseAddress, v.baseAddress]
+                        var strides = [Int32(image.luma.stride), Int32(cb.stride), Int32(cr.stride)]
+                        return tjCompressFromYUVPlanes(compressor, &planes, Int32(image.width), &strides, Int32(image.height),
+                                                       Int32(subsampling.rawValue), &out, &size, Int32(quality), 0)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a TurboJPEG compression that allocates its output, hands the bytes to `body`, frees them.
+    private func compressed<R>(_ body: (UnsafeRawBufferPointer) throws -> R,
+                               _ compress: (inout UnsafeMutablePointer<UInt8>?, inout UInt) -> Int32) throws -> R {
         var out: UnsafeMutablePointer<UInt8>?
         var size: UInt = 0
-        let status = image.pixels.withUnsafeBufferPointer { p in
-            tjCompress2(compressor, p.baseAddress, Int32(image.width), 0, Int32(image.height), Int32(TJPF_RGB.rawValue),
-                        &out, &size, Int32(TJSAMP_420.rawValue), Int32(quality), 0)
-        }
+        let status = compress(&out, &size)
         defer { if let out { tjFree(out) } }
         guard status == 0, let out else { throw ImageError(path: "<jpeg encoder>", reason: jpegError(compressor)) }
         return try body(UnsafeRawBufferPointer(start: out, count: Int(size)))

@@ -1,8 +1,10 @@
 import Foundation
 
 /// `alexnet preprocess` (paper section 2, SPEC section 4): every image under a source folder,
-/// shorter side to `size` (antialiased bicubic, Pillow-exact) and optionally the central crop,
-/// written under the same relative path in the destination.
+/// shorter side to `size` (antialiased bicubic, Pillow's filter) and optionally the central crop,
+/// written under the same relative path in the destination. A JPEG written as JPEG is resized
+/// on its own Y'CbCr planes (see `YCbCrImage`); PNG inputs or outputs, CMYK JPEGs and
+/// `resizeInRGB` go through RGB, byte-identical to Pillow's `resize`.
 ///
 /// Safe to interrupt and rerun: each output is written under a temporary name and renamed into
 /// place, and an output that exists and is complete is skipped. A bad input is listed with its
@@ -17,6 +19,9 @@ public struct Preprocessor {
         public var centerCrop = false
         public var format = Format.jpeg
         public var quality = 95
+        /// JPEG to JPEG, resize in RGB (Pillow's pixels byte for byte before encoding) instead of
+        /// on the JPEG's own Y'CbCr planes (`YCbCrImage`: the same filter, no colour conversions).
+        public var resizeInRGB = false
         public var threads = ProcessInfo.processInfo.activeProcessorCount
         public init(source: String, destination: String) { (self.source, self.destination) = (source, destination) }
     }
@@ -110,13 +115,19 @@ public struct Preprocessor {
                     continue
                 }
                 do {
-                    let image = try codec.decode(file: src, minimumSize: options.size)
-                        .resizedShorterSide(to: options.size, crop: options.centerCrop)
                     try shared.ensureFolder((dst as NSString).deletingLastPathComponent)
-                    if options.format == .jpeg {
+                    if options.format == .jpeg && !options.resizeInRGB,
+                       let planes = try codec.decodePlanes(file: src, minimumSize: options.size) {
+                        let image = planes.resizedShorterSide(to: options.size, crop: options.centerCrop)
                         try codec.encodeJPEG(image, quality: options.quality) { try FileIO.writeAtomically($0, to: dst, tag: tag) }
                     } else {
-                        try FileIO.writeAtomically(try codec.encodePNG(image), to: dst, tag: tag)
+                        let image = try codec.decode(file: src, minimumSize: options.size)
+                            .resizedShorterSide(to: options.size, crop: options.centerCrop)
+                        if options.format == .jpeg {
+                            try codec.encodeJPEG(image, quality: options.quality) { try FileIO.writeAtomically($0, to: dst, tag: tag) }
+                        } else {
+                            try FileIO.writeAtomically(try codec.encodePNG(image), to: dst, tag: tag)
+                        }
                     }
                     shared.update { $0.written += 1 }
                 } catch {

@@ -73,16 +73,81 @@ struct ResamplePlan {
     let rowFirst: Int
     let midRows: Int
 
-    init(_ image: RGBImage, width outW: Int, height outH: Int, filter: ResampleFilter,
+    init(width: Int, height: Int, outWidth outW: Int, outHeight outH: Int, filter: ResampleFilter,
          box: (Double, Double, Double, Double)?, window: (x: Int, y: Int, width: Int, height: Int)?) {
-        let (bx0, by0, bx1, by1) = box ?? (0, 0, Double(image.width), Double(image.height))
+        let (bx0, by0, bx1, by1) = box ?? (0, 0, Double(width), Double(height))
         let win = window ?? (0, 0, outW, outH)
         precondition(win.x >= 0 && win.y >= 0 && win.x + win.width <= outW && win.y + win.height <= outH, "window outside the output")
-        horizontal = AxisWeights(inSize: image.width, in0: bx0, in1: bx1, outSize: outW, outRange: win.x..<(win.x + win.width), filter: filter)
-        vertical = AxisWeights(inSize: image.height, in0: by0, in1: by1, outSize: outH, outRange: win.y..<(win.y + win.height), filter: filter)
+        horizontal = AxisWeights(inSize: width, in0: bx0, in1: bx1, outSize: outW, outRange: win.x..<(win.x + win.width), filter: filter)
+        vertical = AxisWeights(inSize: height, in0: by0, in1: by1, outSize: outH, outRange: win.y..<(win.y + win.height), filter: filter)
         rowFirst = vertical.first.min() ?? 0
         midRows = (zip(vertical.first, vertical.count).map { $0 + $1 }.max() ?? 0) - rowFirst
         self.window = win
+    }
+
+    /// Runs the plan on `channels`-interleaved pixels (3: RGB; 1: one plane) whose rows are
+    /// `stride` bytes apart, with the C kernels: the output window's pixels, row-major.
+    func run(_ pixels: [UInt8], stride: Int, channels: Int) -> [UInt8] {
+        let (h, v) = (horizontal, vertical)
+        let midBytes = window.width * channels
+        let mid = [UInt8](unsafeUninitializedCapacity: midRows * midBytes + 4) { buffer, count in
+            pixels.withUnsafeBufferPointer { src in
+                h.first.map(Int32.init).withUnsafeBufferPointer { first in
+                    h.count.map(Int32.init).withUnsafeBufferPointer { taps in
+                        let kernel = channels == 3 ? alexnet_resample_horizontal : alexnet_resample_plane_horizontal
+                        kernel(src.baseAddress! + rowFirst * stride, stride, src.baseAddress! + src.count,
+                               Int32(midRows), buffer.baseAddress!, midBytes, Int32(window.width), first.baseAddress!,
+                               taps.baseAddress!, h.weights, Int32(h.taps))
+                    }
+                }
+            }
+            count = midRows * midBytes + 4
+        }
+        return [UInt8](unsafeUninitializedCapacity: window.height * midBytes) { buffer, count in
+            mid.withUnsafeBufferPointer { src in
+                v.first.map { Int32($0 - rowFirst) }.withUnsafeBufferPointer { first in
+                    v.count.map(Int32.init).withUnsafeBufferPointer { taps in
+                        alexnet_resample_vertical(src.baseAddress!, midBytes, buffer.baseAddress!, midBytes, Int32(window.height),
+                                                  Int32(midBytes), first.baseAddress!, taps.baseAddress!, v.weights, Int32(v.taps))
+                    }
+                }
+            }
+            count = window.height * midBytes
+        }
+    }
+
+    /// `run` in plain Swift, loop for loop Pillow's: the reference the SIMD kernels are tested against.
+    func runReference(_ pixels: [UInt8], stride: Int, channels: Int) -> [UInt8] {
+        let half = Int32(1) << Int32(AxisWeights.precisionBits - 1)
+        let shift = Int32(AxisWeights.precisionBits)
+        // Pass 1, horizontal: input rows rowFirst..<rowFirst + midRows → window.width samples, 8-bit.
+        let rowBytes = window.width * channels
+        var mid = [UInt8](repeating: 0, count: midRows * rowBytes)
+        var sums = [Int32](repeating: 0, count: channels)
+        for r in 0..<midRows {
+            let row = (rowFirst + r) * stride
+            for x in 0..<window.width {
+                for c in 0..<channels { sums[c] = half }
+                for t in 0..<horizontal.count[x] {
+                    let w = horizontal.weights[x * horizontal.taps + t]
+                    for c in 0..<channels { sums[c] &+= Int32(pixels[row + (horizontal.first[x] + t) * channels + c]) &* w }
+                }
+                for c in 0..<channels { mid[r * rowBytes + x * channels + c] = UInt8(clamping: sums[c] >> shift) }
+            }
+        }
+        // Pass 2, vertical.
+        var result = [UInt8](repeating: 0, count: window.height * rowBytes)
+        var acc = [Int32](repeating: 0, count: rowBytes)
+        for y in 0..<window.height {
+            for j in 0..<rowBytes { acc[j] = half }
+            for t in 0..<vertical.count[y] {
+                let w = vertical.weights[y * vertical.taps + t]
+                let row = (vertical.first[y] - rowFirst + t) * rowBytes
+                for j in 0..<rowBytes { acc[j] &+= Int32(mid[row + j]) &* w }
+            }
+            for j in 0..<rowBytes { result[y * rowBytes + j] = UInt8(clamping: acc[j] >> shift) }
+        }
+        return result
     }
 }
 
@@ -93,94 +158,16 @@ extension RGBImage {
     public func resampled(width outW: Int, height outH: Int, filter: ResampleFilter = .bicubic,
                           box: (Double, Double, Double, Double)? = nil,
                           window: (x: Int, y: Int, width: Int, height: Int)? = nil) -> RGBImage {
-        let plan = ResamplePlan(self, width: outW, height: outH, filter: filter, box: box, window: window)
-        let (h, v) = (plan.horizontal, plan.vertical)
-        let midBytes = plan.window.width * 3
-        let mid = [UInt8](unsafeUninitializedCapacity: plan.midRows * midBytes + 4) { buffer, count in
-            pixels.withUnsafeBufferPointer { src in
-                h.first.map(Int32.init).withUnsafeBufferPointer { first in
-                    h.count.map(Int32.init).withUnsafeBufferPointer { taps in
-                        alexnet_resample_horizontal(src.baseAddress! + plan.rowFirst * width * 3, width * 3,
-                                                    src.baseAddress! + src.count, Int32(plan.midRows), buffer.baseAddress!, midBytes,
-                                                    Int32(plan.window.width), first.baseAddress!, taps.baseAddress!, h.weights, Int32(h.taps))
-                    }
-                }
-            }
-            count = plan.midRows * midBytes + 4
-        }
-        let out = [UInt8](unsafeUninitializedCapacity: plan.window.height * midBytes) { buffer, count in
-            mid.withUnsafeBufferPointer { src in
-                v.first.map { Int32($0 - plan.rowFirst) }.withUnsafeBufferPointer { first in
-                    v.count.map(Int32.init).withUnsafeBufferPointer { taps in
-                        alexnet_resample_vertical(src.baseAddress!, midBytes, buffer.baseAddress!, midBytes, Int32(plan.window.height),
-                                                  Int32(midBytes), first.baseAddress!, taps.baseAddress!, v.weights, Int32(v.taps))
-                    }
-                }
-            }
-            count = plan.window.height * midBytes
-        }
-        return RGBImage(width: plan.window.width, height: plan.window.height, pixels: out)
+        let plan = ResamplePlan(width: width, height: height, outWidth: outW, outHeight: outH, filter: filter, box: box, window: window)
+        return RGBImage(width: plan.window.width, height: plan.window.height, pixels: plan.run(pixels, stride: width * 3, channels: 3))
     }
 
-    /// `resampled` in plain Swift, loop for loop Pillow's: the reference the SIMD kernels are
-    /// tested against.
+    /// `resampled` in plain Swift: the reference the SIMD kernels are tested against.
     public func resampledReference(width outW: Int, height outH: Int, filter: ResampleFilter = .bicubic,
-                          box: (Double, Double, Double, Double)? = nil,
-                          window: (x: Int, y: Int, width: Int, height: Int)? = nil) -> RGBImage {
-        let plan = ResamplePlan(self, width: outW, height: outH, filter: filter, box: box, window: window)
-        let (horizontal, vertical, win, rowFirst, midRows) = (plan.horizontal, plan.vertical, plan.window, plan.rowFirst, plan.midRows)
-        let midW = win.width
-        let half = Int32(1) << Int32(AxisWeights.precisionBits - 1)
-        let shift = Int32(AxisWeights.precisionBits)
-
-        // Pass 1, horizontal: input rows rowFirst..<rowEnd → midW columns, 8-bit.
-        var mid = [UInt8](repeating: 0, count: midRows * midW * 3)
-        pixels.withUnsafeBufferPointer { src in
-            mid.withUnsafeMutableBufferPointer { dst in
-                horizontal.weights.withUnsafeBufferPointer { kw in
-                    for r in 0..<midRows {
-                        let row = src.baseAddress! + (rowFirst + r) * width * 3
-                        let out = dst.baseAddress! + r * midW * 3
-                        for x in 0..<midW {
-                            let k = kw.baseAddress! + x * horizontal.taps
-                            let p = row + horizontal.first[x] * 3
-                            var s0 = half, s1 = half, s2 = half
-                            for t in 0..<horizontal.count[x] {
-                                let w = k[t]
-                                s0 &+= Int32(p[3 * t]) &* w
-                                s1 &+= Int32(p[3 * t + 1]) &* w
-                                s2 &+= Int32(p[3 * t + 2]) &* w
-                            }
-                            out[3 * x] = UInt8(clamping: s0 >> shift)
-                            out[3 * x + 1] = UInt8(clamping: s1 >> shift)
-                            out[3 * x + 2] = UInt8(clamping: s2 >> shift)
-                        }
-                    }
-                }
-            }
-        }
-        // Pass 2, vertical: contiguous rows, which the compiler vectorises.
-        let rowBytes = midW * 3
-        var result = [UInt8](repeating: 0, count: win.height * rowBytes)
-        var acc = [Int32](repeating: 0, count: rowBytes)
-        mid.withUnsafeBufferPointer { src in
-            result.withUnsafeMutableBufferPointer { dst in
-                acc.withUnsafeMutableBufferPointer { a in
-                    for y in 0..<win.height {
-                        for j in 0..<rowBytes { a[j] = half }
-                        let k = y * vertical.taps
-                        for t in 0..<vertical.count[y] {
-                            let w = vertical.weights[k + t]
-                            let row = src.baseAddress! + (vertical.first[y] - rowFirst + t) * rowBytes
-                            for j in 0..<rowBytes { a[j] &+= Int32(row[j]) &* w }
-                        }
-                        let out = dst.baseAddress! + y * rowBytes
-                        for j in 0..<rowBytes { out[j] = UInt8(clamping: a[j] >> shift) }
-                    }
-                }
-            }
-        }
-        return RGBImage(width: win.width, height: win.height, pixels: result)
+                                   box: (Double, Double, Double, Double)? = nil,
+                                   window: (x: Int, y: Int, width: Int, height: Int)? = nil) -> RGBImage {
+        let plan = ResamplePlan(width: width, height: height, outWidth: outW, outHeight: outH, filter: filter, box: box, window: window)
+        return RGBImage(width: plan.window.width, height: plan.window.height, pixels: plan.runReference(pixels, stride: width * 3, channels: 3))
     }
 
     /// The offline preprocessing of paper section 2 (SPEC section 4): shorter side to `size`
@@ -192,13 +179,48 @@ extension RGBImage {
     /// image that covers the source exactly.
     public func resizedShorterSide(to size: Int, crop: Bool, sourceWidth: Int? = nil, sourceHeight: Int? = nil,
                                    scale: Double = 1) -> RGBImage {
-        let (w, h) = (sourceWidth ?? width, sourceHeight ?? height)
-        let (outW, outH) = w <= h ? (size, Int((Double(h) * Double(size) / Double(w)).rounded()))
-                                  : (Int((Double(w) * Double(size) / Double(h)).rounded()), size)
+        let g = ShorterSideResize(sourceWidth: sourceWidth ?? width, sourceHeight: sourceHeight ?? height, scale: scale,
+                                  size: size, crop: crop)
         if scale == 1 && shorterSide == size { return crop ? centerCropped(size) : self }
-        let box = (0.0, 0.0, Double(w) * scale, Double(h) * scale)
-        if !crop { return resampled(width: outW, height: outH, box: box) }
-        let cw = min(size, outW), ch = min(size, outH)
-        return resampled(width: outW, height: outH, box: box, window: ((outW - cw) / 2, (outH - ch) / 2, cw, ch))
+        return resampled(width: g.outWidth, height: g.outHeight, box: g.box, window: g.window)
+    }
+}
+
+/// The geometry of "shorter side to `size`, then optionally the central crop" (SPEC section 4) for a
+/// source of `sourceWidth`×`sourceHeight` decoded at `scale`: Pillow's output size, the box of the
+/// decoded image that covers the source, and the output window kept.
+struct ShorterSideResize {
+    let outWidth: Int
+    let outHeight: Int
+    let box: (Double, Double, Double, Double)
+    let window: (x: Int, y: Int, width: Int, height: Int)
+
+    init(sourceWidth w: Int, sourceHeight h: Int, scale: Double, size: Int, crop: Bool) {
+        (outWidth, outHeight) = w <= h ? (size, Int((Double(h) * Double(size) / Double(w)).rounded()))
+                                       : (Int((Double(w) * Double(size) / Double(h)).rounded()), size)
+        box = (0, 0, Double(w) * scale, Double(h) * scale)
+        let (cw, ch) = crop ? (min(size, outWidth), min(size, outHeight)) : (outWidth, outHeight)
+        window = ((outWidth - cw) / 2, (outHeight - ch) / 2, cw, ch)
+    }
+
+    /// Input pixels per output pixel, across and down.
+    var step: (x: Double, y: Double) { ((box.2 - box.0) / Double(outWidth), (box.3 - box.1) / Double(outHeight)) }
+}
+
+extension Plane {
+    /// `RGBImage.resampled` for one channel: the same filter, weights and rounding.
+    public func resampled(width outW: Int, height outH: Int, filter: ResampleFilter = .bicubic,
+                          box: (Double, Double, Double, Double)? = nil,
+                          window: (x: Int, y: Int, width: Int, height: Int)? = nil) -> Plane {
+        let plan = ResamplePlan(width: width, height: height, outWidth: outW, outHeight: outH, filter: filter, box: box, window: window)
+        return Plane(width: plan.window.width, height: plan.window.height, bytes: plan.run(bytes, stride: stride, channels: 1))
+    }
+
+    /// `resampled` in plain Swift: the reference the SIMD kernel is tested against.
+    public func resampledReference(width outW: Int, height outH: Int, filter: ResampleFilter = .bicubic,
+                                   box: (Double, Double, Double, Double)? = nil,
+                                   window: (x: Int, y: Int, width: Int, height: Int)? = nil) -> Plane {
+        let plan = ResamplePlan(width: width, height: height, outWidth: outW, outHeight: outH, filter: filter, box: box, window: window)
+        return Plane(width: plan.window.width, height: plan.window.height, bytes: plan.runReference(bytes, stride: stride, channels: 1))
     }
 }

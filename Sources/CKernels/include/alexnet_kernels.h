@@ -14,7 +14,13 @@ void alexnet_resample_horizontal(const uint8_t *src, size_t src_stride, const ui
                                  uint8_t *dst, size_t dst_stride, int out_width,
                                  const int32_t *first, const int32_t *count, const int32_t *weights, int taps);
 
-/// Vertical pass: output row y is sum_t weights[y * taps + t] * src row (first[y] + t), over
+/// The horizontal pass over one channel (a plane of a Y'CbCr image): output sample x of a row is
+/// sum_t weights[x * taps + t] * src[first[x] + t] for t < count[x].
+void alexnet_resample_plane_horizontal(const uint8_t *src, size_t src_stride, const uint8_t *src_end, int rows,
+                                       uint8_t *dst, size_t dst_stride, int out_width,
+                                       const int32_t *first, const int32_t *count, const int32_t *weights, int taps);
+
+/// Vertical pass (any number of channels: it works byte by byte): output row y is sum_t weights[y * taps + t] * src row (first[y] + t), over
 /// `row_bytes` bytes.
 void alexnet_resample_vertical(const uint8_t *src, size_t src_stride, uint8_t *dst, size_t dst_stride, int out_height,
                                int row_bytes, const int32_t *first, const int32_t *count, const int32_t *weights, int taps);
