@@ -242,48 +242,62 @@ __attribute__((target("avx2"))) static void plane_horizontal_avx2(const uint8_t 
         }
     }
     const __m256i half = _mm256_set1_epi32(HALF);
-    for (int r = 0; r < rows; r++) {
-        const uint8_t *row = src + (size_t)r * src_stride;
-        uint8_t *out = dst + (size_t)r * dst_stride;
+    // Eight int32 sums to eight bytes at out (n of them when the group is partial).
+#define STORE8(acc, out, n) do {                                                                            \
+        __m256i s_ = _mm256_srai_epi32(acc, PRECISION_BITS);                                                \
+        __m256i w_ = _mm256_permute4x64_epi64(_mm256_packs_epi32(s_, s_), 0x08);                            \
+        __m128i b_ = _mm_packus_epi16(_mm256_castsi256_si128(w_), _mm256_castsi256_si128(w_));              \
+        if ((n) == 8) _mm_storel_epi64((__m128i *)(out), b_);                                               \
+        else { uint8_t t_[16]; _mm_storeu_si128((__m128i *)t_, b_); memcpy(out, t_, (size_t)(n)); }         \
+    } while (0)
+    // Four rows at a time share each index and weight load (rows past the last repeat it).
+    enum { R = 4 };
+    for (int r = 0; r < rows; r += R) {
+        int live = rows - r < R ? rows - r : R;
+        const uint8_t *row[R];
+        uint8_t *out[R];
+        for (int k = 0; k < R; k++) {
+            row[k] = src + (size_t)(r + (k < live ? k : live - 1)) * src_stride;
+            out[k] = dst + (size_t)(r + k) * dst_stride;
+        }
         for (int g = 0; g < groups; g++) {
             const plane_group *G = &group[g];
             int n = out_width - 8 * g < 8 ? out_width - 8 * g : 8;
-            if (G->base[0] >= 0 && row + G->base[0] + 16 <= src_end && row + G->base[1] + 16 <= src_end) {
-                __m256i window = _mm256_loadu2_m128i((const __m128i *)(row + G->base[1]), (const __m128i *)(row + G->base[0]));
-                const __m256i *T = table + 2 * G->offset;
-                __m256i acc = half;
-                for (int t = 0; t < G->taps; t++)
-                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_shuffle_epi8(window, _mm256_load_si256(T + 2 * t)),
-                                                                   _mm256_load_si256(T + 2 * t + 1)));
-                acc = _mm256_srai_epi32(acc, PRECISION_BITS);
-                __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(acc, acc), 0x08);
-                __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_castsi256_si128(words));
-                if (n == 8) {
-                    _mm_storel_epi64((__m128i *)(out + 8 * g), bytes);
-                } else {
-                    uint8_t tmp[16];
-                    _mm_storeu_si128((__m128i *)tmp, bytes);
-                    memcpy(out + 8 * g, tmp, (size_t)n);
+            if (G->base[0] >= 0 && row[R - 1] + G->base[0] + 16 <= src_end && row[R - 1] + G->base[1] + 16 <= src_end) {
+                __m256i win[R], acc[R];
+                for (int k = 0; k < R; k++) {
+                    win[k] = _mm256_loadu2_m128i((const __m128i *)(row[k] + G->base[1]), (const __m128i *)(row[k] + G->base[0]));
+                    acc[k] = half;
                 }
+                const __m256i *T = table + 2 * G->offset;
+                for (int t = 0; t < G->taps; t++) {
+                    __m256i index = _mm256_load_si256(T + 2 * t), weight = _mm256_load_si256(T + 2 * t + 1);
+                    for (int k = 0; k < R; k++)
+                        acc[k] = _mm256_add_epi32(acc[k], _mm256_mullo_epi32(_mm256_shuffle_epi8(win[k], index), weight));
+                }
+                for (int k = 0; k < live; k++) STORE8(acc[k], out[k] + 8 * g, n);
                 continue;
             }
-            for (int x = 8 * g; x < 8 * g + n; x++) {
-                const uint8_t *p = row + first[x];
-                const int32_t *k = weights + (size_t)x * taps;
-                int c = count[x], t = 0;
-                __m256i acc = _mm256_setzero_si256();
-                for (; t + 8 <= c && p + t + 8 <= src_end; t += 8)
-                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + t))),
-                                                                   _mm256_loadu_si256((const __m256i *)(k + t))));
-                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
-                int32_t s = HALF + _mm_cvtsi128_si32(s4);
-                for (; t < c; t++) s += p[t] * k[t];
-                out[x] = clip8(s);
+            for (int k = 0; k < live; k++) {
+                for (int x = 8 * g; x < 8 * g + n; x++) {
+                    const uint8_t *p = row[k] + first[x];
+                    const int32_t *w = weights + (size_t)x * taps;
+                    int c = count[x], t = 0;
+                    __m256i sum = _mm256_setzero_si256();
+                    for (; t + 8 <= c && p + t + 8 <= src_end; t += 8)
+                        sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + t))),
+                                                                       _mm256_loadu_si256((const __m256i *)(w + t))));
+                    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+                    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+                    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+                    int32_t s = HALF + _mm_cvtsi128_si32(s4);
+                    for (; t < c; t++) s += p[t] * w[t];
+                    out[k][x] = clip8(s);
+                }
             }
         }
     }
+#undef STORE8
     free(table);
     free(group);
 }

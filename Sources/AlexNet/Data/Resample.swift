@@ -26,39 +26,43 @@ public enum ResampleFilter: Sendable {
     }
 }
 
-/// Per output sample: the first input index, the tap count, and fixed-point weights.
+/// Per output sample: the first input index, the tap count, and fixed-point weights (Int32, as
+/// the C kernels take them).
 struct AxisWeights {
     static let precisionBits = 22   // Pillow: 32 − 8 − 2
-    let first: [Int]
-    let count: [Int]
+    let first: [Int32]
+    let count: [Int32]
     let taps: Int
     let weights: [Int32]
 
-    /// Pillow's precompute_coeffs for outputs `outRange` of a resize of [in0, in1) to `outSize`.
+    /// Pillow's precompute_coeffs for outputs `outRange` of a resize of [in0, in1) to `outSize`,
+    /// operation for operation (it multiplies by 1/filterscale rather than dividing).
     init(inSize: Int, in0: Double, in1: Double, outSize: Int, outRange: Range<Int>, filter: ResampleFilter) {
         let scale = (in1 - in0) / Double(outSize)
         let filterScale = max(scale, 1)
+        let ss = 1.0 / filterScale
         let support = filter.support * filterScale
         let taps = Int(support.rounded(.up)) * 2 + 1
-        var first: [Int] = [], count: [Int] = []
-        var weights = [Int32](repeating: 0, count: outRange.count * taps)
+        let n = outRange.count
+        var first = [Int32](repeating: 0, count: n), count = [Int32](repeating: 0, count: n)
+        var weights = [Int32](repeating: 0, count: n * taps)
         var k = [Double](repeating: 0, count: taps)
-        for (i, xx) in outRange.enumerated() {
-            let center = in0 + (Double(xx) + 0.5) * scale
-            let xmin = max(Int(center - support + 0.5), 0)   // Int() truncates toward zero, as C's (int)
-            let xmax = min(Int(center + support + 0.5), inSize) - xmin
-            var total = 0.0
-            for x in 0..<xmax {
-                k[x] = filter.weight((Double(x + xmin) - center + 0.5) / filterScale)
-                total += k[x]
+        weights.withUnsafeMutableBufferPointer { weights in
+            for i in 0..<n {
+                let center = in0 + (Double(outRange.lowerBound + i) + 0.5) * scale
+                let xmin = max(Int(center - support + 0.5), 0)   // Int() truncates toward zero, as C's (int)
+                let xmax = max(min(Int(center + support + 0.5), inSize) - xmin, 0)
+                var total = 0.0
+                for x in 0..<xmax {
+                    k[x] = filter.weight((Double(x + xmin) - center + 0.5) * ss)
+                    total += k[x]
+                }
+                for x in 0..<xmax {
+                    let scaled = (total != 0 ? k[x] / total : k[x]) * Double(1 << Self.precisionBits)
+                    weights[i * taps + x] = Int32(scaled < 0 ? scaled - 0.5 : scaled + 0.5)
+                }
+                (first[i], count[i]) = (Int32(xmin), Int32(xmax))
             }
-            for x in 0..<max(xmax, 0) {
-                let w = total != 0 ? k[x] / total : k[x]
-                let scaled = w * Double(1 << Self.precisionBits)
-                weights[i * taps + x] = Int32(scaled < 0 ? scaled - 0.5 : scaled + 0.5)
-            }
-            first.append(xmin)
-            count.append(max(xmax, 0))
         }
         (self.first, self.count, self.taps, self.weights) = (first, count, taps, weights)
     }
@@ -80,8 +84,8 @@ struct ResamplePlan {
         precondition(win.x >= 0 && win.y >= 0 && win.x + win.width <= outW && win.y + win.height <= outH, "window outside the output")
         horizontal = AxisWeights(inSize: width, in0: bx0, in1: bx1, outSize: outW, outRange: win.x..<(win.x + win.width), filter: filter)
         vertical = AxisWeights(inSize: height, in0: by0, in1: by1, outSize: outH, outRange: win.y..<(win.y + win.height), filter: filter)
-        rowFirst = vertical.first.min() ?? 0
-        midRows = (zip(vertical.first, vertical.count).map { $0 + $1 }.max() ?? 0) - rowFirst
+        rowFirst = Int(vertical.first.min() ?? 0)
+        midRows = Int(zip(vertical.first, vertical.count).map { $0 + $1 }.max() ?? 0) - rowFirst
         self.window = win
     }
 
@@ -92,8 +96,8 @@ struct ResamplePlan {
         let midBytes = window.width * channels
         let mid = [UInt8](unsafeUninitializedCapacity: midRows * midBytes + 4) { buffer, count in
             pixels.withUnsafeBufferPointer { src in
-                h.first.map(Int32.init).withUnsafeBufferPointer { first in
-                    h.count.map(Int32.init).withUnsafeBufferPointer { taps in
+                h.first.withUnsafeBufferPointer { first in
+                    h.count.withUnsafeBufferPointer { taps in
                         let kernel = channels == 3 ? alexnet_resample_horizontal : alexnet_resample_plane_horizontal
                         kernel(src.baseAddress! + rowFirst * stride, stride, src.baseAddress! + src.count,
                                Int32(midRows), buffer.baseAddress!, midBytes, Int32(window.width), first.baseAddress!,
@@ -105,8 +109,8 @@ struct ResamplePlan {
         }
         return [UInt8](unsafeUninitializedCapacity: window.height * midBytes) { buffer, count in
             mid.withUnsafeBufferPointer { src in
-                v.first.map { Int32($0 - rowFirst) }.withUnsafeBufferPointer { first in
-                    v.count.map(Int32.init).withUnsafeBufferPointer { taps in
+                v.first.map { $0 - Int32(rowFirst) }.withUnsafeBufferPointer { first in
+                    v.count.withUnsafeBufferPointer { taps in
                         alexnet_resample_vertical(src.baseAddress!, midBytes, buffer.baseAddress!, midBytes, Int32(window.height),
                                                   Int32(midBytes), first.baseAddress!, taps.baseAddress!, v.weights, Int32(v.taps))
                     }
@@ -128,9 +132,9 @@ struct ResamplePlan {
             let row = (rowFirst + r) * stride
             for x in 0..<window.width {
                 for c in 0..<channels { sums[c] = half }
-                for t in 0..<horizontal.count[x] {
+                for t in 0..<Int(horizontal.count[x]) {
                     let w = horizontal.weights[x * horizontal.taps + t]
-                    for c in 0..<channels { sums[c] &+= Int32(pixels[row + (horizontal.first[x] + t) * channels + c]) &* w }
+                    for c in 0..<channels { sums[c] &+= Int32(pixels[row + (Int(horizontal.first[x]) + t) * channels + c]) &* w }
                 }
                 for c in 0..<channels { mid[r * rowBytes + x * channels + c] = UInt8(clamping: sums[c] >> shift) }
             }
@@ -140,9 +144,9 @@ struct ResamplePlan {
         var acc = [Int32](repeating: 0, count: rowBytes)
         for y in 0..<window.height {
             for j in 0..<rowBytes { acc[j] = half }
-            for t in 0..<vertical.count[y] {
+            for t in 0..<Int(vertical.count[y]) {
                 let w = vertical.weights[y * vertical.taps + t]
-                let row = (vertical.first[y] - rowFirst + t) * rowBytes
+                let row = (Int(vertical.first[y]) - rowFirst + t) * rowBytes
                 for j in 0..<rowBytes { acc[j] &+= Int32(mid[row + j]) &* w }
             }
             for j in 0..<rowBytes { result[y * rowBytes + j] = UInt8(clamping: acc[j] >> shift) }
