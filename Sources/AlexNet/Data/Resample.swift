@@ -46,7 +46,8 @@ struct AxisWeights {
         let n = outRange.count
         var first = [Int32](repeating: 0, count: n), count = [Int32](repeating: 0, count: n)
         var weights = [Int32](repeating: 0, count: n * taps)
-        var k = [Double](repeating: 0, count: taps)
+        let k = UnsafeMutableBufferPointer<Double>.allocate(capacity: taps)
+        defer { k.deallocate() }
         weights.withUnsafeMutableBufferPointer { weights in
             for i in 0..<n {
                 let center = in0 + (Double(outRange.lowerBound + i) + 0.5) * scale
