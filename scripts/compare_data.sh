@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The input pipeline against the seed's (../shared/bench), on the same files in one run:
-# preprocessing (peer_preprocess.py vs alexnet preprocess, same process/thread count) and the
-# training / ten-crop validation loaders (peer_loader.py vs alexnet bench --data), per core.
+# preprocessing (peer_preprocess.py vs alexnet preprocess, default and --exact-rgb, same
+# process/thread count) and the training / ten-crop validation loaders (peer_loader.py vs
+# alexnet bench --data), per core.
 # Usage: scripts/compare_data.sh PYTHON_WITH_PEERS [N_IMAGES=3000] [WORK_DIR=/tmp/alexnet-compare]
 # PYTHON_WITH_PEERS has opencv, albumentations, jpeg4py, torch, torchvision and pillow (see
 # ../shared/bench/README.md); CI does not run this.
@@ -19,17 +20,27 @@ export NO_ALBUMENTATIONS_UPDATE=1
 # Disk writes dominate the noise here (deleting 3000 files just before a run slows it by up to
 # 40 %), so each run writes a fresh folder after a sync and a pause, the two alternate, and the
 # medians of 5 are compared. The last runs' outputs stay for the loader comparison.
-rm -rf "$work"/ours-* "$work"/peer-*
-ours=() peer=()
+if compgen -G "$work/ours-*" > /dev/null || compgen -G "$work/peer-*" > /dev/null; then
+    rm -rf "$work"/ours-* "$work"/rgb-* "$work"/peer-*
+    # ext4 skips inodes freed in the last 5–35 s when it allocates new ones, which slows whichever
+    # run comes first after a big deletion: wait that out.
+    sync; sleep 35
+fi
+ours=() rgb=() peer=()
+rate() { sed -E 's/.*\(([0-9.]+) images\/s.*/\1/'; }
 for round in 1 2 3 4 5; do
     sync; sleep 2
-    ours+=("$(.build/release/alexnet preprocess -s "$work/src" -d "$work/ours-$round" -c --threads "$threads" 2>/dev/null | sed -E 's/.*\(([0-9.]+) images\/s.*/\1/')")
+    ours+=("$(.build/release/alexnet preprocess -s "$work/src" -d "$work/ours-$round" -c --threads "$threads" 2>/dev/null | rate)")
+    sync; sleep 2
+    rgb+=("$(.build/release/alexnet preprocess -s "$work/src" -d "$work/rgb-$round" -c --exact-rgb --threads "$threads" 2>/dev/null | rate)")
     sync; sleep 2
     peer+=("$("$python" "$shared/bench/peer_preprocess.py" "$work/src" "$work/peer-$round" "$threads" | sed -E 's/images\/s: //')")
 done
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
-mo=$(median "${ours[@]}") mp=$(median "${peer[@]}")
-echo "preprocess, $threads threads/processes, $n images: ours ${ours[*]} (median $mo) img/s; seed ${peer[*]} (median $mp) img/s; ratio $(python3 -c "print(f'{$mo/$mp:.2f}')")x"
+mo=$(median "${ours[@]}") mr=$(median "${rgb[@]}") mp=$(median "${peer[@]}")
+echo "preprocess, $threads threads/processes, $n images: seed ${peer[*]} (median $mp) img/s"
+echo "  ours (Y'CbCr planes) ${ours[*]} (median $mo) img/s: ratio $(python3 -c "print(f'{$mo/$mp:.2f}')")x"
+echo "  ours (--exact-rgb)   ${rgb[*]} (median $mr) img/s: ratio $(python3 -c "print(f'{$mr/$mp:.2f}')")x"
 loader=$(.build/release/alexnet bench --data "$work/ours-5" --json | tail -n 1)
 peerloader=$("$python" "$shared/bench/peer_loader.py" "$work/ours-5" 2>/dev/null)
 echo "$loader"

@@ -95,6 +95,26 @@ final class ImageTests: XCTestCase {
         }
     }
 
+    /// Item 2: an image whose shorter side already is the target is not resampled, only cropped;
+    /// on the planes path too (Y and, at an even offset, chroma come out as the crop of the input).
+    func testImageAtTargetSizeIsOnlyCropped() throws {
+        let codec = ImageCodec()
+        let image = syntheticImage(width: 300, height: 256, seed: 9)
+        XCTAssertEqual(image.resizedShorterSide(to: 256, crop: true), image.cropped(x: 22, y: 0, width: 256, height: 256))
+        XCTAssertEqual(image.resizedShorterSide(to: 256, crop: false), image)
+        let file = try Paths.temporaryDirectory().appendingPathComponent("at256.jpg")
+        try codec.encodeJPEG(image, quality: 90).write(to: file)
+        let planes = try XCTUnwrap(try codec.decodePlanes(file: file.path, minimumSize: 256))
+        XCTAssertEqual(planes.scale, 1)
+        let out = planes.resizedShorterSide(to: 256, crop: true)
+        func crop(_ p: Plane, x: Int, width: Int, height: Int) -> [UInt8] {
+            (0..<height).flatMap { r in p.bytes[(r * p.stride + x)..<(r * p.stride + x + width)] }
+        }
+        XCTAssertEqual(out.luma.bytes, crop(planes.planes[0], x: 22, width: 256, height: 256))
+        XCTAssertEqual(out.chroma?.cb.bytes, crop(planes.planes[1], x: 11, width: 128, height: 128))
+        XCTAssertEqual(out.chroma?.cr.bytes, crop(planes.planes[2], x: 11, width: 128, height: 128))
+    }
+
     /// DCT-domain scaling (for photos of at least twice the target) keeps the Pillow bound: a
     /// 2048-pixel photo made from astronaut.jpg, preprocessed with and without it.
     func testDCTScalingKeepsTheQualityBound() throws {
