@@ -257,6 +257,44 @@ final class LoaderTests: XCTestCase {
         return (counts, seen, samples, data)
     }
 
+    /// Pixel mean on images of another size than the mean image (a square 300×300 among them):
+    /// each is first brought to the mean image's size (shorter side, central crop), then the mean
+    /// image is subtracted, never the channel mean.
+    func testPixelMeanResizesImagesOfAnotherSize() throws {
+        let root = try Paths.temporaryDirectory("loader-pixel-mean")
+        _ = try makeDataset(root, layout: .imageFolder, split: "train", classes: ["n01440764"], perClass: 3, size: (300, 300))
+        let split = try Dataset.open(root.path).train
+        let n = 256
+        var stats = DatasetStatistics.imagenetFallback
+        stats.size = n
+        stats.meanImage = (0..<(n * n * 3)).map { Float(($0 / 3 % n + $0 / (3 * n) + 40 * ($0 % 3)) % 200) }
+        stats.channelMean = [1, 2, 3]
+        let augmentation = Augmentation(statistics: stats)
+        XCTAssertEqual(augmentation.mean, .pixel)
+        let loader = try BatchLoader(split: split, labels: [0, 0, 0], kind: .validation(tenCrop: false), augmentation: augmentation,
+                                     batchSize: 3, seed: 1, epoch: 0, threads: 1)
+        let batch = try XCTUnwrap(loader.next())
+        XCTAssertEqual(batch.count, 3)
+        let codec = ImageCodec()
+        let (size, offset) = (224, TenCrop.centerOffset(n, 224))
+        for i in 0..<3 {
+            let image = try codec.decode(file: split.path(i))
+            XCTAssertEqual(image.height, 300)
+            let resized = image.resizedShorterSide(to: n, crop: true)
+            var worst: Float = 0
+            for c in 0..<3 {
+                for y in 0..<size {
+                    for x in 0..<size {
+                        let p = ((y + offset) * n + x + offset) * 3 + c
+                        let expected = Float(resized.pixels[p]) - stats.meanImage[p]
+                        worst = max(worst, abs(batch.images[((i * 3 + c) * size + y) * size + x] - expected))
+                    }
+                }
+            }
+            XCTAssertEqual(worst, 0, "sample \(i) (\(image.width)×\(image.height))")
+        }
+    }
+
     func testTrainingEpochIsCompleteShuffledAndThreadIndependent() throws {
         let (split, labels) = try makeSplit()
         let a = try epoch(split, labels, kind: .training, batch: 4, threads: 1)
