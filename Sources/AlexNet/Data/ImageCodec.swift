@@ -47,15 +47,19 @@ public final class ImageCodec {
         try decode(file: path, minimumSize: nil).image
     }
 
-    /// Reads a file into this codec's reused buffer (one codec per thread, so one buffer per
-    /// thread: no allocation per image) and decodes it; `minimumSize` as in `decode(_:path:…)`.
+    /// Reads a file (into the reused buffer) and decodes it; `minimumSize` as in `decode(_:path:…)`.
     public func decode(file path: String, minimumSize: Int?, oversampling: Int = 2) throws -> Decoded {
-        let n: Int
-        do { n = try FileIO.read(path, into: &fileBuffer) } catch let failure as FileIO.Failure {
-            throw ImageError(path: path, reason: failure.reason)
-        }
+        let n = try readFile(path)
         return try fileBuffer.withUnsafeBytes {
             try decode(UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: path, minimumSize: minimumSize, oversampling: oversampling)
+        }
+    }
+
+    /// Reads a file into this codec's reused buffer (one codec per thread, so one buffer per
+    /// thread: no allocation per image); the byte count.
+    private func readFile(_ path: String) throws -> Int {
+        do { return try FileIO.read(path, into: &fileBuffer) } catch let failure as FileIO.Failure {
+            throw ImageError(path: path, reason: failure.reason)
         }
     }
 
@@ -95,16 +99,19 @@ public final class ImageCodec {
                                    0)   // accurate IDCT and fancy upsampling, as Pillow: the fast ones broke the quality bound
             count = scaledW * scaledH * channels
         }
-        if status != 0 {
-            let message = jpegError(decompressor)
-            // Warnings leave a usable image (e.g. "extraneous bytes before marker", common in
-            // ImageNet); a premature end means missing pixels: refuse it, as Pillow does.
-            if tjGetErrorCode(decompressor) == Int32(TJERR_FATAL.rawValue) || message.contains("Premature end") {
-                throw ImageError(path: path, reason: message.contains("Premature end") ? "truncated JPEG (\(message))" : "cannot decode JPEG (\(message))")
-            }
+        if status != 0, let message = decodingFailure() {
+            throw ImageError(path: path, reason: message.contains("Premature end") ? "truncated JPEG (\(message))" : "cannot decode JPEG (\(message))")
         }
         let rgb = cmyk ? Self.cmykToRGB(raw, inverted: Self.hasAdobeMarker(bytes)) : raw
         return Decoded(image: RGBImage(width: scaledW, height: scaledH, pixels: rgb), sourceWidth: Int(w), sourceHeight: Int(h), scale: scale)
+    }
+
+    /// After a decompression that did not return 0: the message when it failed, nil when it only
+    /// warned. Warnings leave a usable image (e.g. "extraneous bytes before marker", common in
+    /// ImageNet); a premature end means missing pixels: refused, as Pillow does.
+    private func decodingFailure() -> String? {
+        let message = jpegError(decompressor)
+        return tjGetErrorCode(decompressor) == Int32(TJERR_FATAL.rawValue) || message.contains("Premature end") ? message : nil
     }
 
     /// DCT-domain scaling: the largest reduction that keeps the shorter side ≥ minimumSize·oversampling
@@ -129,52 +136,68 @@ public final class ImageCodec {
         public var scale: Double
     }
 
-    /// Reads a file and decodes it to planes, or returns nil when that path does not apply: not a
-    /// JPEG, CMYK/YCCK, a subsampling TurboJPEG cannot express, or any decoding error (the RGB
-    /// path, `decode(file:minimumSize:)`, then gives the error its proper message).
-    public func decodePlanes(file path: String, minimumSize: Int?, oversampling: Int = 2) throws -> DecodedPlanes? {
-        let n: Int
-        do { n = try FileIO.read(path, into: &fileBuffer) } catch let failure as FileIO.Failure {
-            throw ImageError(path: path, reason: failure.reason)
+    /// What `decode(file:minimumSize:preferPlanes:)` gives.
+    public enum DecodedPixels {
+        case planes(DecodedPlanes)
+        case rgb(Decoded)
+    }
+
+    /// Reads a file once and decodes it: to its planes when `preferPlanes` and that path applies
+    /// (see `decodePlanes`), else to RGB, which also names any error.
+    public func decode(file path: String, minimumSize: Int?, preferPlanes: Bool) throws -> DecodedPixels {
+        let n = try readFile(path)
+        return try fileBuffer.withUnsafeBytes { all in
+            let bytes = UnsafeRawBufferPointer(rebasing: all[0..<n])
+            if preferPlanes, let planes = decodePlanes(bytes, minimumSize: minimumSize) { return .planes(planes) }
+            return .rgb(try decode(bytes, path: path, minimumSize: minimumSize))
         }
-        return fileBuffer.withUnsafeBytes { bytes -> DecodedPlanes? in
-            guard n >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF else { return nil }
-            let src = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
-            guard tjDecompressHeader3(decompressor, src, UInt(n), &w, &h, &subsampling, &colorspace) == 0, w > 0, h > 0,
-                  colorspace == Int32(TJCS_YCbCr.rawValue) || colorspace == Int32(TJCS_GRAY.rawValue),
-                  (0..<Int32(TJ_NUMSAMP)).contains(subsampling) else { return nil }
-            let (scaledW, scaledH, scale) = scaledSize(Int(w), Int(h), minimumSize: minimumSize, oversampling: oversampling)
-            let gray = subsampling == Int32(TJSAMP_GRAY.rawValue)
-            // Plane sizes as TurboJPEG pads them: to whole chroma samples.
-            let sizes = (0..<3).map { (Int(tjPlaneWidth(Int32($0), Int32(scaledW), subsampling)),
-                                       Int(tjPlaneHeight(Int32($0), Int32(scaledH), subsampling))) }
-            // Every byte of every plane is written by the decoder, so they start uninitialised.
-            func uninitialised(_ i: Int) -> [UInt8] {
-                gray && i > 0 ? [] : [UInt8](unsafeUninitializedCapacity: sizes[i].0 * sizes[i].1) { _, c in c = sizes[i].0 * sizes[i].1 }
-            }
-            var (y, cb, cr) = (uninitialised(0), uninitialised(1), uninitialised(2))
-            var status: Int32 = 0
-            y.withUnsafeMutableBufferPointer { py in
-                cb.withUnsafeMutableBufferPointer { pcb in
-                    cr.withUnsafeMutableBufferPointer { pcr in
-                        var pointers = [py.baseAddress, pcb.baseAddress, pcr.baseAddress]
-                        var strides = sizes.map { Int32($0.0) }
-                        status = tjDecompressToYUVPlanes(decompressor, src, UInt(n), &pointers, Int32(scaledW), &strides, Int32(scaledH), 0)
-                    }
+    }
+
+    /// Reads a file and decodes it to planes; nil where `decodePlanes(_:minimumSize:)` gives nil.
+    public func decodePlanes(file path: String, minimumSize: Int?, oversampling: Int = 2) throws -> DecodedPlanes? {
+        let n = try readFile(path)
+        return fileBuffer.withUnsafeBytes { decodePlanes(UnsafeRawBufferPointer(rebasing: $0[0..<n]), minimumSize: minimumSize, oversampling: oversampling) }
+    }
+
+    /// Decodes JPEG bytes to planes, or returns nil when that path does not apply: not a JPEG,
+    /// CMYK/YCCK, a subsampling TurboJPEG cannot express, or any decoding error (the RGB path
+    /// then gives the error its proper message).
+    public func decodePlanes(_ bytes: UnsafeRawBufferPointer, minimumSize: Int?, oversampling: Int = 2) -> DecodedPlanes? {
+        let n = bytes.count
+        guard n >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF else { return nil }
+        let src = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
+        guard tjDecompressHeader3(decompressor, src, UInt(n), &w, &h, &subsampling, &colorspace) == 0, w > 0, h > 0,
+              colorspace == Int32(TJCS_YCbCr.rawValue) || colorspace == Int32(TJCS_GRAY.rawValue),
+              (0..<Int32(TJ_NUMSAMP)).contains(subsampling) else { return nil }
+        let (scaledW, scaledH, scale) = scaledSize(Int(w), Int(h), minimumSize: minimumSize, oversampling: oversampling)
+        let gray = subsampling == Int32(TJSAMP_GRAY.rawValue)
+        // Plane sizes as TurboJPEG pads them: to whole chroma samples.
+        let sizes = (0..<3).map { (Int(tjPlaneWidth(Int32($0), Int32(scaledW), subsampling)),
+                                   Int(tjPlaneHeight(Int32($0), Int32(scaledH), subsampling))) }
+        // Every byte of every plane is written by the decoder, so they start uninitialised.
+        func uninitialised(_ i: Int) -> [UInt8] {
+            gray && i > 0 ? [] : [UInt8](unsafeUninitializedCapacity: sizes[i].0 * sizes[i].1) { _, c in c = sizes[i].0 * sizes[i].1 }
+        }
+        var (y, cb, cr) = (uninitialised(0), uninitialised(1), uninitialised(2))
+        var status: Int32 = 0
+        y.withUnsafeMutableBufferPointer { py in
+            cb.withUnsafeMutableBufferPointer { pcb in
+                cr.withUnsafeMutableBufferPointer { pcr in
+                    var pointers = [py.baseAddress, pcb.baseAddress, pcr.baseAddress]
+                    var strides = sizes.map { Int32($0.0) }
+                    status = tjDecompressToYUVPlanes(decompressor, src, UInt(n), &pointers, Int32(scaledW), &strides, Int32(scaledH), 0)
                 }
             }
-            // Warnings leave usable planes, as in the RGB path; errors go to the RGB path to be named.
-            if status != 0 && (tjGetErrorCode(decompressor) == Int32(TJERR_FATAL.rawValue) || jpegError(decompressor).contains("Premature end")) {
-                return nil
-            }
-            let step = gray ? (1, 1) : (Int(tjPlaneWidth(0, 16, subsampling) / tjPlaneWidth(1, 16, subsampling)),
-                                        Int(tjPlaneHeight(0, 16, subsampling) / tjPlaneHeight(1, 16, subsampling)))
-            // The Y plane's real extent is the image's; the padding past it is not image.
-            var result = [Plane(width: scaledW, height: scaledH, stride: sizes[0].0, bytes: y)]
-            if !gray { result += [Plane(width: sizes[1].0, height: sizes[1].1, bytes: cb), Plane(width: sizes[2].0, height: sizes[2].1, bytes: cr)] }
-            return DecodedPlanes(planes: result, chromaStep: step, sourceWidth: Int(w), sourceHeight: Int(h), scale: scale)
         }
+        // Errors go to the RGB path to be named.
+        if status != 0 && decodingFailure() != nil { return nil }
+        let step = gray ? (1, 1) : (Int(tjPlaneWidth(0, 16, subsampling) / tjPlaneWidth(1, 16, subsampling)),
+                                    Int(tjPlaneHeight(0, 16, subsampling) / tjPlaneHeight(1, 16, subsampling)))
+        // The Y plane's real extent is the image's; the padding past it is not image.
+        var result = [Plane(width: scaledW, height: scaledH, stride: sizes[0].0, bytes: y)]
+        if !gray { result += [Plane(width: sizes[1].0, height: sizes[1].1, bytes: cb), Plane(width: sizes[2].0, height: sizes[2].1, bytes: cr)] }
+        return DecodedPlanes(planes: result, chromaStep: step, sourceWidth: Int(w), sourceHeight: Int(h), scale: scale)
     }
 
     /// Photoshop's CMYK JPEGs (those with an Adobe APP14 marker) store inverted ink values.

@@ -116,13 +116,12 @@ public struct Preprocessor {
                 }
                 do {
                     try shared.ensureFolder((dst as NSString).deletingLastPathComponent)
-                    if options.format == .jpeg && !options.resizeInRGB,
-                       let planes = try codec.decodePlanes(file: src, minimumSize: options.size) {
+                    switch try codec.decode(file: src, minimumSize: options.size, preferPlanes: options.format == .jpeg && !options.resizeInRGB) {
+                    case .planes(let planes):
                         let image = planes.resizedShorterSide(to: options.size, crop: options.centerCrop)
                         try codec.encodeJPEG(image, quality: options.quality) { try FileIO.writeAtomically($0, to: dst, tag: tag) }
-                    } else {
-                        let image = try codec.decode(file: src, minimumSize: options.size)
-                            .resizedShorterSide(to: options.size, crop: options.centerCrop)
+                    case .rgb(let decoded):
+                        let image = decoded.resizedShorterSide(to: options.size, crop: options.centerCrop)
                         if options.format == .jpeg {
                             try codec.encodeJPEG(image, quality: options.quality) { try FileIO.writeAtomically($0, to: dst, tag: tag) }
                         } else {
