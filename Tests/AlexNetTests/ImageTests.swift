@@ -42,15 +42,24 @@ final class ImageTests: XCTestCase {
     /// The Y'CbCr path (JPEG to JPEG) holds the same bound in the space it works in: its Y plane
     /// against the Y of Pillow's RGB result, and its chroma planes against that result's chroma
     /// averaged over 2×2 (what a 4:2:0 encoder keeps of it), mean ≤ 1.0 and max ≤ 16 per sample.
-    /// Cases: the shared photos (4:2:0 and gray) and fixtures at an odd size in 4:2:0, 4:2:2 and 4:4:4.
+    /// Cases: the shared photos (4:2:0 and gray) and Pillow's fixtures at an odd size in 4:2:0,
+    /// 4:2:2 and 4:4:4; and 4:4:0 and 4:1:1 (which Pillow cannot write), made here from chelsea.jpg
+    /// with the RGB path's result, byte for byte Pillow's, as the reference.
     func testPlanesPathMatchesPillowInYCbCr() throws {
         let codec = ImageCodec()
-        let cases = ["astronaut", "chelsea", "coffee", "gray", "rocket", "small"].map { (path("\($0).jpg"), path("\($0).rgb256.png"), $0 == "gray" ? (1, 1) : (2, 2)) }
-            + [("odd420", (2, 2)), ("sub422", (2, 1)), ("sub444", (1, 1))].map {
-                (fixtures.appendingPathComponent("\($0.0).jpg").path, fixtures.appendingPathComponent("\($0.0).pillow256.png").path, $0.1) }
-        for (source, referencePath, chromaStep) in cases {
+        var cases = try ["astronaut", "chelsea", "coffee", "gray", "rocket", "small"].map {
+            (path("\($0).jpg"), try codec.decode(file: path("\($0).rgb256.png")), $0 == "gray" ? (1, 1) : (2, 2)) }
+        cases += try [("odd420", (2, 2)), ("sub422", (2, 1)), ("sub444", (1, 1))].map {
+            (fixtures.appendingPathComponent("\($0.0).jpg").path, try codec.decode(file: fixtures.appendingPathComponent("\($0.0).pillow256.png").path), $0.1) }
+        let cut = try codec.decode(file: path("chelsea.jpg")).cropped(x: 5, y: 3, width: 451, height: 301)
+        let folder = try Paths.temporaryDirectory()
+        for (subsampling, step) in [(ImageCodec.ChromaSubsampling.s440, (1, 2)), (.s411, (4, 1))] {
+            let file = folder.appendingPathComponent("\(subsampling).jpg")
+            try codec.encodeJPEG(cut, quality: 92, subsampling: subsampling).write(to: file)
+            cases.append((file.path, try codec.decode(file: file.path).resizedShorterSide(to: 256, crop: true), step))
+        }
+        for (source, reference, chromaStep) in cases {
             let name = (source as NSString).lastPathComponent
-            let reference = try codec.decode(file: referencePath)
             let n = reference.width
             XCTAssertEqual(reference.height, n)
             // JFIF's full-range conversion, in doubles.

@@ -243,17 +243,33 @@ public final class ImageCodec {
         return RGBImage(width: Int(w), height: Int(h), pixels: Array(UnsafeBufferPointer(start: pixels, count: Int(w * h * 3))))
     }
 
-    /// Baseline JPEG with 4:2:0 chroma subsampling (the default of Pillow and OpenCV).
-    public func encodeJPEG(_ image: RGBImage, quality: Int) throws -> Data {
-        try encodeJPEG(image, quality: quality) { Data($0) }
+    /// How a JPEG written from RGB stores chroma: horizontal × vertical resolution, as J:a:b.
+    public enum ChromaSubsampling: Sendable, CaseIterable {
+        case s444, s422, s420, s440, s411
+
+        var turboJPEG: TJSAMP {
+            switch self {
+            case .s444: TJSAMP_444
+            case .s422: TJSAMP_422
+            case .s420: TJSAMP_420
+            case .s440: TJSAMP_440
+            case .s411: TJSAMP_411
+            }
+        }
+    }
+
+    /// Baseline JPEG, by default with 4:2:0 chroma subsampling (the default of Pillow and OpenCV).
+    public func encodeJPEG(_ image: RGBImage, quality: Int, subsampling: ChromaSubsampling = .s420) throws -> Data {
+        try encodeJPEG(image, quality: quality, subsampling: subsampling) { Data($0) }
     }
 
     /// Encodes and hands the bytes to `body` without copying them (valid only inside `body`).
-    public func encodeJPEG<R>(_ image: RGBImage, quality: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+    public func encodeJPEG<R>(_ image: RGBImage, quality: Int, subsampling: ChromaSubsampling = .s420,
+                              _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try compressed(body) { out, size in
             image.pixels.withUnsafeBufferPointer { p in
                 tjCompress2(compressor, p.baseAddress, Int32(image.width), 0, Int32(image.height), Int32(TJPF_RGB.rawValue),
-                            &out, &size, Int32(TJSAMP_420.rawValue), Int32(quality), 0)
+                            &out, &size, Int32(subsampling.turboJPEG.rawValue), Int32(quality), 0)
             }
         }
     }
