@@ -2,7 +2,7 @@
 
 - <photo>.pillow256.png: Pillow's open + convert("RGB") + resize(shorter side 256, BICUBIC) + central
   crop for the odd photos in ../shared/images that have no reference there (CMYK, progressive), and
-  for odd420.jpg, sub422.jpg and sub444.jpg (451×301 cuts of chelsea.jpg in those chroma layouts).
+  for odd420.jpg, sub422.jpg and sub444.jpg (447×299 cuts of chelsea.jpg in those chroma layouts).
 - png_<kind>.png and png_<kind>.rgb.png: PNG variants (16-bit RGB, 16-bit gray, palette, gray+alpha,
   RGBA, 1-bit) and what Pillow's convert("RGB") makes of them (16-bit: the high byte).
 Usage: python make_image_fixtures.py SHARED_IMAGES_DIR OUT_DIR
@@ -32,11 +32,13 @@ for name in ["cmyk", "progressive"]:
     preprocess(im).save(os.path.join(out, name + ".pillow256.png"))
 
 # Chroma layouts other than 4:2:0 at an even size (for the Y'CbCr path of preprocess): odd sizes,
-# 4:4:4 and 4:2:2, cut from chelsea.jpg, with Pillow's result from the saved file.
+# 4:4:4 and 4:2:2, a 447×299 cut from inside chelsea.jpg (451×300), with Pillow's result from the
+# saved file.
 chelsea = Image.open(os.path.join(src, "chelsea.jpg")).convert("RGB")
+assert chelsea.size == (451, 300)
 for name, subsampling in [("odd420", 2), ("sub422", 1), ("sub444", 0)]:
     path = os.path.join(out, name + ".jpg")
-    chelsea.crop((5, 3, 5 + 451, 3 + 301)).save(path, quality=92, subsampling=subsampling)
+    chelsea.crop((2, 1, 2 + 447, 1 + 299)).save(path, quality=92, subsampling=subsampling)
     preprocess(Image.open(path)).save(os.path.join(out, name + ".pillow256.png"))
 
 rng = np.random.default_rng(3)
