@@ -26,7 +26,7 @@ public final class FloatBuffer: @unchecked Sendable {
     public func zero() { pointer.update(repeating: 0, count: count) }
 
     public func copy(from source: [Float]) {
-        precondition(source.count == count, "FloatBuffer: copy of \(source.count) values into \(count)")
+        require(source.count == count, "FloatBuffer: copy of \(source.count) values into \(count)")
         source.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: count) }
     }
 

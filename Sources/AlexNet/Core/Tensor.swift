@@ -6,7 +6,7 @@ public struct Tensor: Equatable, Sendable {
     public var data: [Float]
 
     public init(shape: [Int], data: [Float]) {
-        precondition(shape.reduce(1, *) == data.count,
+        require(shape.reduce(1, *) == data.count,
                      "Tensor: shape \(shape) needs \(shape.reduce(1, *)) values, got \(data.count)")
         self.shape = shape
         self.data = data
@@ -26,7 +26,7 @@ public struct Tensor: Equatable, Sendable {
 
     /// ‖a − b‖ / ‖b‖ in double precision: the error measure of SPEC section 8.
     public static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        precondition(a.count == b.count, "relativeError: \(a.count) vs \(b.count) values")
+        require(a.count == b.count, "relativeError: \(a.count) vs \(b.count) values")
         var num = 0.0, den = 0.0
         for i in 0..<a.count {
             let d = Double(a[i]) - Double(b[i])

@@ -6,7 +6,7 @@ public struct RGBImage: Sendable, Equatable {
     public var pixels: [UInt8]
 
     public init(width: Int, height: Int, pixels: [UInt8]) {
-        precondition(pixels.count == width * height * 3, "RGBImage: \(pixels.count) bytes for \(width)×\(height)")
+        require(pixels.count == width * height * 3, "RGBImage: \(pixels.count) bytes for \(width)×\(height)")
         (self.width, self.height, self.pixels) = (width, height, pixels)
     }
 
@@ -18,7 +18,7 @@ public struct RGBImage: Sendable, Equatable {
 
     /// The `w`×`h` window at (`x`, `y`).
     public func cropped(x: Int, y: Int, width w: Int, height h: Int) -> RGBImage {
-        precondition(x >= 0 && y >= 0 && x + w <= width && y + h <= height, "crop \(w)×\(h)+\(x)+\(y) outside \(width)×\(height)")
+        require(x >= 0 && y >= 0 && x + w <= width && y + h <= height, "crop \(w)×\(h)+\(x)+\(y) outside \(width)×\(height)")
         var out = [UInt8](repeating: 0, count: w * h * 3)
         pixels.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -56,7 +56,7 @@ public struct Plane: Sendable, Equatable {
 
     public init(width: Int, height: Int, stride: Int? = nil, bytes: [UInt8]) {
         let stride = stride ?? width
-        precondition(stride >= width && bytes.count >= stride * height, "Plane: \(bytes.count) bytes for \(width)×\(height), stride \(stride)")
+        require(stride >= width && bytes.count >= stride * height, "Plane: \(bytes.count) bytes for \(width)×\(height), stride \(stride)")
         (self.width, self.height, self.stride, self.bytes) = (width, height, stride, bytes)
     }
 }

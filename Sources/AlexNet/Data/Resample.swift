@@ -82,7 +82,7 @@ struct ResamplePlan {
          box: (Double, Double, Double, Double)?, window: (x: Int, y: Int, width: Int, height: Int)?) {
         let (bx0, by0, bx1, by1) = box ?? (0, 0, Double(width), Double(height))
         let win = window ?? (0, 0, outW, outH)
-        precondition(win.x >= 0 && win.y >= 0 && win.x + win.width <= outW && win.y + win.height <= outH, "window outside the output")
+        require(win.x >= 0 && win.y >= 0 && win.x + win.width <= outW && win.y + win.height <= outH, "window outside the output")
         horizontal = AxisWeights(inSize: width, in0: bx0, in1: bx1, outSize: outW, outRange: win.x..<(win.x + win.width), filter: filter)
         vertical = AxisWeights(inSize: height, in0: by0, in1: by1, outSize: outH, outRange: win.y..<(win.y + win.height), filter: filter)
         rowFirst = Int(vertical.first.min() ?? 0)

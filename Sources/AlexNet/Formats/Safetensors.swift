@@ -179,17 +179,17 @@ public struct SafetensorsWriter {
     }
 
     public mutating func add(_ name: String, doubles: [Double], shape: [Int]) {
-        precondition(shape.reduce(1, *) == doubles.count, "\(name): \(doubles.count) values for shape \(shape)")
+        require(shape.reduce(1, *) == doubles.count, "\(name): \(doubles.count) values for shape \(shape)")
         add(name, dtype: .f64, shape: shape, bytes: doubles.map(\.bitPattern.littleEndian).withUnsafeBufferPointer { Data(buffer: $0) })
     }
 
     public mutating func add(_ name: String, integers: [Int], shape: [Int]) {
-        precondition(shape.reduce(1, *) == integers.count, "\(name): \(integers.count) values for shape \(shape)")
+        require(shape.reduce(1, *) == integers.count, "\(name): \(integers.count) values for shape \(shape)")
         add(name, dtype: .i64, shape: shape, bytes: integers.map { Int64($0).littleEndian }.withUnsafeBufferPointer { Data(buffer: $0) })
     }
 
     private mutating func add(_ name: String, dtype: DType, shape: [Int], bytes: Data) {
-        precondition(name != "__metadata__" && !entries.contains { $0.name == name }, "safetensors: duplicate or reserved name \(name)")
+        require(name != "__metadata__" && !entries.contains { $0.name == name }, "safetensors: duplicate or reserved name \(name)")
         entries.append((name, dtype, shape, bytes))
     }
 

@@ -26,7 +26,7 @@ public final class SGD {
 
     /// One update over the whole flat block (gaps between tensors hold zeros and stay zero).
     public func step(_ parameters: ParameterStore) {
-        precondition(parameters.values.count == velocity.count, "SGD: parameter store does not match the momentum buffers")
+        require(parameters.values.count == velocity.count, "SGD: parameter store does not match the momentum buffers")
         let w = parameters.values.pointer, g = parameters.grads.pointer, v = velocity.pointer
         let (lr, mu, wd) = (learningRate, momentum, weightDecay)
         let first = steps == 0
