@@ -217,8 +217,12 @@ extension Plane {
     public func resampled(width outW: Int, height outH: Int, filter: ResampleFilter = .bicubic,
                           box: (Double, Double, Double, Double)? = nil,
                           window: (x: Int, y: Int, width: Int, height: Int)? = nil) -> Plane {
-        let plan = ResamplePlan(width: width, height: height, outWidth: outW, outHeight: outH, filter: filter, box: box, window: window)
-        return Plane(width: plan.window.width, height: plan.window.height, bytes: plan.run(bytes, stride: stride, channels: 1))
+        resampled(ResamplePlan(width: width, height: height, outWidth: outW, outHeight: outH, filter: filter, box: box, window: window))
+    }
+
+    /// Runs a plan made for this plane's size (one plan serves both chroma planes).
+    func resampled(_ plan: ResamplePlan) -> Plane {
+        Plane(width: plan.window.width, height: plan.window.height, bytes: plan.run(bytes, stride: stride, channels: 1))
     }
 
     /// `resampled` in plain Swift: the reference the SIMD kernel is tested against.

@@ -32,7 +32,10 @@ extension ImageCodec.DecodedPlanes {
         let (fx, fy) = (Double(chromaStep.x), Double(chromaStep.y))
         let (x0, y0) = (Double(g.window.x) * g.step.x / fx, Double(g.window.y) * g.step.y / fy)
         let box = (x0, y0, x0 + Double(cw) * 2 * g.step.x / fx, y0 + Double(ch) * 2 * g.step.y / fy)
-        let cb = planes[1].resampled(width: cw, height: ch, box: box), cr = planes[2].resampled(width: cw, height: ch, box: box)
+        // Cb and Cr have one size and one box: one set of weights serves both.
+        let plan = ResamplePlan(width: planes[1].width, height: planes[1].height, outWidth: cw, outHeight: ch, filter: .bicubic,
+                                box: box, window: nil)
+        let (cb, cr) = (planes[1].resampled(plan), planes[2].resampled(plan))
         return YCbCrImage(width: w, height: h, luma: y.paddedToEven(), chroma: (cb, cr))
     }
 }
