@@ -32,7 +32,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            resources: [.copy("Resources/imagenet_classes.tsv")],
+            resources: [.copy("Resources/imagenet_classes.tsv"), .copy("Resources/demo.yml")],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .executableTarget(
@@ -40,8 +40,9 @@ let package = Package(
             dependencies: [
                 "AlexNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "AlexNetTests", dependencies: ["AlexNet"]),
+        .testTarget(name: "AlexNetTests", dependencies: ["AlexNet", .product(name: "Logging", package: "swift-log")]),
     ]
 )

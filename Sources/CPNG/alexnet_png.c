@@ -98,8 +98,9 @@ static void write_bytes(png_structp png, png_bytep in, png_size_t length) {
 
 static void flush_nothing(png_structp png) { (void)png; }
 
-int alexnet_png_encode_rgb(const uint8_t *pixels, int width, int height, int level, uint8_t **out,
-                           size_t *out_size, char *error, size_t error_size) {
+// RGB and gray differ only in the colour type and the bytes a pixel.
+static int encode(const uint8_t *pixels, int width, int height, int channels, int color_type, int level,
+                  uint8_t **out, size_t *out_size, char *error, size_t error_size) {
     struct failure failure = {error, error_size};
     struct writer writer = {NULL, 0, 0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &failure, on_error, on_warning);
@@ -113,13 +114,23 @@ int alexnet_png_encode_rgb(const uint8_t *pixels, int width, int height, int lev
     }
     png_set_write_fn(png, &writer, write_bytes, flush_nothing);
     png_set_compression_level(png, level);
-    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, color_type, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
-    for (int y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(pixels + (size_t)y * width * 3));
+    for (int y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(pixels + (size_t)y * width * channels));
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
     *out = writer.data;
     *out_size = writer.size;
     return 0;
+}
+
+int alexnet_png_encode_rgb(const uint8_t *pixels, int width, int height, int level, uint8_t **out,
+                           size_t *out_size, char *error, size_t error_size) {
+    return encode(pixels, width, height, 3, PNG_COLOR_TYPE_RGB, level, out, out_size, error, error_size);
+}
+
+int alexnet_png_encode_gray(const uint8_t *pixels, int width, int height, int level, uint8_t **out,
+                            size_t *out_size, char *error, size_t error_size) {
+    return encode(pixels, width, height, 1, PNG_COLOR_TYPE_GRAY, level, out, out_size, error, error_size);
 }

@@ -24,6 +24,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Network variant: paper or seed.")
     var variant: String = "paper"
 
+    @Option(name: .shortAndLong, help: "Time the network of this training configuration's model section instead of the full-size one.")
+    var config: String?
+
     @Flag(help: "Also print the time of each layer's forward and backward pass.")
     var layers = false
 
@@ -59,12 +62,15 @@ struct Bench: ParsableCommand {
         options.warmup = warmup
         options.profileLayers = layers
         options.config.variant = Variant(rawValue: variant)!
+        if let config {
+            do { options.config = try TrainingConfig.load(file: config).model } catch { throw ValidationError("\(error)") }
+        }
         let engine = try compute.makeEngine()
         let r = try Benchmark(options: options, engine: engine).run { line in
             FileHandle.standardError.write(Data("bench: \(line)…\n".utf8))
         }
         let f = { (x: Double, d: Int) in String(format: "%.\(d)f", x) }
-        print("AlexNet \(variant), \(r.threads) threads, batch \(r.batch), \(f(2 * r.forwardMACsPerImage / 1e9, 2)) GFLOP forward per image")
+        print("AlexNet \(options.config.variant.rawValue), \(r.threads) threads, batch \(r.batch), \(f(2 * r.forwardMACsPerImage / 1e9, 2)) GFLOP forward per image")
         print(pad("measurement", 30) + pad("value", 16) + "GFLOP/s (fraction of \(f(peakGflops, 0)) peak)")
         print(pad("training step", 30) + pad("\(f(r.trainImagesPerSecond, 2)) img/s", 16)
               + "\(f(r.trainGFLOPsPerSecond, 1)) (\(f(100 * r.trainGFLOPsPerSecond / peakGflops, 1)) %)")

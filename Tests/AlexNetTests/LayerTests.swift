@@ -143,18 +143,32 @@ final class LayerTests: XCTestCase {
         XCTAssertThrowsError(try d.setMask(Tensor(zeros: [2, 11])))
     }
 
-    func testDropoutMasksAreSeededAndScaled() throws {
+    func testDropoutMasksAreSeededPerSampleAndScaled() throws {
         let input = try plainInput([64, 500])
         let d = try Dropout(name: "d", probability: 0.5, input: input.desc, engine: engine)
-        var a = RandomGenerator(seed: 42), b = RandomGenerator(seed: 42), c = RandomGenerator(seed: 43)
-        d.drawMask(&a); let m1 = d.currentMask
-        d.drawMask(&b); let m2 = d.currentMask
-        d.drawMask(&c); let m3 = d.currentMask
+        let samples = Array(1000..<1064)
+        d.drawMask(seed: 42, epoch: 3, samples: samples, layer: 0); let m1 = d.currentMask
+        d.drawMask(seed: 42, epoch: 3, samples: samples, layer: 0); let m2 = d.currentMask
+        d.drawMask(seed: 43, epoch: 3, samples: samples, layer: 0); let m3 = d.currentMask
         XCTAssertEqual(m1, m2, "same seed, same mask")
         XCTAssertNotEqual(m1, m3, "another seed, another mask")
+        d.drawMask(seed: 42, epoch: 4, samples: samples, layer: 0)
+        XCTAssertNotEqual(m1, d.currentMask, "another epoch, another mask")
+        d.drawMask(seed: 42, epoch: 3, samples: samples, layer: 1)
+        XCTAssertNotEqual(m1, d.currentMask, "another layer, another mask")
         XCTAssertTrue(m1.data.allSatisfy { $0 == 0 || $0 == 2 }, "inverted dropout keeps units scaled by 1/(1-p)")
         let kept = Double(m1.data.filter { $0 > 0 }.count) / Double(m1.count)
         XCTAssertEqual(kept, 0.5, accuracy: 0.01)   // 32 000 draws: σ ≈ 0.003
+        // A sample's row is the same whichever batch row it lands in, and whatever else is in the batch.
+        let moved = [1063, 7, 1000] + Array(2000..<2061)
+        d.drawMask(seed: 42, epoch: 3, samples: moved, layer: 0)
+        let m4 = d.currentMask
+        XCTAssertEqual(Array(m4.data[0..<500]), Array(m1.data[(63 * 500)..<(64 * 500)]))
+        XCTAssertEqual(Array(m4.data[1000..<1500]), Array(m1.data[0..<500]))
+        // A short batch fills only its rows.
+        let small = try Dropout(name: "d", probability: 0.5, input: input.desc, engine: engine)
+        small.drawMask(seed: 42, epoch: 3, samples: [1001], layer: 0)
+        XCTAssertEqual(Array(small.currentMask.data[0..<500]), Array(m1.data[500..<1000]))
     }
 
     func testSoftmaxCrossEntropyMatchesReference() throws {

@@ -74,9 +74,10 @@ public struct Benchmark {
             let labels = (0..<options.batch).map { _ in Int(rng.next() % UInt64(config.classes)) }
             let sgd = SGD(for: params, workers: engine.threads)
             let profiler = Profiler()
-            var lossTime = 0.0, updateTime = 0.0
+            var lossTime = 0.0, updateTime = 0.0, iteration = 0
             let times = try measure { timed in
-                net.drawDropoutMasks(&rng)
+                net.drawDropoutMasks(seed: 1, epoch: iteration, samples: Array(0..<options.batch))
+                iteration += 1
                 net.profiler = timed && options.profileLayers ? profiler : nil
                 try net.forward()
                 let t0 = DispatchTime.now().uptimeNanoseconds

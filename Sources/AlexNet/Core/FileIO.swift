@@ -86,6 +86,41 @@ public enum FileIO {
         #endif
     }
 
+    /// Writes a file that must survive a crash or power loss whole or not at all (checkpoints):
+    /// `body` writes into a temporary file in the same folder, which is flushed to disk (fsync),
+    /// renamed over `path` (one atomic step: readers see the old file or the new one), and the
+    /// folder is flushed so the rename itself is durable. The previous file stays intact until
+    /// the new one is complete.
+    public static func writeDurably(to path: String, _ body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let tmp = folder + "/." + name + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure(path, "cannot create \(tmp)") }
+        do {
+            try body { bytes in
+                var done = 0
+                while done < bytes.count {
+                    let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { throw failure(path, "cannot write") }
+                    done += n
+                }
+            }
+            guard fsync(fd) == 0 else { throw failure(path, "cannot flush to disk") }
+        } catch {
+            close(fd); unlink(tmp)
+            throw error
+        }
+        guard close(fd) == 0 else { let f = failure(path, "cannot write"); unlink(tmp); throw f }
+        guard rename(tmp, path) == 0 else { let f = failure(path, "cannot rename into place"); unlink(tmp); throw f }
+        let dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dir >= 0 else { throw failure(folder, "cannot open the folder to flush it") }
+        defer { close(dir) }
+        guard fsync(dir) == 0 else { throw failure(folder, "cannot flush the folder to disk") }
+    }
+
     public static func writeAtomically(_ data: Data, to path: String, tag: String = "\(getpid())") throws {
         try data.withUnsafeBytes { try writeAtomically($0, to: path, tag: tag) }
     }

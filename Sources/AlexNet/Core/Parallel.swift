@@ -29,10 +29,10 @@ public func runWorkers(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) 
 
 /// A counter threads take work from.
 public final class WorkCounter: @unchecked Sendable {
-    private var next = 0
+    private var next: Int
     private let end: Int
     private let lock = NSLock()
-    public init(_ end: Int) { self.end = end }
+    public init(_ end: Int, start: Int = 0) { (self.next, self.end) = (start, end) }
     /// The next index, or nil when all are taken.
     public func take() -> Int? {
         lock.lock(); defer { lock.unlock() }

@@ -55,6 +55,38 @@ public struct Augmentation: Sendable {
         meanPlanar = statistics.meanImage.isEmpty ? [] : (0..<(3 * n)).map { statistics.meanImage[($0 % n) * 3 + $0 / n] }
     }
 
+    /// Brings a decoded image to the size the crops expect: the mean image's when the pixel mean
+    /// is used, and at least the crop's otherwise (resized as preprocessing would).
+    public func prepared(_ image: RGBImage) -> RGBImage {
+        let meanSize = statistics.size
+        if mean == .pixel && meanSize > 0 && (image.width != meanSize || image.height != meanSize) {
+            return image.resizedShorterSide(to: meanSize, crop: true)
+        }
+        return image.shorterSide < outputSize ? image.resizedShorterSide(to: outputSize, crop: true) : image
+    }
+
+    /// The square size evaluation images are brought to before cropping (paper section 2: 256 for
+    /// 224 crops): the mean image's when the pixel mean is used, else 256/224 of the crop.
+    public var evaluationImageSize: Int {
+        mean == .pixel && statistics.size > 0 ? statistics.size : Int((Double(outputSize) * 256 / 224).rounded())
+    }
+
+    /// An evaluation sample: the central window, or the ten crops of SPEC section 5 written at
+    /// `out + k · stride` for crop k. No lighting, no mirroring beyond ten-crop's own.
+    public func evaluationCrops(_ image: RGBImage, tenCrop: Bool, into out: UnsafeMutablePointer<Float>, stride: Int,
+                                scratch: inout [Float]) {
+        if tenCrop {
+            TenCrop.apply(image, augmentation: self, into: out, stride: stride, scratch: &scratch)
+        } else {
+            var center = self
+            center.crop = .paper
+            let n = outputSize
+            center.apply(image, AugmentationDraw(x: TenCrop.centerOffset(image.width, n), y: TenCrop.centerOffset(image.height, n),
+                                                 width: n, height: n, mirror: false, alphas: [0, 0, 0]),
+                         into: out, scratch: &scratch)
+        }
+    }
+
     /// The random decisions for one training sample, in a fixed order: window, mirror, lighting.
     public func draw(width w: Int, height h: Int, rng: inout RandomGenerator) -> AugmentationDraw {
         var d = AugmentationDraw(x: 0, y: 0, width: outputSize, height: outputSize, mirror: false, alphas: [0, 0, 0])

@@ -3,7 +3,7 @@ import CTurboJPEG
 import Foundation
 
 /// Decodes JPEG (baseline, progressive, grayscale, CMYK/YCCK) and PNG (8- and 16-bit, gray,
-/// palette; alpha dropped) to 8-bit RGB, and encodes JPEG and PNG (SPEC section 4).
+/// palette; alpha dropped) to 8-bit RGB, and encodes JPEG and PNG (RGB or gray) (SPEC section 4).
 /// One codec per thread: TurboJPEG handles must not be shared.
 public final class ImageCodec {
     private let decompressor: tjhandle
@@ -315,5 +315,21 @@ public final class ImageCodec {
         guard status == 0, let out else { throw ImageError(path: "<png encoder>", reason: String(cString: message)) }
         defer { free(out) }
         return Data(bytes: out, count: size)
+    }
+
+    /// Lossless 8-bit grayscale PNG of `width`×`height` bytes (row-major), handed to `body`
+    /// without a copy (valid only inside it). `decode` reads it back as RGB with R = G = B.
+    public func encodeGrayPNG<R>(_ pixels: UnsafeRawBufferPointer, width: Int, height: Int, level: Int = 3,
+                                 _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        require(width > 0 && height > 0 && pixels.count == width * height,
+                "encodeGrayPNG: \(pixels.count) bytes for a \(width)×\(height) image")
+        var out: UnsafeMutablePointer<UInt8>?
+        var size = 0
+        var message = [CChar](repeating: 0, count: 256)
+        let status = alexnet_png_encode_gray(pixels.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(width), Int32(height),
+                                             Int32(level), &out, &size, &message, message.count)
+        guard status == 0, let out else { throw ImageError(path: "<png encoder>", reason: String(cString: message)) }
+        defer { free(out) }
+        return try body(UnsafeRawBufferPointer(start: out, count: size))
     }
 }

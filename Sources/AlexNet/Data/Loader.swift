@@ -50,8 +50,13 @@ public final class BatchLoader: @unchecked Sendable {
     /// - Parameters:
     ///   - labels: one per file of `split` (from a `LabelMap`).
     ///   - prefetch: batches prepared beyond one per thread.
+    ///   - lowPriority: run the workers at a lower scheduling priority (nice +10), so that beside a
+    ///     training network that keeps every core busy they take only the time it leaves.
+    ///   - startBatch: the first batch to make (a run resumed mid-epoch skips the ones it trained on;
+    ///     the order and every batch's content are those of the whole epoch).
     public init(split: DatasetSplit, labels: [Int], kind: Kind, augmentation: Augmentation, batchSize: Int, seed: UInt64,
-                epoch: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 1) throws {
+                epoch: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 1, startBatch: Int = 0,
+                lowPriority: Bool = false) throws {
         guard batchSize > 0 else { throw DatasetError(message: "batch size must be positive, got \(batchSize)") }
         guard labels.count == split.count else { throw DatasetError(message: "\(labels.count) labels for \(split.count) files") }
         (self.split, self.labels, self.kind, self.augmentation, self.batchSize) = (split, labels, kind, augmentation, batchSize)
@@ -63,19 +68,31 @@ public final class BatchLoader: @unchecked Sendable {
         }
         self.order = order
         batchCount = (split.count + batchSize - 1) / batchSize
+        guard (0...batchCount).contains(startBatch) else {
+            throw DatasetError(message: "start batch \(startBatch) outside the epoch's 0…\(batchCount)")
+        }
         if case .validation(tenCrop: true) = kind { crops = 10 } else { crops = 1 }
         sampleFloats = 3 * augmentation.outputSize * augmentation.outputSize
         let workers = max(1, threads)
         let slotFloats = batchSize * crops * sampleFloats
         slots = (0..<(workers + max(0, prefetch))).map { _ in FloatBuffer(count: slotFloats, zeroed: false) }
-        counter = WorkCounter(batchCount)
-        startWorkers(workers)
+        counter = WorkCounter(batchCount, start: startBatch)
+        nextBatch = startBatch
+        released = startBatch - 1
+        startWorkers(workers, lowPriority: lowPriority)
     }
 
-    private func startWorkers(_ n: Int) {
+    private func startWorkers(_ n: Int, lowPriority: Bool) {
         for _ in 0..<n {
             // The workers hold the loader until the epoch's batches are all made or it is stopped.
-            Thread { self.work() }.start()
+            Thread {
+                #if os(Linux)
+                // Linux keeps a nice value per thread, and `who` 0 names the calling thread, so this
+                // lowers only this worker (a failure leaves it at normal priority, merely slower).
+                if lowPriority { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10) }
+                #endif
+                self.work()
+            }.start()
         }
     }
 
@@ -137,34 +154,18 @@ public final class BatchLoader: @unchecked Sendable {
         let range = members(b)
         let base = slots[b % slots.count].pointer
         var errors: [ImageError] = []
-        let size = augmentation.outputSize
         for (i, position) in range.enumerated() {
             let index = order[position]
             do {
-                var image = try codec.decode(file: split.path(index))
-                // Pixel mean needs the mean image's size; smaller images need at least the crop's.
-                let meanSize = augmentation.statistics.size
-                if augmentation.mean == .pixel && meanSize > 0 && (image.width != meanSize || image.height != meanSize) {
-                    image = image.resizedShorterSide(to: meanSize, crop: true)
-                } else if image.shorterSide < size {
-                    image = image.resizedShorterSide(to: size, crop: true)
-                }
+                let image = augmentation.prepared(try codec.decode(file: split.path(index)))
                 switch kind {
                 case .training:
                     var rng = RandomGenerator(seed: seed, stream: UInt64(epoch), UInt64(index))
                     let draw = augmentation.draw(width: image.width, height: image.height, rng: &rng)
                     augmentation.apply(image, draw, into: base + i * sampleFloats, scratch: &scratch)
                 case .validation(let tenCrop):
-                    if tenCrop {
-                        TenCrop.apply(image, augmentation: augmentation, into: base + i * sampleFloats, stride: range.count * sampleFloats,
-                                      scratch: &scratch)
-                    } else {
-                        var center = augmentation
-                        center.crop = .paper
-                        center.apply(image, AugmentationDraw(x: TenCrop.centerOffset(image.width, size), y: TenCrop.centerOffset(image.height, size), width: size,
-                                                             height: size, mirror: false, alphas: [0, 0, 0]),
-                                     into: base + i * sampleFloats, scratch: &scratch)
-                    }
+                    augmentation.evaluationCrops(image, tenCrop: tenCrop, into: base + i * sampleFloats, stride: range.count * sampleFloats,
+                                                 scratch: &scratch)
                 }
             } catch {
                 errors.append((error as? ImageError) ?? ImageError(path: split.path(index), reason: "\(error)"))

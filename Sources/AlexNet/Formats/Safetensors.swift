@@ -144,6 +144,13 @@ public struct SafetensorsFile {
         return Tensor(shape: i.shape, data: values)
     }
 
+    /// Copies an F32 tensor of `shape` straight into `destination` (parameters, momentum): one
+    /// memcpy instead of a per-element decode, for the 37.7 M weights of fc6.
+    public func copyFloats(_ name: String, shape: [Int], into destination: UnsafeMutablePointer<Float>) throws {
+        let i = try check(name, [.f32], shape)
+        withBytes(i) { raw in if raw.count > 0 { UnsafeMutableRawPointer(destination).copyMemory(from: raw.baseAddress!, byteCount: raw.count) } }
+    }
+
     /// F64 values, exactly.
     public func doubles(_ name: String, shape: [Int]? = nil) throws -> [Double] {
         let i = try check(name, [.f64], shape)
@@ -164,8 +171,8 @@ public struct SafetensorsFile {
     }
 }
 
-/// Collects tensors and writes one safetensors file, atomically (a temporary name, then rename),
-/// so that a crash never leaves a half-written checkpoint under the real name.
+/// Collects tensors and writes one safetensors file, durably and atomically, so that a crash
+/// never leaves a half-written checkpoint under the real name.
 public struct SafetensorsWriter {
     private var entries: [(name: String, dtype: DType, shape: [Int], bytes: Data)] = []
     public var metadata: [String: String] = [:]
@@ -193,8 +200,16 @@ public struct SafetensorsWriter {
         entries.append((name, dtype, shape, bytes))
     }
 
-    /// The file's bytes: entries in the order added; the header padded with spaces to 8 bytes.
-    public func serialized() throws -> Data {
+    /// Floats straight from memory (a parameter or momentum view), copied once.
+    public mutating func add(_ name: String, floats: UnsafeBufferPointer<Float>, shape: [Int]) {
+        require(shape.reduce(1, *) == floats.count, "\(name): \(floats.count) values for shape \(shape)")
+        // Little-endian hosts only (x86-64, arm64): the bytes in memory are the file's.
+        add(name, dtype: .f32, shape: shape, bytes: Data(buffer: floats))
+    }
+
+    /// The header: 8-byte length, then JSON padded with spaces to a multiple of 8; entries follow
+    /// in the order added.
+    private func header() throws -> Data {
         var header: [String: Any] = [:]
         var offset = 0
         for e in entries {
@@ -208,22 +223,27 @@ public struct SafetensorsWriter {
         var n = UInt64(json.count).littleEndian
         out.append(Data(bytes: &n, count: 8))
         out.append(json)
+        return out
+    }
+
+    /// The file's bytes.
+    public func serialized() throws -> Data {
+        var out = try header()
         for e in entries { out.append(e.bytes) }
         return out
     }
 
+    /// Writes the file durably (see `FileIO.writeDurably`): a crash at any moment leaves either
+    /// the previous file or the complete new one under `path`. Tensors stream out one by one.
     public func write(to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
         do {
-            try serialized().write(to: tmp)
-            // rename(2) replaces the old file in one step.
-            guard rename(tmp.path, path) == 0 else {
-                throw SafetensorsError(path: path, tensor: nil, reason: "cannot rename into place (\(String(cString: strerror(errno))))")
+            let head = try header()
+            try FileIO.writeDurably(to: path) { write in
+                try head.withUnsafeBytes(write)
+                for e in entries { try e.bytes.withUnsafeBytes(write) }
             }
-        } catch {
-            try? FileManager.default.removeItem(at: tmp)
-            throw SafetensorsError(path: path, tensor: nil, reason: "cannot write (\(error.localizedDescription))")
+        } catch let e as FileIO.Failure {
+            throw SafetensorsError(path: path, tensor: nil, reason: e.reason)
         }
     }
 }

@@ -25,11 +25,26 @@ public final class Dropout: Layer {
         mask.pointer.update(repeating: keep, count: mask.count)
     }
 
-    /// Draws a fresh mask: unit kept when a uniform draw is ≥ p.
-    public func drawMask(_ rng: inout RandomGenerator) {
-        let keep = 1 / (1 - probability), p = probability
-        for i in 0..<mask.count { mask.pointer[i] = rng.uniform() >= p ? keep : 0 }
+    /// Draws a fresh mask, one row per sample, each row from its own generator seeded by
+    /// (seed, epoch, sample index, layer): the mask a sample gets does not depend on which batch
+    /// it is in, on the batch size, the thread count or the number of processes, so a resumed or
+    /// re-split run draws the same masks. A unit is kept when its uniform draw is ≥ p.
+    /// - Parameter samples: the dataset index of each row (`samples.count` ≤ the batch).
+    public func drawMask(seed: UInt64, epoch: Int, samples: [Int], layer: Int) {
+        let features = output.desc.dims[1]
+        require(samples.count <= output.desc.dims[0], "\(name): \(samples.count) samples for a batch of \(output.desc.dims[0])")
+        let keep = 1 / (1 - probability), p = probability, m = mask.pointer
+        parallelChunks(samples.count, workers: workers, minimumChunk: max(1, (1 << 15) / features)) { rows in
+            for row in rows {
+                var rng = RandomGenerator(seed: seed, stream: Self.stream, UInt64(epoch), UInt64(samples[row]), UInt64(layer))
+                let r = m + row * features
+                for i in 0..<features { r[i] = rng.uniform() >= p ? keep : 0 }
+            }
+        }
     }
+
+    /// Keeps dropout's generators apart from augmentation's (seed, epoch, index) streams.
+    static let stream: UInt64 = 0xD809_0A75
 
     /// Uses a given mask of multipliers (0 or 1/(1 − p)), shape (N, F).
     public func setMask(_ m: Tensor) throws {

@@ -79,12 +79,19 @@ public final class Network {
     /// (N, classes), plain.
     public var logits: Memory { layers[layers.count - 1].output }
 
-    /// Copies a plain (N, 3, S, S) tensor into `input`.
+    /// Copies a plain (N, 3, S, S) tensor into the input buffer.
     public func setInput(_ x: Tensor) throws {
         guard x.shape == input.desc.dims else {
             throw ConfigError(message: "input of shape \(x.shape), the network takes \(input.desc.dims)")
         }
-        input.storage!.copy(from: x.data)
+        x.data.withUnsafeBufferPointer { input.pointer.update(from: $0.baseAddress!, count: x.count) }
+    }
+
+    /// Reads the next forward (and backward) pass's input in place from `pointer`: plain
+    /// (N, 3, S, S) floats that the caller keeps unchanged until the step is done (a loader's batch
+    /// buffer), so batches reach the network without a copy.
+    public func bindInput(_ pointer: UnsafeMutablePointer<Float>) throws {
+        try input.rebind(pointer)
     }
 
     public func forward() throws {
@@ -118,9 +125,10 @@ public final class Network {
         }
     }
 
-    /// Draws new dropout masks for this step from `rng`.
-    public func drawDropoutMasks(_ rng: inout RandomGenerator) {
-        for d in dropouts { d.drawMask(&rng) }
+    /// Draws this step's dropout masks: row i for dataset sample `samples[i]`, from generators
+    /// seeded by (seed, epoch, sample, layer) (see `Dropout.drawMask`).
+    public func drawDropoutMasks(seed: UInt64, epoch: Int, samples: [Int]) {
+        for (layer, d) in dropouts.enumerated() { d.drawMask(seed: seed, epoch: epoch, samples: samples, layer: layer) }
     }
 
     /// Copies of the logits as a plain tensor.

@@ -13,8 +13,8 @@ public final class SGD {
     public let rule: UpdateRule
     /// The momentum buffers, laid out like the parameter store they were made for.
     public let velocity: FloatBuffer
-    /// Updates applied so far (PyTorch's first step sets v = g).
-    public private(set) var steps: Int = 0
+    /// Updates applied so far (PyTorch's first step sets v = g); a resumed run sets it back.
+    public var steps: Int = 0
     let workers: Int
 
     public init(for parameters: ParameterStore, learningRate: Float = 0.01, momentum: Float = 0.9,

@@ -3,7 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// libpng reports errors by longjmp, which Swift cannot catch; these two functions keep the
+// libpng reports errors by longjmp, which Swift cannot catch; these functions keep the
 // setjmp on the C side and return a status and a message instead.
 
 /// Decodes a PNG held in memory to 8-bit RGB (row-major, 3 bytes a pixel): 16-bit samples keep
@@ -17,4 +17,8 @@ int alexnet_png_decode_rgb(const uint8_t *data, size_t size, uint8_t **pixels, i
 /// malloc'd buffer in *out with its size in *out_size (free() it).
 int alexnet_png_encode_rgb(const uint8_t *pixels, int width, int height, int level, uint8_t **out,
                            size_t *out_size, char *error, size_t error_size);
+
+/// The same for 8-bit grayscale (one byte a pixel): what IDX datasets such as Fashion-MNIST hold.
+int alexnet_png_encode_gray(const uint8_t *pixels, int width, int height, int level, uint8_t **out,
+                            size_t *out_size, char *error, size_t error_size);
 #endif

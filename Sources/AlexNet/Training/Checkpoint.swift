@@ -1,0 +1,177 @@
+import Foundation
+
+/// One epoch's results, kept in every checkpoint so a resumed run's summary covers the whole run.
+public struct EpochRecord: Codable, Sendable, Equatable {
+    /// Counted from 1; 0 is the evaluation before training.
+    public var epoch: Int
+    public var trainLoss: Double?
+    public var validation: EvaluationResult?
+    public var lr: Double
+    public var seconds: Double
+    public var imagesPerSecond: Double?
+}
+
+/// Everything besides tensors that a resumed run needs to continue the same trajectory. All
+/// randomness derives from (seed, epoch, sample index), so no generator state needs saving
+/// beyond the position: `epoch` and `batch`.
+public struct TrainingState: Codable, Sendable, Equatable {
+    public var runName: String
+    public var seed: UInt64
+    /// Epochs completed.
+    public var epoch = 0
+    /// Batches of epoch `epoch + 1` already trained (mid-epoch checkpoints); 0 at a boundary.
+    public var batch = 0
+    public var sgdSteps = 0
+    public var schedule: LearningRateSchedule
+    /// The best watched metric so far and the epoch that had it.
+    public var best: Double?
+    public var bestEpoch: Int?
+    /// Σ loss × images over the current epoch's batches so far, and the images (exact resume of
+    /// the epoch's reported training loss).
+    public var epochLossSum = 0.0
+    public var epochImages = 0
+    public var history: [EpochRecord] = []
+
+    public init(runName: String, seed: UInt64, schedule: LearningRateSchedule) {
+        (self.runName, self.seed, self.schedule) = (runName, seed, schedule)
+    }
+}
+
+/// A training checkpoint (SPEC section 6): a safetensors file holding the parameters under
+/// SPEC section 1's names, the momentum buffers (`momentum.<name>`), the weights at the start of
+/// the epoch when written mid-epoch (`epoch_start.<name>`, for the epoch's weight-change log),
+/// the normalisation statistics (`statistics.*`), and in its metadata the training state, the
+/// network, the full configuration and the class names.
+public enum Checkpoint {
+    public static let format = "alexnet-checkpoint"
+
+    public struct Contents {
+        public var state: TrainingState
+        public var network: NetworkConfig
+        public var configYAML: String
+        public var classes: [String]
+        public var statistics: DatasetStatistics?
+        public var mean: MeanMode
+        public let file: SafetensorsFile
+    }
+
+    public static func write(to path: String, state: TrainingState, network: NetworkConfig, configYAML: String, classes: [String],
+                             statistics: DatasetStatistics?, mean: MeanMode, parameters: ParameterStore, momentum: FloatBuffer,
+                             epochStart: FloatBuffer?) throws {
+        let json = JSONEncoder()
+        json.outputFormatting = [.sortedKeys]
+        func text<T: Encodable>(_ value: T) throws -> String { String(decoding: try json.encode(value), as: UTF8.self) }
+        var w = SafetensorsWriter(metadata: [
+            "format": format, "version": "1", "state": try text(state), "network": try text(network),
+            "config": configYAML, "classes": try text(classes), "variant": network.variant.rawValue, "mean": mean.rawValue,
+        ])
+        func add(_ prefix: String, _ buffer: FloatBuffer) {
+            for e in parameters.entries {
+                w.add(prefix + e.name, floats: UnsafeBufferPointer(start: buffer.pointer + e.offset, count: e.count), shape: e.shape)
+            }
+        }
+        add("", parameters.values)
+        add("momentum.", momentum)
+        if let epochStart { add("epoch_start.", epochStart) }
+        if let statistics, statistics.size > 0 {
+            w.add("statistics.mean_image", Tensor(shape: [statistics.size, statistics.size, 3], data: statistics.meanImage))
+            w.add("statistics.channel_mean", doubles: statistics.channelMean, shape: [3])
+            w.add("statistics.eigenvalues", doubles: statistics.eigenvalues, shape: [3])
+            w.add("statistics.eigenvectors", doubles: statistics.eigenvectors.flatMap { $0 }, shape: [3, 3])
+            w.metadata["statistics_images"] = "\(statistics.imageCount)"
+        }
+        try w.write(to: path)
+    }
+
+    /// Reads a checkpoint's metadata (tensors stay in the mapped file until asked for).
+    public static func read(_ path: String) throws -> Contents {
+        let file = try SafetensorsFile(path: path)
+        guard file.metadata["format"] == format else {
+            throw SafetensorsError(path: path, tensor: nil, reason: "not an alexnet training checkpoint (no format=\(format) in its metadata)")
+        }
+        func decode<T: Decodable>(_ key: String, _ type: T.Type) throws -> T {
+            guard let s = file.metadata[key] else { throw SafetensorsError(path: path, tensor: nil, reason: "metadata '\(key)' missing") }
+            do { return try JSONDecoder().decode(type, from: Data(s.utf8)) } catch {
+                throw SafetensorsError(path: path, tensor: nil, reason: "metadata '\(key)' is not valid (\(error))")
+            }
+        }
+        var statistics: DatasetStatistics?
+        if file.tensors["statistics.mean_image"] != nil {
+            let mean = try file.tensor("statistics.mean_image")
+            let v = try file.doubles("statistics.eigenvectors", shape: [3, 3])
+            statistics = DatasetStatistics(size: mean.shape[0], meanImage: mean.data, channelMean: try file.doubles("statistics.channel_mean", shape: [3]),
+                                           covariance: [], eigenvalues: try file.doubles("statistics.eigenvalues", shape: [3]),
+                                           eigenvectors: [Array(v[0..<3]), Array(v[3..<6]), Array(v[6..<9])],
+                                           imageCount: Int(file.metadata["statistics_images"] ?? "") ?? 0)
+        }
+        return Contents(state: try decode("state", TrainingState.self), network: try decode("network", NetworkConfig.self),
+                        configYAML: file.metadata["config"] ?? "", classes: try decode("classes", [String].self), statistics: statistics,
+                        mean: MeanMode(rawValue: file.metadata["mean"] ?? "") ?? .channel, file: file)
+    }
+
+    /// Copies the tensors named `prefix + parameter` into `buffer` (laid out like `parameters`).
+    public static func load(_ file: SafetensorsFile, prefix: String = "", into buffer: FloatBuffer, layout parameters: ParameterStore) throws {
+        for e in parameters.entries { try file.copyFloats(prefix + e.name, shape: e.shape, into: buffer.pointer + e.offset) }
+    }
+}
+
+/// Weights for `evaluate` and `classify`: a checkpoint (its network, classes and statistics), or
+/// a plain safetensors file with SPEC section 1's names, whose widths, hidden size and classes
+/// come from the shapes.
+public struct LoadedWeights {
+    public var network: NetworkConfig
+    public let parameters: ParameterStore
+    /// Stored at training time; nil for plain files.
+    public var classes: [String]?
+    public var statistics: DatasetStatistics?
+    public var mean: MeanMode?
+
+    public init(path: String, variant: Variant? = nil, inputSize: Int? = nil) throws {
+        let file: SafetensorsFile
+        if let contents = try? Checkpoint.read(path) {
+            network = contents.network
+            if let variant, variant != network.variant {
+                throw SafetensorsError(path: path, tensor: nil, reason: "this checkpoint is the \(network.variant.rawValue) variant, not \(variant.rawValue)")
+            }
+            (classes, statistics, mean, file) = (contents.classes, contents.statistics, contents.mean, contents.file)
+        } else {
+            file = try SafetensorsFile(path: path)
+            network = try Self.infer(file, variant: variant ?? .paper, inputSize: inputSize)
+        }
+        if let inputSize { network.inputSize = inputSize }
+        do { try network.validate() } catch { throw SafetensorsError(path: path, tensor: nil, reason: "\(error)") }
+        parameters = Network.makeParameters(network)
+        try Checkpoint.load(file, into: parameters.values, layout: parameters)
+    }
+
+    /// The network whose parameter shapes are those in `file`. conv1's stride and padding and the
+    /// input size cannot be read from shapes: SPEC section 1's (4, 5, 224) unless the file's
+    /// metadata says otherwise or 224 does not fit fc6's input, in which case the smallest input
+    /// size that does is taken.
+    static func infer(_ file: SafetensorsFile, variant: Variant, inputSize: Int?) throws -> NetworkConfig {
+        func shape(_ name: String, rank: Int) throws -> [Int] {
+            let s = try file.info(name).shape
+            guard s.count == rank else { throw SafetensorsError(path: file.path, tensor: name, reason: "shape \(s), expected \(rank) dimensions") }
+            return s
+        }
+        let convs = try (1...5).map { try shape("conv\($0).weight", rank: 4) }
+        let fc6 = try shape("fc6.weight", rank: 2), fc8 = try shape("fc8.weight", rank: 2)
+        var config = NetworkConfig(variant: variant, widths: convs.map { $0[0] }, hidden: fc6[0], classes: fc8[0],
+                                   conv1Kernel: convs[0][2])
+        if let s = file.metadata["conv1_stride"].flatMap(Int.init) { config.conv1Stride = s }
+        if let p = file.metadata["conv1_padding"].flatMap(Int.init) { config.conv1Padding = p }
+        if let s = inputSize ?? file.metadata["input_size"].flatMap(Int.init) {
+            config.inputSize = s
+        } else if config.flatFeatures != fc6[1] {
+            guard let s = (config.conv1Kernel...2048).first(where: { size in
+                var c = config; c.inputSize = size
+                return c.convolutions[0].geometry.outputSize(size) >= 3 && c.pool5Size >= 1 && c.flatFeatures == fc6[1]
+            }) else {
+                throw SafetensorsError(path: file.path, tensor: "fc6.weight",
+                                       reason: "\(fc6[1]) input features fit no input size for conv5's \(config.widths[4]) channels")
+            }
+            config.inputSize = s
+        }
+        return config
+    }
+}

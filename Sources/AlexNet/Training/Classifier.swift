@@ -1,0 +1,67 @@
+import Foundation
+
+/// One class of a prediction.
+public struct Prediction: Sendable, Equatable {
+    public var index: Int
+    /// The class's identifier: a synset, or a dataset's folder name.
+    public var className: String
+    /// Its human-readable name (ImageNet's table), or the identifier again.
+    public var name: String
+    public var probability: Double
+}
+
+/// `alexnet classify` (the seed's `classify_image.py`, SPEC section 5): each image's shorter side
+/// to 256 (for 224 crops), the central crop or the ten crops, the top k classes. All images go
+/// through the network as one batch.
+public struct Classifier {
+    public let weights: LoadedWeights
+    public let networks: InferenceNetworks
+    public let augmentation: Augmentation
+    public let classNames: [String]
+    public let readableNames: [String]
+
+    public init(weights: LoadedWeights, engine: Engine) throws {
+        self.weights = weights
+        networks = InferenceNetworks(config: weights.network, parameters: weights.parameters, engine: engine)
+        var a = Augmentation(statistics: weights.statistics ?? .imagenetFallback, mean: weights.mean ?? .channel)
+        a.outputSize = weights.network.inputSize
+        augmentation = a
+        let k = weights.network.classes
+        if let classes = weights.classes, classes.count == k {
+            classNames = classes
+        } else if k == ClassTable.imagenet.count {
+            classNames = ClassTable.imagenet.synsets
+        } else {
+            classNames = (0..<k).map { "class \($0)" }
+        }
+        let table = ClassTable.imagenet
+        readableNames = classNames.map { table.index[$0].map { table.names[$0] } ?? $0 }
+    }
+
+    public func classify(files: [String], top k: Int, tenCrop: Bool) throws -> [[Prediction]] {
+        guard !files.isEmpty else { return [] }
+        let codec = ImageCodec()
+        let size = augmentation.evaluationImageSize, crops = tenCrop ? 10 : 1
+        let sample = 3 * augmentation.outputSize * augmentation.outputSize
+        let batch = FloatBuffer(count: crops * files.count * sample, zeroed: false)
+        var scratch: [Float] = []
+        for (i, file) in files.enumerated() {
+            var image = try codec.decode(file: file)
+            if image.width != size || image.height != size { image = image.resizedShorterSide(to: size, crop: true) }
+            augmentation.evaluationCrops(augmentation.prepared(image), tenCrop: tenCrop, into: batch.pointer + i * sample,
+                                         stride: files.count * sample, scratch: &scratch)
+        }
+        let averaged = try networks.averagedOutputs(images: batch.pointer, count: files.count, crops: crops)
+        let probabilities = networks.probabilities(fromAveraged: averaged)
+        let classes = weights.network.classes
+        return (0..<files.count).map { i in
+            let row = probabilities[(i * classes)..<((i + 1) * classes)]
+            // Ties keep the lower index first, as torch.topk does on the CPU.
+            let order = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }.prefix(min(k, classes))
+            return order.map { j in
+                let c = j - i * classes
+                return Prediction(index: c, className: classNames[c], name: readableNames[c], probability: row[j])
+            }
+        }
+    }
+}

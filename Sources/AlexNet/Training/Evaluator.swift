@@ -1,0 +1,174 @@
+import Foundation
+
+/// Validation results (SPEC section 5), averaged over the images.
+public struct EvaluationResult: Codable, Sendable, Equatable {
+    public var loss: Double
+    public var top1Error: Double
+    public var top5Error: Double
+    public var images: Int
+
+    public init(loss: Double, top1Error: Double, top5Error: Double, images: Int) {
+        (self.loss, self.top1Error, self.top5Error, self.images) = (loss, top1Error, top5Error, images)
+    }
+
+    public func value(_ metric: LearningRateSchedule.Metric) -> Double {
+        switch metric {
+        case .top1Error: return top1Error
+        case .top5Error: return top5Error
+        case .loss: return loss
+        }
+    }
+}
+
+/// Inference networks over shared parameters, one per batch size (a split's last batch is
+/// usually short), made on first use and kept.
+public final class InferenceNetworks {
+    public let config: NetworkConfig
+    public let parameters: ParameterStore
+    public let engine: Engine
+    private var networks: [Int: Network] = [:]
+
+    public init(config: NetworkConfig, parameters: ParameterStore, engine: Engine) {
+        (self.config, self.parameters, self.engine) = (config, parameters, engine)
+    }
+
+    public func network(batch: Int) throws -> Network {
+        if let n = networks[batch] { return n }
+        let n = try Network(config: config, batch: batch, mode: .inference, parameters: parameters, engine: engine)
+        networks[batch] = n
+        return n
+    }
+
+    /// Runs the network on `crops` inputs of `count` images each, laid out crop-major at `images`
+    /// (the loader's ten-crop batch, read in place), and returns per image the combination
+    /// SPEC section 5 prescribes: the paper's mean of the softmax outputs, or the seed's mean of
+    /// the raw outputs (after its final ReLU). (count, classes), row-major.
+    public func averagedOutputs(images: UnsafeMutablePointer<Float>, count: Int, crops: Int) throws -> [Double] {
+        let net = try network(batch: count)
+        let k = config.classes, sample = 3 * config.inputSize * config.inputSize
+        var sum = [Double](repeating: 0, count: count * k)
+        for c in 0..<crops {
+            try net.bindInput(images + c * count * sample)
+            try net.forward()
+            let logits = net.logits.pointer
+            for b in 0..<count {
+                let row = logits + b * k
+                if config.variant == .seed {
+                    for j in 0..<k { sum[b * k + j] += Double(row[j]) }
+                } else {
+                    let m = (0..<k).reduce(-Double.infinity) { max($0, Double(row[$1])) }
+                    let z = (0..<k).reduce(0.0) { $0 + exp(Double(row[$1]) - m) }
+                    for j in 0..<k { sum[b * k + j] += exp(Double(row[j]) - m) / z }
+                }
+            }
+        }
+        return sum.map { $0 / Double(crops) }
+    }
+
+    /// Class probabilities from `averagedOutputs`: already probabilities for the paper; the
+    /// softmax of the averaged outputs for the seed (what its loss reads).
+    public func probabilities(fromAveraged averaged: [Double]) -> [Double] {
+        guard config.variant == .seed else { return averaged }
+        let k = config.classes
+        var p = averaged
+        for b in 0..<(averaged.count / k) {
+            let row = averaged[(b * k)..<((b + 1) * k)]
+            let m = row.max()!
+            let z = row.reduce(0.0) { $0 + exp($1 - m) }
+            for j in 0..<k { p[b * k + j] = exp(averaged[b * k + j] - m) / z }
+        }
+        return p
+    }
+
+    /// Ten-crop validation of a split (SPEC section 5): loss −log p̄(label) (the paper) or the
+    /// cross-entropy of the averaged outputs (the seed), top-1 and top-5 error, averaged over
+    /// the images. The loader's batches feed the network in place.
+    public func evaluate(split: DatasetSplit, labels: [Int], augmentation: Augmentation, batchSize: Int, threads: Int,
+                         tenCrop: Bool = true, progress: ((_ done: Int, _ total: Int) throws -> Void)? = nil) throws -> EvaluationResult {
+        let loader = try BatchLoader(split: split, labels: labels, kind: .validation(tenCrop: tenCrop), augmentation: augmentation,
+                                     batchSize: batchSize, seed: 0, epoch: 0, threads: threads)
+        defer { loader.stop() }
+        let k = config.classes
+        var loss = 0.0, wrong1 = 0, wrong5 = 0, images = 0
+        while let batch = loader.next() {
+            if let failure = loader.failures.first { throw failure }
+            let averaged = try averagedOutputs(images: batch.images, count: batch.count, crops: batch.crops)
+            for b in 0..<batch.count {
+                let row = Array(averaged[(b * k)..<((b + 1) * k)]), y = batch.labels[b]
+                if config.variant == .seed {
+                    let m = row.max()!
+                    loss += log(row.reduce(0.0) { $0 + exp($1 - m) }) + m - row[y]
+                } else {
+                    loss -= log(row[y])
+                }
+                // The label is among the top k when fewer than k classes score strictly higher.
+                let above = row.reduce(0) { $0 + ($1 > row[y] ? 1 : 0) }
+                if above >= 1 { wrong1 += 1 }
+                if above >= min(5, k) { wrong5 += 1 }
+            }
+            images += batch.count
+            try progress?(images, split.count)
+        }
+        if let failure = loader.failures.first { throw failure }
+        let n = Double(max(images, 1))
+        return EvaluationResult(loss: loss / n, top1Error: Double(wrong1) / n, top5Error: Double(wrong5) / n, images: images)
+    }
+}
+
+/// What `alexnet evaluate` runs: the validation split, its labels in the weights' class order,
+/// and the normalisation the weights were trained with.
+public struct EvaluationJob {
+    public let weights: LoadedWeights
+    public let split: DatasetSplit
+    public let labels: [Int]
+    public let augmentation: Augmentation
+
+    /// - Parameters:
+    ///   - config: a training configuration: its dataset's val split, labels from its training
+    ///     split, and its statistics file and mean mode when the weights carry none.
+    ///   - data: a dataset root or split folder: its validation split, classes the sorted names found.
+    public init(weights: LoadedWeights, config: TrainingConfig?, data: String?) throws {
+        self.weights = weights
+        var classes: [String]
+        if let config {
+            let dataset = try Dataset.open(config.path.dataset)
+            guard let val = dataset.val else { throw DatasetError(message: "\(config.path.dataset): no val/ (or val_images/) split to evaluate on") }
+            split = val
+            classes = dataset.labels.classes
+        } else {
+            let root = data ?? "."
+            let fm = FileManager.default
+            let nested = Dataset.splitFolders.map { (root as NSString).appendingPathComponent($0.1) }.first { fm.fileExists(atPath: $0) }
+            split = try DatasetSplit.open(nested ?? root)
+            classes = try LabelMap(train: split).classes
+        }
+        // Names stored at training time decide the order, so a checkpoint's indices stay its own.
+        if let stored = weights.classes, Set(split.classNames).isSubset(of: stored) { classes = stored }
+        guard classes.count == weights.network.classes else {
+            throw DatasetError(message: "\(split.root): \(classes.count) classes, but the weights have \(weights.network.classes) outputs")
+        }
+        let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+        let found = split
+        labels = try found.classNames.enumerated().map { i, name in
+            guard let l = index[name] else { throw DatasetError(message: "\(found.path(i)): class '\(name)' is not one of the weights' classes") }
+            return l
+        }
+        var a: Augmentation
+        if let statistics = weights.statistics {
+            a = Augmentation(statistics: statistics, mean: weights.mean ?? .pixel)
+        } else if let config, !config.augmentations.statistics.isEmpty {
+            a = Augmentation(statistics: try DatasetStatistics(file: config.augmentations.statistics), mean: config.augmentations.mean)
+        } else {
+            a = Augmentation(statistics: .imagenetFallback, mean: .channel)
+        }
+        a.outputSize = weights.network.inputSize
+        augmentation = a
+    }
+
+    public func run(engine: Engine, batchSize: Int, threads: Int, tenCrop: Bool = true,
+                    progress: ((_ done: Int, _ total: Int) throws -> Void)? = nil) throws -> EvaluationResult {
+        try InferenceNetworks(config: weights.network, parameters: weights.parameters, engine: engine)
+            .evaluate(split: split, labels: labels, augmentation: augmentation, batchSize: batchSize, threads: threads,
+                      tenCrop: tenCrop, progress: progress)
+    }
+}

@@ -1,0 +1,365 @@
+import Foundation
+import Logging
+
+/// What a finished (or already finished) run reports.
+public struct TrainingSummary: Sendable {
+    public var runName: String
+    public var checkpointDirectory: String
+    public var logDirectory: String
+    public var lastCheckpoint: String
+    public var bestCheckpoint: String?
+    public var history: [EpochRecord]
+    public var seconds: Double
+    /// The last validation, if any.
+    public var final: EvaluationResult? { history.last(where: { $0.validation != nil })?.validation }
+}
+
+public enum TrainingError: Error, CustomStringConvertible {
+    case nonFinite(epoch: Int, batch: Int, loss: Float, checkpoint: String?)
+    case interrupted(signal: Int32, checkpoint: String)
+    case setup(String)
+
+    public var description: String {
+        switch self {
+        case let .nonFinite(epoch, batch, loss, checkpoint):
+            return "the training loss became \(loss) at epoch \(epoch), batch \(batch); stopped without saving this state. "
+                + (checkpoint.map { "The last good checkpoint is \($0)." } ?? "No checkpoint had been written yet.")
+                + " A lower optimizer.lr usually helps."
+        case let .interrupted(signal, checkpoint):
+            return "stopped by signal \(signal) (\(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal")); "
+                + "the state is saved in \(checkpoint); continue with: alexnet train --resume \(checkpoint)"
+        case let .setup(message): return message
+        }
+    }
+
+    /// The exit status a command should end with: 128 + signal for interruptions, 1 otherwise.
+    public var exitCode: Int32 {
+        if case let .interrupted(signal, _) = self { return 128 + signal }
+        return 1
+    }
+}
+
+/// `alexnet train`: the paper's training loop (section 5) around the network, the loader and SGD.
+///
+///   per epoch e (counted from 0; the paper's epochs are e + 1):
+///     batches in the shuffled order of (seed, e), from batch `state.batch` on
+///       bind the loader's buffer as the input → dropout masks per sample → forward → loss
+///       → backward → SGD step; every M minutes and on Ctrl-C a mid-epoch checkpoint
+///     ten-crop validation → schedule step on the watched metric → TensorBoard
+///     → last.safetensors (+ epoch-NNN, + best) written durably
+///
+/// All state that a resumed run needs is in `state` (and the three flat buffers), so a
+/// checkpoint at any step boundary continues the same trajectory bit for bit.
+public final class Trainer {
+    public let config: TrainingConfig
+    public let logger: Logger
+    public let stop: StopRequest
+    /// Called after every training step with (epoch counted from 1, batches done): tests stop a
+    /// run at a chosen batch through `stop`.
+    public var afterStep: ((_ epoch: Int, _ batch: Int) -> Void)?
+
+    public init(config: TrainingConfig, logger: Logger, stop: StopRequest = StopRequest()) {
+        (self.config, self.logger, self.stop) = (config, logger, stop)
+    }
+
+    /// The paper's reference error rates, logged beside ours as the seed does (SPEC section 6).
+    static let paperTop1Error = 0.407, paperTop5Error = 0.182
+
+    // MARK: set-up
+
+    /// Everything a run holds, made once before the first step.
+    private struct Session {
+        let engine: Engine
+        let loaderThreads: Int
+        let dataset: Dataset
+        let val: DatasetSplit
+        let trainLabels: [Int], valLabels: [Int]
+        let classes: [String]
+        let statistics: DatasetStatistics?
+        let trainAugmentation: Augmentation, evalAugmentation: Augmentation
+        let parameters: ParameterStore
+        let sgd: SGD
+        let epochStart: FloatBuffer
+        let inference: InferenceNetworks
+        let checkpointDirectory: String, logDirectory: String
+        let tensorboard: TensorBoardWriter
+    }
+
+    private func prepare(_ state: inout TrainingState, resumed: Checkpoint.Contents?) throws -> Session {
+        let budget = config.training.threads > 0 ? config.training.threads : ProcessInfo.processInfo.activeProcessorCount
+        // The loader needs a few percent of a core at the paper's size (README: 2000 img/s per
+        // core against 31 img/s of training), so oneDNN keeps the whole budget and the loader's
+        // threads run beside it at a lower priority, taking the time the network leaves.
+        let loaderThreads = config.training.loaderThreads > 0 ? config.training.loaderThreads : max(1, budget / 4)
+        let engine = try Engine(threads: budget)
+
+        let dataset = try Dataset.open(config.path.dataset)
+        guard let val = dataset.val else {
+            throw ConfigurationError(source: "path.dataset", key: nil,
+                                     message: "\(config.path.dataset) has no val/ (or val_images/) split; training validates every epoch")
+        }
+        let classes = dataset.labels.classes
+        guard classes.count == config.model.classes else {
+            throw ConfigurationError(source: "configuration", key: "model.classes",
+                                     message: "is \(config.model.classes) but \(config.path.dataset) has \(classes.count) classes; set model.classes: \(classes.count)")
+        }
+        if let resumed, resumed.classes != classes {
+            throw ConfigurationError(source: config.training.resumeFrom, key: "path.dataset",
+                                     message: "the checkpoint was trained on other classes than those of \(config.path.dataset)")
+        }
+        let statistics = config.augmentations.statistics.isEmpty ? nil : try DatasetStatistics(file: config.augmentations.statistics)
+        var train = Augmentation(statistics: statistics ?? .imagenetFallback, crop: config.augmentations.crop, mean: config.augmentations.mean)
+        train.outputSize = config.model.inputSize
+        train.mirror = config.augmentations.flip
+        train.lightingStd = config.augmentations.lighting ? Float(config.augmentations.lightingStd) : 0
+        let eval = train
+
+        let parameters = Network.makeParameters(config.model)
+        let sgd = SGD(for: parameters, learningRate: Float(state.schedule.learningRate), momentum: Float(config.optimizer.momentum),
+                      weightDecay: Float(config.optimizer.weightDecay), rule: config.optimizer.updateRule, workers: engine.threads)
+        let epochStart = FloatBuffer(count: parameters.values.count)
+        if let resumed {
+            try Checkpoint.load(resumed.file, into: parameters.values, layout: parameters)
+            try Checkpoint.load(resumed.file, prefix: "momentum.", into: sgd.velocity, layout: parameters)
+            if state.batch > 0 { try Checkpoint.load(resumed.file, prefix: "epoch_start.", into: epochStart, layout: parameters) }
+            sgd.steps = state.sgdSteps
+        } else {
+            config.initialization.apply(to: parameters, seed: config.training.seed)
+        }
+
+        let checkpointDirectory = (config.path.checkpointDir as NSString).appendingPathComponent(state.runName)
+        let logDirectory = (config.path.logDir as NSString).appendingPathComponent(state.runName)
+        for dir in [checkpointDirectory, logDirectory] {
+            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+                throw TrainingError.setup("cannot create \(dir): \(error.localizedDescription)")
+            }
+        }
+        let tensorboard = try TensorBoardWriter(directory: logDirectory)
+        // Events a crashed run wrote after its last checkpoint are superseded by the rerun's.
+        if resumed != nil { try tensorboard.sessionStart(step: state.epoch + 1) }
+        return Session(engine: engine, loaderThreads: loaderThreads, dataset: dataset, val: val,
+                       trainLabels: dataset.labels.labels(dataset.train), valLabels: dataset.labels.labels(val), classes: classes,
+                       statistics: statistics, trainAugmentation: train, evalAugmentation: eval, parameters: parameters, sgd: sgd,
+                       epochStart: epochStart, inference: InferenceNetworks(config: config.model, parameters: parameters, engine: engine),
+                       checkpointDirectory: checkpointDirectory, logDirectory: logDirectory, tensorboard: tensorboard)
+    }
+
+    /// The state to start from: fresh, or the checkpoint's, after checking it fits this configuration.
+    private func initialState() throws -> (TrainingState, Checkpoint.Contents?) {
+        guard !config.training.resumeFrom.isEmpty else {
+            let name = config.path.runName.isEmpty ? RunName.generate() : config.path.runName
+            return (TrainingState(runName: name, seed: config.training.seed, schedule: config.makeSchedule()), nil)
+        }
+        let path = config.training.resumeFrom
+        let contents = try Checkpoint.read(path)
+        if contents.network != config.model {
+            throw ConfigurationError(source: path, key: "model",
+                                     message: "the checkpoint holds \(Self.describe(contents.network)); the configuration asks for \(Self.describe(config.model))")
+        }
+        var saved = TrainingConfig()
+        try saved.apply(yaml: contents.configYAML, source: "\(path) (its configuration)")
+        if contents.state.batch > 0 && saved.training.batchSize != config.training.batchSize {
+            throw ConfigurationError(source: path, key: "training.batch_size",
+                                     message: "the checkpoint stopped mid-epoch with batches of \(saved.training.batchSize), so it resumes only with that size (got \(config.training.batchSize))")
+        }
+        if contents.state.seed != config.training.seed {
+            throw ConfigurationError(source: path, key: "training.seed",
+                                     message: "the checkpoint's run uses seed \(contents.state.seed), the configuration \(config.training.seed)")
+        }
+        var state = contents.state
+        // The schedule's options come from the configuration; where it stands, from the
+        // checkpoint, unless the configuration now asks for another learning rate.
+        var schedule = config.makeSchedule()
+        schedule.state = state.schedule.state
+        if saved.optimizer.lr != config.optimizer.lr {
+            logger.info("optimizer.lr changed from \(saved.optimizer.lr) to \(config.optimizer.lr): resuming with the new rate")
+            schedule.state.lr = config.optimizer.lr
+        }
+        state.schedule = schedule
+        return (state, contents)
+    }
+
+    static func describe(_ n: NetworkConfig) -> String {
+        "variant \(n.variant.rawValue), widths \(n.widths), hidden \(n.hidden), \(n.classes) classes, input \(n.inputSize), "
+            + "conv1 \(n.conv1Kernel)/\(n.conv1Stride)/\(n.conv1Padding), dropout \(n.dropout)"
+    }
+
+    // MARK: the run
+
+    public func run() throws -> TrainingSummary {
+        let started = DispatchTime.now().uptimeNanoseconds
+        var (state, resumed) = try initialState()
+        let s = try prepare(&state, resumed: resumed)
+        defer { s.tensorboard.close() }
+        let paths = (last: path(s, "last.safetensors"), best: path(s, "best.safetensors"))
+        var lastCheckpoint = resumed == nil ? nil as String? : config.training.resumeFrom
+        var lastCheckpointTime = DispatchTime.now().uptimeNanoseconds
+        logger.info("run \(state.runName): \(s.dataset.train.count) training and \(s.val.count) validation images in \(s.classes.count) classes; \(Self.describe(config.model)); \(s.engine.threads) threads for oneDNN, \(s.loaderThreads) for the loader")
+        logger.info("checkpoints in \(s.checkpointDirectory), TensorBoard logs in \(s.logDirectory)")
+        if let resumed { logger.info("resuming \(config.training.resumeFrom) at epoch \(resumed.state.epoch + 1), batch \(resumed.state.batch)") }
+
+        func save(_ file: String, midEpoch: Bool) throws {
+            try Checkpoint.write(to: file, state: state, network: config.model, configYAML: config.yaml(comments: false), classes: s.classes,
+                                 statistics: s.statistics, mean: config.augmentations.mean, parameters: s.parameters,
+                                 momentum: s.sgd.velocity, epochStart: midEpoch ? s.epochStart : nil)
+            lastCheckpoint = file
+            lastCheckpointTime = DispatchTime.now().uptimeNanoseconds
+        }
+        /// Saves the state where it stands and reports the interruption.
+        func interrupted(_ signal: Int32) throws -> Never {
+            try save(paths.last, midEpoch: true)
+            throw TrainingError.interrupted(signal: signal, checkpoint: paths.last)
+        }
+        func validate(label: String) throws -> EvaluationResult {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let result = try s.inference.evaluate(split: s.val, labels: s.valLabels, augmentation: s.evalAugmentation,
+                                                  batchSize: config.training.evalBatchSize, threads: s.loaderThreads) { _, _ in
+                if let signal = self.stop.signal { try interrupted(signal) }
+            }
+            logger.info("\(label): val loss \(fixed(result.loss, 4)), top-1 error \(fixed(100 * result.top1Error, 2)) %, top-5 error \(fixed(100 * result.top5Error, 2)) % (\(result.images) images, ten-crop, \(fixed(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, 1)) s)")
+            return result
+        }
+
+        if state.epoch == 0 && state.batch == 0 && state.history.isEmpty && config.training.evaluateBeforeTraining {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let result = try validate(label: "before training")
+            let record = EpochRecord(epoch: 0, trainLoss: nil, validation: result, lr: state.schedule.learningRate,
+                                     seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, imagesPerSecond: nil)
+            state.history.append(record)
+            try log(record, s, epochStartAvailable: false)
+        }
+
+        let batchesPerEpoch = (s.dataset.train.count + config.training.batchSize - 1) / config.training.batchSize
+        var trainingNetworks: [Int: Network] = [:]
+        while state.epoch < config.training.epochs {
+            let epoch = state.epoch + 1
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            s.sgd.learningRate = Float(state.schedule.learningRate)
+            if state.batch == 0 { s.epochStart.pointer.update(from: s.parameters.values.pointer, count: s.epochStart.count) }
+            let loader = try BatchLoader(split: s.dataset.train, labels: s.trainLabels, kind: .training, augmentation: s.trainAugmentation,
+                                         batchSize: config.training.batchSize, seed: config.training.seed, epoch: state.epoch,
+                                         threads: s.loaderThreads, startBatch: state.batch, lowPriority: true)
+            defer { loader.stop() }
+            let progress = TrainingProgress(label: "epoch \(epoch)/\(config.training.epochs)", batches: batchesPerEpoch,
+                                            startingAt: state.batch, printFrequency: config.training.printFreq, logger: logger)
+            while true {
+                let w0 = DispatchTime.now().uptimeNanoseconds
+                guard let batch = loader.next() else { break }
+                let wait = Double(DispatchTime.now().uptimeNanoseconds - w0) / 1e9
+                if let failure = loader.failures.first {
+                    throw TrainingError.setup("cannot read a training image: \(failure) (alexnet dataset-info --decode lists every broken file)")
+                }
+                let net: Network
+                if let n = trainingNetworks[batch.count] { net = n } else {
+                    net = try Network(config: config.model, batch: batch.count, mode: .training, parameters: s.parameters, engine: s.engine)
+                    trainingNetworks[batch.count] = net
+                }
+                try net.bindInput(batch.images)
+                net.drawDropoutMasks(seed: config.training.seed, epoch: state.epoch, samples: batch.samples)
+                try net.forward()
+                let loss = try net.loss(labels: batch.labels)
+                guard loss.isFinite else {
+                    throw TrainingError.nonFinite(epoch: epoch, batch: batch.index + 1, loss: loss, checkpoint: lastCheckpoint)
+                }
+                try net.backward()
+                s.sgd.step(s.parameters)
+                state.batch = batch.index + 1
+                state.sgdSteps += 1
+                state.epochLossSum += Double(loss) * Double(batch.count)
+                state.epochImages += batch.count
+                progress.batch(batch.index, count: batch.count, loss: Double(loss), dataWait: wait)
+                afterStep?(epoch, state.batch)
+                if let signal = stop.signal { progress.finish(); try interrupted(signal) }
+                let minutes = config.training.checkpointEveryMinutes
+                if minutes > 0 && Double(DispatchTime.now().uptimeNanoseconds - lastCheckpointTime) / 6e10 >= minutes && state.batch < batchesPerEpoch {
+                    try save(paths.last, midEpoch: true)
+                }
+            }
+            progress.finish()
+            let trainSeconds = progress.seconds
+            let trainLoss = state.epochLossSum / Double(max(state.epochImages, 1))
+            logger.info("epoch \(epoch)/\(config.training.epochs): train loss \(fixed(trainLoss, 4)), \(fixed(Double(progress.images) / max(trainSeconds, 1e-9), 1)) img/s, \(fixed(trainSeconds, 1)) s, of which \(fixed(100 * progress.dataSeconds / max(trainSeconds, 1e-9), 1)) % waiting for data")
+            let result = try validate(label: "epoch \(epoch)/\(config.training.epochs)")
+            let lr = state.schedule.learningRate
+            let metric = result.value(config.scheduler.metric)
+            let improved = state.best.map { metric < $0 } ?? true
+            if improved { (state.best, state.bestEpoch) = (metric, epoch) }
+            let next = state.schedule.step(metric: metric)
+            if next != lr { logger.info("learning rate \(lr) → \(next) (scheduler \(config.scheduler.name.rawValue) on \(config.scheduler.metric.rawValue))") }
+            let record = EpochRecord(epoch: epoch, trainLoss: trainLoss, validation: result, lr: lr,
+                                     seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9,
+                                     imagesPerSecond: Double(progress.images) / max(trainSeconds, 1e-9))
+            state.history.append(record)
+            try log(record, s, epochStartAvailable: true)
+            (state.epoch, state.batch, state.epochLossSum, state.epochImages) = (epoch, 0, 0, 0)
+
+            try save(paths.last, midEpoch: false)
+            if config.training.checkpointEveryEpochs > 0 && epoch % config.training.checkpointEveryEpochs == 0 {
+                try link(paths.last, to: path(s, String(format: "epoch-%04d.safetensors", epoch)))
+            }
+            if improved {
+                try link(paths.last, to: paths.best)
+                logger.info("best \(config.scheduler.metric.rawValue) so far: \(fixed(metric, 4)) → \(paths.best)")
+            }
+            if let signal = stop.signal { throw TrainingError.interrupted(signal: signal, checkpoint: paths.last) }
+        }
+        if lastCheckpoint == nil { try save(paths.last, midEpoch: false) }
+        try s.tensorboard.flush()
+        return TrainingSummary(runName: state.runName, checkpointDirectory: s.checkpointDirectory, logDirectory: s.logDirectory,
+                               lastCheckpoint: paths.last, bestCheckpoint: state.bestEpoch == nil ? nil : paths.best,
+                               history: state.history, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+    }
+
+    private func path(_ s: Session, _ name: String) -> String { (s.checkpointDirectory as NSString).appendingPathComponent(name) }
+
+    /// Gives `source`'s complete file a second name atomically (a hard link renamed into place),
+    /// so epoch-NNN and best cost no second write; falls back to a copy where links do not work.
+    private func link(_ source: String, to destination: String) throws {
+        let tmp = destination + ".tmp-\(getpid())"
+        unlink(tmp)
+        if Foundation.link(source, tmp) != 0 {
+            do { try FileManager.default.copyItem(atPath: source, toPath: tmp) } catch {
+                throw TrainingError.setup("cannot write \(destination): \(error.localizedDescription)")
+            }
+        }
+        guard rename(tmp, destination) == 0 else {
+            unlink(tmp)
+            throw TrainingError.setup("cannot rename \(tmp) to \(destination): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    // MARK: TensorBoard
+
+    /// One epoch's scalars (the seed's tags) and histograms; `epoch` 0 is the untrained network.
+    private func log(_ record: EpochRecord, _ s: Session, epochStartAvailable: Bool) throws {
+        let tb = s.tensorboard, step = record.epoch
+        if let v = record.validation {
+            try tb.scalar("Metrics/val_error_rate@1", v.top1Error, step: step)
+            try tb.scalar("Metrics/val_error_rate@5", v.top5Error, step: step)
+            try tb.scalar("Metrics/paper_error_rate@1", Self.paperTop1Error, step: step)
+            try tb.scalar("Metrics/paper_error_rate@5", Self.paperTop5Error, step: step)
+            try tb.scalar("Losses/val_loss", v.loss, step: step)
+        }
+        if let loss = record.trainLoss { try tb.scalar("Losses/train_loss", loss, step: step) }
+        try tb.scalar("Optimizer/Group0_lr", record.lr, step: step)
+        try tb.scalar("Optimizer/Group0_weight_decay", config.optimizer.weightDecay, step: step)
+        if let ips = record.imagesPerSecond { try tb.scalar("Speed/train_images_per_second", ips, step: step) }
+        let p = s.parameters
+        for e in p.entries {
+            let layer = String(e.name.split(separator: ".")[0])
+            let values = UnsafeBufferPointer(start: p.values.pointer + e.offset, count: e.count)
+            try tb.histogram((e.name.hasSuffix(".bias") ? "Biases/" : "Weights/") + layer, values, step: step)
+            guard epochStartAvailable else { continue }
+            // The gradients of the epoch's last step, and how far the epoch moved the weights.
+            try tb.histogram("Gradients/\(e.name)", UnsafeBufferPointer(start: p.grads.pointer + e.offset, count: e.count), step: step)
+            var change = 0.0
+            let before = s.epochStart.pointer + e.offset
+            for i in 0..<e.count { let d = Double(values[i] - before[i]); change += d * d }
+            try tb.scalar("Diff/\(e.name)", change.squareRoot(), step: step)
+        }
+        try tb.flush()
+    }
+}
+
+/// `x` with `digits` decimals, for log lines.
+func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }

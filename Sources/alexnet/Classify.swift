@@ -1,0 +1,65 @@
+import AlexNet
+import ArgumentParser
+import Foundation
+
+struct Classify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Classify images with a checkpoint or weights file (the seed's classify_image.py).",
+        discussion: """
+        Each image's shorter side is resized to 256 (for 224 crops; in proportion for other \
+        input sizes) with Pillow's bicubic filter and cropped to the central square, then the \
+        central 224 crop (or, with --ten-crop, the ten crops averaged as in evaluation) goes \
+        through the network; all images form one batch. Prints the top k classes with their \
+        names and probabilities. Class names come from the checkpoint, or ImageNet's table for \
+        1000-class weights.
+        """
+    )
+
+    @Option(name: .shortAndLong, help: "An image file (JPEG or PNG); repeat for several.")
+    var image: [String]
+
+    @Option(name: .shortAndLong, help: "Checkpoint or safetensors weights.")
+    var weights: String
+
+    @Option(name: .customShort("k"), help: "Classes to show per image.")
+    var top = 5
+
+    @Flag(help: "Average the ten crops (four corners, centre, and their mirror images) instead of the central crop.")
+    var tenCrop = false
+
+    @Option(help: "Variant of a plain weights file: paper or seed (a checkpoint knows its own).")
+    var variant: Variant?
+
+    @Flag(help: "Print on the last line a JSON list of {index, class, name, probability} (a list of such lists for several images).")
+    var json = false
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if image.isEmpty { throw ValidationError("give at least one image with -i FILE") }
+        if top < 1 { throw ValidationError("-k must be at least 1, got \(top)") }
+        for file in image where !FileManager.default.fileExists(atPath: file) { throw ValidationError("-i \(file): no such file") }
+    }
+
+    func run() throws {
+        let loaded: LoadedWeights
+        do { loaded = try LoadedWeights(path: weights, variant: variant) } catch { throw usageError("-w \(weights): \(error)") }
+        let classifier = try Classifier(weights: loaded, engine: try compute.makeEngine())
+        let results: [[Prediction]]
+        do { results = try classifier.classify(files: image, top: top, tenCrop: tenCrop) } catch let e as ImageError {
+            throw usageError(e)
+        }
+        for (file, predictions) in zip(image, results) {
+            print(file + ":")
+            for p in predictions {
+                print(String(format: "  %6.2f %%  %4d  ", 100 * p.probability, p.index) + p.className + (p.name != p.className ? "  " + p.name : ""))
+            }
+        }
+        if json {
+            let lists = results.map { $0.map { p -> [(String, Any)] in
+                [("index", p.index), ("class", p.className), ("name", p.name), ("probability", p.probability)]
+            } as [Any] }
+            print(jsonValue(results.count == 1 ? lists[0] : lists as [Any]))
+        }
+    }
+}

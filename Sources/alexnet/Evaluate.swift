@@ -1,0 +1,73 @@
+import AlexNet
+import ArgumentParser
+import Foundation
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ten-crop validation of a checkpoint or a safetensors weights file (SPEC section 5).",
+        discussion: """
+        The images are the validation split of the configuration's dataset (-c) or of DIR \
+        (--data), preprocessed as for training (alexnet preprocess -z 256 -c). Each image's \
+        four corner and central crops and their mirror images go through the network; the paper \
+        variant averages the ten softmax outputs (loss: −log of the averaged probability of the \
+        label), the seed variant the raw outputs (loss: their cross-entropy). Prints the loss, \
+        top-1 and top-5 error and the image count.
+
+        WEIGHTS is a checkpoint written by alexnet train (network, class names and mean image \
+        come from it) or a plain safetensors file with conv1.weight … fc8.bias in PyTorch's \
+        shapes (widths and classes read from the shapes; --variant says which variant; the \
+        channel mean unless -c gives a statistics file).
+        """
+    )
+
+    @Option(name: .shortAndLong, help: "A training configuration: its path.dataset's val split, its normalisation and eval batch size.")
+    var config: String?
+
+    @Option(help: "A dataset root (or a split folder) whose validation split to use; classes are the sorted names found.")
+    var data: String?
+
+    @Option(name: .shortAndLong, help: "Checkpoint or safetensors weights.")
+    var weights: String
+
+    @Option(help: "Variant of a plain weights file: paper or seed (a checkpoint knows its own).")
+    var variant: Variant?
+
+    @Option(help: "Images per ten-crop batch (each is ten forward passes).")
+    var batch: Int?
+
+    @Flag(help: "Only the central crop instead of ten.")
+    var centerCrop = false
+
+    @Flag(help: "Print one JSON object on the last line: loss, top1_error, top5_error, images.")
+    var json = false
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if (config == nil) == (data == nil) { throw ValidationError("give exactly one of -c CONFIG or --data DIR") }
+        if let batch, batch < 1 { throw ValidationError("--batch must be at least 1, got \(batch)") }
+    }
+
+    func run() throws {
+        let engine = try compute.makeEngine()
+        let loaded: LoadedWeights
+        do { loaded = try LoadedWeights(path: weights, variant: variant) } catch { throw usageError("-w \(weights): \(error)") }
+        var trainingConfig: TrainingConfig?
+        if let config {
+            do { trainingConfig = try TrainingConfig.load(file: config) } catch { throw usageError(error) }
+        }
+        let job = try EvaluationJob(weights: loaded, config: trainingConfig, data: data)
+        let logger = ConsoleLogHandler.logger("evaluate")
+        logger.info("evaluating \(weights) (\(loaded.network.variant.rawValue), \(loaded.network.classes) classes, input \(loaded.network.inputSize)) on \(job.split.count) images of \(job.split.root)\(centerCrop ? ", central crop" : ", ten-crop")")
+        let reporter = ProgressReporter(total: job.split.count, label: "evaluate")
+        var shown = 0
+        let r = try job.run(engine: engine, batchSize: batch ?? trainingConfig?.training.evalBatchSize ?? 32, threads: engine.threads,
+                            tenCrop: !centerCrop) { done, _ in reporter.advance(by: done - shown); shown = done }
+        reporter.finish()
+        print(String(format: "loss %.6f, top-1 error %.4f (%.2f %%), top-5 error %.4f (%.2f %%) on %d images",
+                     r.loss, r.top1Error, 100 * r.top1Error, r.top5Error, 100 * r.top5Error, r.images))
+        if json { print(jsonLine([("loss", r.loss), ("top1_error", r.top1Error), ("top5_error", r.top5Error), ("images", r.images)])) }
+    }
+}
+
+extension Variant: ExpressibleByArgument {}

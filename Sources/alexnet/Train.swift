@@ -1,0 +1,93 @@
+import AlexNet
+import ArgumentParser
+import Foundation
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train AlexNet from a YAML configuration (the seed's train.py + config.yml).",
+        discussion: """
+        The configuration has the seed's sections (path, model, training, optimizer, scheduler, \
+        augmentations); every key has the paper's default, and `--print-config` lists them all \
+        with what each accepts. configs/paper.yml is the paper exactly, configs/seed.yml the \
+        seed's choices, configs/demo.yml the Fashion-MNIST demo.
+
+        Each epoch: shuffled batches with the paper's augmentation, SGD with momentum, ten-crop \
+        validation (loss, top-1 and top-5 error), the learning-rate schedule stepped on the \
+        watched metric, TensorBoard scalars and histograms in <log_dir>/<run_name>, and \
+        <checkpoint_dir>/<run_name>/last.safetensors (plus epoch-NNN every N epochs and \
+        best.safetensors when the watched metric improves), each written to a temporary file, \
+        flushed and renamed. Ctrl-C (or SIGTERM) finishes the current step, saves \
+        last.safetensors and exits with 130 (143); `--resume` continues bit for bit. A NaN or \
+        infinite loss stops the run, keeping the last good checkpoint.
+        """
+    )
+
+    @Option(name: .shortAndLong, help: "YAML configuration file (optional with --resume: the checkpoint keeps its own).")
+    var config: String?
+
+    @Option(name: .customLong("set"), parsing: .singleValue,
+            help: ArgumentHelp("Override one key, e.g. --set training.epochs=10 or --set model.widths=[8,16,24,24,16] (repeatable; the value is read as YAML).",
+                               valueName: "key.path=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Continue this checkpoint exactly (same as --set training.resume_from=PATH).")
+    var resume: String?
+
+    @Option(help: "Thread budget for oneDNN and the loader (same as --set training.threads=N).")
+    var threads: Int?
+
+    @Flag(help: "Print the resolved configuration (every key, its value and what it accepts) and exit.")
+    var printConfig = false
+
+    @Flag(help: "Print one JSON object on the last line: run, checkpoint, best_checkpoint, log_dir, epochs, loss, top1_error, top5_error, seconds.")
+    var json = false
+
+    func validate() throws {
+        if config == nil && resume == nil && !printConfig {
+            throw ValidationError("give a configuration with -c FILE (e.g. configs/paper.yml), or --resume CHECKPOINT")
+        }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func run() throws {
+        var overrides = overrides
+        if let threads { overrides.append("training.threads=\(threads)") }
+        let resolved: TrainingConfig
+        do {
+            if printConfig {
+                var c = try config.map { try TrainingConfig.load(file: $0) } ?? TrainingConfig()
+                for o in overrides { try c.override(o) }
+                print(c.yaml(), terminator: "")
+                return
+            }
+            resolved = try TrainingConfig.resolve(file: config, overrides: overrides, resume: resume)
+        } catch let e as ConfigurationError {
+            throw usageError(e)
+        }
+        let logger = ConsoleLogHandler.logger("train")
+        let stop = StopRequest()
+        stop.installSignalHandlers { signal in
+            logger.warning("signal \(signal): stopping after this step and saving a checkpoint (again to quit at once)")
+        }
+        let trainer = Trainer(config: resolved, logger: logger, stop: stop)
+        let summary: TrainingSummary
+        do { summary = try trainer.run() } catch let e as TrainingError {
+            logger.error("\(e)")
+            throw ExitCode(e.exitCode)
+        } catch let e as ConfigurationError {
+            throw usageError(e)
+        }
+        let final = summary.final
+        print("run \(summary.runName): \(summary.history.filter { $0.epoch > 0 }.count) epochs"
+              + (final.map { String(format: ", val loss %.4f, top-1 error %.2f %%, top-5 error %.2f %%", $0.loss, 100 * $0.top1Error, 100 * $0.top5Error) } ?? "")
+              + String(format: " in %.1f s", summary.seconds))
+        print("checkpoint: \(summary.lastCheckpoint)" + (summary.bestCheckpoint.map { ", best: \($0)" } ?? ""))
+        print("TensorBoard: tensorboard --logdir \(summary.logDirectory)")
+        if json {
+            print(jsonLine([("run", summary.runName), ("checkpoint", summary.lastCheckpoint), ("best_checkpoint", summary.bestCheckpoint as Any),
+                            ("log_dir", summary.logDirectory), ("epochs", summary.history.filter { $0.epoch > 0 }.count),
+                            ("loss", final?.loss as Any), ("top1_error", final?.top1Error as Any), ("top5_error", final?.top5Error as Any),
+                            ("seconds", summary.seconds)]))
+        }
+    }
+}
