@@ -59,6 +59,11 @@ public struct MemoryDesc: CustomStringConvertible {
         let tag: dnnl_format_tag_t
         switch layout {
         case .any: tag = dnnl_format_tag_any
+        case .channelBlocks(let n):
+            guard dims.count == 4, n == 8 || n == 16 else {
+                throw DNNLError(call: "dnnl_memory_desc_init_by_tag", context: "describing \(dims)", status: "no \(n)-channel blocked layout")
+            }
+            tag = n == 8 ? dnnl_aBcd8b : dnnl_aBcd16b
         case .plain:
             switch dims.count {
             case 1: tag = dnnl_a
@@ -75,7 +80,8 @@ public struct MemoryDesc: CustomStringConvertible {
         self.md = md
     }
 
-    enum Layout { case plain, any }
+    /// Row-major, oneDNN's choice, or channels in blocks of 8 or 16 (nChw8c, nChw16c).
+    enum Layout { case plain, any, channelBlocks(Int) }
 
     /// Row-major float32 (NCHW, NC, OIHW, X).
     public static func plain(_ dims: [Int]) throws -> MemoryDesc { try MemoryDesc(dims, .plain) }
@@ -172,6 +178,13 @@ final class Primitive {
         dnnl_primitive_desc_destroy(pd)
     }
 
+    /// The implementation oneDNN picked, e.g. "jit:avx2" or "gemm:jit".
+    var implementation: String {
+        var p: UnsafePointer<CChar>?
+        guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &p) == dnnl_success, let p else { return "?" }
+        return String(cString: p)
+    }
+
     /// The layout the implementation chose for one of its arguments (DNNL_ARG_*).
     func desc(_ query: dnnl_query_t, _ index: Int32 = 0) -> MemoryDesc {
         MemoryDesc(dnnl_primitive_desc_query_md(pd, query, index).pointee)
@@ -218,23 +231,40 @@ final class Attributes {
     deinit { dnnl_primitive_attr_destroy(handle) }
 }
 
-/// Copies between layouts; created once per edge and reused.
+/// Copies between layouts; created once per edge and reused. Bound to its two buffers at
+/// creation, or given them per call (`run(_:from:to:)`) where one of them changes.
 final class Reorder {
     let primitive: Primitive
-    let source: Memory
-    let destination: Memory
+    let source: Memory?
+    let destination: Memory?
 
     init(from source: Memory, to destination: Memory, engine: Engine, name: String) throws {
-        var pd: dnnl_primitive_desc_t?
-        var s = source.desc.md, d = destination.desc.md
-        try check(dnnl_reorder_primitive_desc_create(&pd, &s, engine.engine, &d, engine.engine, nil),
-                  "dnnl_reorder_primitive_desc_create", "planning \(name)")
-        primitive = try Primitive(pd: pd!, name: name)
+        primitive = try Self.make(source.desc, destination.desc, engine: engine, name: name)
         self.source = source
         self.destination = destination
     }
 
+    init(from source: MemoryDesc, to destination: MemoryDesc, engine: Engine, name: String) throws {
+        primitive = try Self.make(source, destination, engine: engine, name: name)
+        (self.source, self.destination) = (nil, nil)
+    }
+
+    private static func make(_ from: MemoryDesc, _ to: MemoryDesc, engine: Engine, name: String) throws -> Primitive {
+        var pd: dnnl_primitive_desc_t?
+        var s = from.md, d = to.md
+        try check(dnnl_reorder_primitive_desc_create(&pd, &s, engine.engine, &d, engine.engine, nil),
+                  "dnnl_reorder_primitive_desc_create", "planning \(name)")
+        return try Primitive(pd: pd!, name: name)
+    }
+
     func run(_ engine: Engine) throws {
+        guard let source, let destination else {
+            throw DNNLError(call: "reorder", context: "running \(primitive.name)", status: "no buffers bound")
+        }
+        try run(engine, from: source, to: destination)
+    }
+
+    func run(_ engine: Engine, from source: Memory, to destination: Memory) throws {
         try primitive.execute(engine, [(DNNL_ARG_FROM, source), (DNNL_ARG_TO, destination)])
     }
 }

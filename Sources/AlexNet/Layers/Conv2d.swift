@@ -17,6 +17,21 @@ public final class Conv2d: Layer {
     let fusedReLU: Bool
 
     let forwardPrimitive: Primitive
+    /// The input in the layout this convolution chose for it, when that is not the layout the
+    /// previous layer produces (each layer gets oneDNN's best implementation for the ISA at
+    /// hand instead of inheriting conv1's layout), and the reorders into it and, for the
+    /// gradient, back.
+    let sourceCopy: Memory?
+    let sourceReorder: Reorder?
+    let chosenDInput: Memory?
+    let dInputReorder: Reorder?
+    /// When the implementation writes a plain output (a GEMM: conv1 with its 3 input channels)
+    /// while the layers after it have JIT kernels only for a blocked one, the plain result and
+    /// the reorders to the blocked `output` and, for the gradient, back.
+    let plainOutput: Memory?
+    let outputReorder: Reorder?
+    let plainDOutput: Memory?
+    let dOutputReorder: Reorder?
     let weight: Memory, bias: Memory, dWeight: Memory?, dBias: Memory?
     let forwardWeight: Memory
     let forwardWeightReorder: Reorder?
@@ -62,7 +77,7 @@ public final class Conv2d: Layer {
         weight = try Memory(plainWeight, engine: engine, borrowing: parameters.value("\(name).weight", shape: g.weightShape))
         bias = try Memory(plainBias, engine: engine, borrowing: parameters.value("\(name).bias", shape: [g.outChannels]))
 
-        var src = input.md
+        var src = try MemoryDesc(inDims, .any).md
         var anyWeight = try MemoryDesc(g.weightShape, .any).md
         var biasMD = plainBias.md
         var anyDst = try MemoryDesc(outDims, .any).md
@@ -75,19 +90,44 @@ public final class Conv2d: Layer {
         } }
         forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine,
                                          attr: try Attributes(fusedReLU: fusedReLU))
-        output = try Memory(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine)
+        let chosenSource = forwardPrimitive.desc(dnnl_query_src_md)
+        src = chosenSource.md
+        if chosenSource.sameLayout(as: input) {
+            (sourceCopy, sourceReorder) = (nil, nil)
+        } else {
+            sourceCopy = try Memory(chosenSource, engine: engine)
+            sourceReorder = try Reorder(from: input, to: chosenSource, engine: engine, name: "\(name) input reorder")
+        }
+        let written = forwardPrimitive.desc(dnnl_query_dst_md)
+        let preferred = try Self.preferredLayout(outDims, engine: engine)
+        if written.sameLayout(as: try MemoryDesc(outDims, .plain)) && !preferred.sameLayout(as: written) {
+            let plain = try Memory(written, engine: engine)
+            let blocked = try Memory(preferred, engine: engine)
+            (plainOutput, output) = (plain, blocked)
+            outputReorder = try Reorder(from: plain, to: blocked, engine: engine, name: "\(name) output reorder")
+        } else {
+            output = try Memory(written, engine: engine)
+            (plainOutput, outputReorder) = (nil, nil)
+        }
         (forwardWeight, forwardWeightReorder) = try Self.copy(of: weight, as: forwardPrimitive.desc(dnnl_query_weights_md),
                                                               engine: engine, name: "\(name) weight reorder")
 
         guard mode == .training else {
             (dInput, dWeight, dBias, backwardData, backwardDataWeight, backwardDataWeightReorder) = (nil, nil, nil, nil, nil, nil)
             (backwardWeights, chosenDWeight, dWeightReorder, reluBackward) = (nil, nil, nil, nil)
+            (chosenDInput, dInputReorder, plainDOutput, dOutputReorder) = (nil, nil, nil, nil)
             return
         }
         dWeight = try Memory(plainWeight, engine: engine, borrowing: parameters.grad("\(name).weight", shape: g.weightShape))
         dBias = try Memory(plainBias, engine: engine, borrowing: parameters.grad("\(name).bias", shape: [g.outChannels]))
-        var dst = output.desc.md
+        var dst = written.md
         reluBackward = fusedReLU ? try ReLUBackward(name: name, desc: output.desc, engine: engine) : nil
+        if let plainOutput {
+            plainDOutput = try Memory(plainOutput.desc, engine: engine)
+            dOutputReorder = try Reorder(from: output.desc, to: plainOutput.desc, engine: engine, name: "\(name) output-gradient reorder")
+        } else {
+            (plainDOutput, dOutputReorder) = (nil, nil)
+        }
 
         var wd = dnnl_convolution_desc_t()
         try withDims(strides) { s in try withDims(pads) { p in
@@ -114,7 +154,14 @@ public final class Conv2d: Layer {
             } }
             let bd = try Primitive(&dd, name: "\(name) backward data", engine: engine, hint: forwardPrimitive)
             backwardData = bd
-            dInput = try Memory(input, engine: engine)
+            let dIn = try Memory(input, engine: engine)
+            dInput = dIn
+            if sourceCopy == nil {
+                (chosenDInput, dInputReorder) = (dIn, nil)
+            } else {
+                chosenDInput = try Memory(chosenSource, engine: engine)
+                dInputReorder = try Reorder(from: chosenSource, to: input, engine: engine, name: "\(name) input-gradient reorder")
+            }
             let wanted = bd.desc(dnnl_query_weights_md)
             if wanted.sameLayout(as: forwardWeight.desc) {
                 (backwardDataWeight, backwardDataWeightReorder) = (forwardWeight, nil)
@@ -124,6 +171,7 @@ public final class Conv2d: Layer {
             }
         } else {
             (backwardData, dInput, backwardDataWeight, backwardDataWeightReorder) = (nil, nil, nil, nil)
+            (chosenDInput, dInputReorder) = (nil, nil)
         }
     }
 
@@ -134,22 +182,48 @@ public final class Conv2d: Layer {
         return (m, try Reorder(from: source, to: m, engine: engine, name: name))
     }
 
+    /// The layout a JIT convolution reading a tensor of `dims` would choose for it: what the
+    /// layers after a convolution run fastest on, whatever the ISA (nChw8c with AVX2, nChw16c
+    /// with AVX-512).
+    static func preferredLayout(_ dims: [Int], engine: Engine) throws -> MemoryDesc {
+        var src = try MemoryDesc(dims, .any).md
+        var w = try MemoryDesc([dims[1], dims[1], 3, 3], .any).md
+        var dst = try MemoryDesc(dims, .any).md
+        var fd = dnnl_convolution_desc_t()
+        try withDims([1, 1]) { s in try withDims([1, 1]) { p in
+            try check(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_inference, dnnl_convolution_direct, &src, &w, nil, &dst, s, p, p),
+                      "dnnl_convolution_forward_desc_init", "probing the preferred layout of \(dims)")
+        } }
+        return try Primitive(&fd, name: "layout probe", engine: engine).desc(dnnl_query_src_md)
+    }
+
+    /// The input as the primitives read it: reordered by `forward` into `sourceCopy` if needed.
+    private func source(_ input: Memory) -> Memory { sourceCopy ?? input }
+
     public func forward(_ input: Memory) throws {
         try forwardWeightReorder?.run(engine)
-        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_WEIGHTS, forwardWeight),
-                                              (DNNL_ARG_BIAS, bias), (DNNL_ARG_DST, output)])
+        if let sourceReorder, let sourceCopy { try sourceReorder.run(engine, from: input, to: sourceCopy) }
+        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, source(input)), (DNNL_ARG_WEIGHTS, forwardWeight),
+                                              (DNNL_ARG_BIAS, bias), (DNNL_ARG_DST, plainOutput ?? output)])
+        try outputReorder?.run(engine)
     }
 
     public func backward(input: Memory, dOutput: Memory) throws {
         guard let backwardWeights, let chosenDWeight, let dBias else { throw LayerError.notTraining(name) }
         try reluBackward?.run(output: output, dOutput: dOutput, dInput: dOutput)
-        try backwardWeights.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_DIFF_DST, dOutput),
+        var gradient = dOutput
+        if let dOutputReorder, let plainDOutput {
+            try dOutputReorder.run(engine, from: dOutput, to: plainDOutput)
+            gradient = plainDOutput
+        }
+        try backwardWeights.execute(engine, [(DNNL_ARG_SRC, source(input)), (DNNL_ARG_DIFF_DST, gradient),
                                              (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight), (DNNL_ARG_DIFF_BIAS, dBias)])
         try dWeightReorder?.run(engine)
-        if let backwardData, let dInput, let backwardDataWeight {
+        if let backwardData, let dInput, let chosenDInput, let backwardDataWeight {
             try backwardDataWeightReorder?.run(engine)
-            try backwardData.execute(engine, [(DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_WEIGHTS, backwardDataWeight),
-                                              (DNNL_ARG_DIFF_SRC, dInput)])
+            try backwardData.execute(engine, [(DNNL_ARG_DIFF_DST, gradient), (DNNL_ARG_WEIGHTS, backwardDataWeight),
+                                              (DNNL_ARG_DIFF_SRC, chosenDInput)])
+            try dInputReorder?.run(engine, from: chosenDInput, to: dInput)
         }
     }
 
