@@ -24,7 +24,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Network variant: paper or seed.")
     var variant: String = "paper"
 
-    @Option(name: .shortAndLong, help: "Time the network of this training configuration's model section instead of the full-size one.")
+    @Option(name: .shortAndLong, help: "Time the network of this training configuration's model section instead of the full-size one (with --data: its input size).")
     var config: String?
 
     @Flag(help: "Also print the time of each layer's forward and backward pass.")
@@ -42,8 +42,11 @@ struct Bench: ParsableCommand {
     @Option(help: "With --data: batch size of the ten-crop validation batches (the seed's peer script uses 32).")
     var valBatch = 32
 
-    @Option(help: "With --data: a statistics file (alexnet stats) for the mean image and lighting.")
+    @Option(help: "With --data or --train-data: a statistics file (alexnet stats) for the mean image and lighting.")
     var stats: String?
+
+    @Option(help: "Also time training steps fed by the loader from this folder of preprocessed (256×256) images, with the paper's augmentation, against the synthetic step in the same run.")
+    var trainData: String?
 
     @OptionGroup var compute: ComputeOptions
 
@@ -61,9 +64,11 @@ struct Bench: ParsableCommand {
         options.iterations = iters
         options.warmup = warmup
         options.profileLayers = layers
+        options.trainData = trainData
+        options.statistics = try stats.map { try DatasetStatistics(file: $0) }
         options.config.variant = Variant(rawValue: variant)!
         if let config {
-            do { options.config = try TrainingConfig.load(file: config).model } catch { throw ValidationError("\(error)") }
+            do { options.config = try TrainingConfig.load(file: config).model } catch { throw usageError(error) }
         }
         let engine = try compute.makeEngine()
         let r = try Benchmark(options: options, engine: engine).run { line in
@@ -76,6 +81,10 @@ struct Bench: ParsableCommand {
               + "\(f(r.trainGFLOPsPerSecond, 1)) (\(f(100 * r.trainGFLOPsPerSecond / peakGflops, 1)) %)")
         print(pad("inference", 30) + pad("\(f(r.inferenceImagesPerSecond, 2)) img/s", 16)
               + "\(f(r.inferenceGFLOPsPerSecond, 1)) (\(f(100 * r.inferenceGFLOPsPerSecond / peakGflops, 1)) %)")
+        if let fed = r.loaderTrainImagesPerSecond, let wait = r.loaderDataWaitFraction {
+            print(pad("training step, from the loader", 30) + pad("\(f(fed, 2)) img/s", 16)
+                  + "\(f(100 * fed / r.trainImagesPerSecond, 1)) % of the synthetic step; \(f(100 * wait, 1)) % waiting for data")
+        }
         print(pad("latency, batch 1", 30) + "\(f(r.latencyMsBatch1, 1)) ms")
         print(pad("peak resident memory", 30) + "\(f(Double(r.peakRSSBytes) / 1e9, 2)) GB")
         if layers {
@@ -101,17 +110,22 @@ struct Bench: ParsableCommand {
                 ("peak_rss_bytes", "\(r.peakRSSBytes)"),
                 ("threads", "\(r.threads)"),
                 ("batch", "\(r.batch)"),
-                ("variant", "\"\(variant)\""),
-            ]
+                ("variant", "\"\(options.config.variant.rawValue)\""),
+            ] + (r.loaderTrainImagesPerSecond.map { [("loader_train_images_per_second", f($0, 3)),
+                                                     ("loader_data_wait_fraction", f(r.loaderDataWaitFraction ?? 0, 4))] } ?? [])
             print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
         }
     }
 
     func runLoader(_ directory: String) throws {
         let threads = compute.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        var inputSize = 224
+        if let config {
+            do { inputSize = try TrainingConfig.load(file: config).model.inputSize } catch { throw usageError(error) }
+        }
         let r = try LoaderBenchmark.run(directory: directory, threads: threads, batchSize: batch, valBatchSize: valBatch,
-                                        statistics: try stats.map { try DatasetStatistics(file: $0) })
-        print("input pipeline on \(r.images) images, \(threads) threads, batch \(batch) (ten-crop validation: \(valBatch))")
+                                        statistics: try stats.map { try DatasetStatistics(file: $0) }, outputSize: inputSize)
+        print("input pipeline on \(r.images) images, \(inputSize)×\(inputSize) crops, \(threads) threads, batch \(batch) (ten-crop validation: \(valBatch))")
         print(pad("training batches", 30) + String(format: "%.1f img/s per core", r.trainImagesPerSecondPerCore))
         print(pad("ten-crop validation batches", 30) + String(format: "%.1f img/s per core", r.valImagesPerSecondPerCore))
         if json {

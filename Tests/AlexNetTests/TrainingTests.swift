@@ -117,6 +117,18 @@ final class TrainingTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: checkpoint("count", "best.safetensors")))
     }
 
+    func testValidationEveryNEpochsAndAfterTheLast() throws {
+        var c = tinyConfig(Self.data, run: "every2")
+        c.training.epochs = 3
+        c.training.validateEveryEpochs = 2
+        let summary = try train(c)
+        XCTAssertEqual(summary.history.map(\.epoch), [0, 1, 2, 3])
+        XCTAssertEqual(summary.history.map { $0.validation != nil }, [true, false, true, true])
+        XCTAssertNotNil(summary.history[1].trainLoss)
+        let best = try Checkpoint.read(checkpoint("every2", "best.safetensors"))
+        XCTAssertTrue([2, 3].contains(best.state.bestEpoch ?? 0), "only validated epochs can be best")
+    }
+
     /// 2 epochs straight = 1 epoch, then a resumed run for the second (bit for bit).
     func testResumeAtAnEpochBoundaryContinuesTheSameTrajectory() throws {
         let straight = try train(tinyConfig(Self.data, run: "straight"))

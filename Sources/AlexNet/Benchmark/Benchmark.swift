@@ -10,6 +10,11 @@ public struct Benchmark {
         public var iterations = 5
         public var warmup = 1
         public var profileLayers = false
+        /// A folder of preprocessed (256×256) training images: also time training steps fed by
+        /// the loader (decoding, the paper's crops, mirroring, lighting, mean) in the same run.
+        public var trainData: String?
+        /// The mean image and eigenvectors for `trainData` (nil: the published constants, channel mean).
+        public var statistics: DatasetStatistics?
         public init() {}
     }
 
@@ -29,6 +34,10 @@ public struct Benchmark {
         public var updateSeconds = 0.0
         public var lossSeconds = 0.0
         public var inferenceLayers: [(name: String, forward: Double)] = []
+        /// With `trainData`: training steps through the loader, and the fraction of their time
+        /// spent waiting for a batch.
+        public var loaderTrainImagesPerSecond: Double?
+        public var loaderDataWaitFraction: Double?
     }
 
     public let options: Options
@@ -92,6 +101,11 @@ public struct Benchmark {
             let step = median(times)
             result.trainImagesPerSecond = Double(options.batch) / step
             result.trainGFLOPsPerSecond = 6 * macs * Double(options.batch) / step / 1e9
+            if let trainData = options.trainData {
+                progress("training step fed by the loader from \(trainData), batch \(options.batch)")
+                (result.loaderTrainImagesPerSecond, result.loaderDataWaitFraction) =
+                    try loaderFedSteps(trainData, network: net, sgd: sgd, parameters: params)
+            }
             if options.profileLayers {
                 let n = Double(options.iterations)
                 result.trainLayers = profiler.order.map { ($0, (profiler.seconds[$0]?[.forward] ?? 0) / n,
@@ -125,6 +139,44 @@ public struct Benchmark {
         }
         result.peakRSSBytes = peakResidentBytes()
         return result
+    }
+
+    /// Training steps whose input comes from the loader, read in place, as `alexnet train` runs
+    /// them: the median step time (waiting for data included) and the mean fraction waited.
+    private func loaderFedSteps(_ folder: String, network net: Network, sgd: SGD, parameters: ParameterStore) throws -> (Double, Double) {
+        let split = try DatasetSplit.open(folder)
+        let labels = try LabelMap(train: split).labels(split).map { $0 % options.config.classes }
+        var augmentation = Augmentation(statistics: options.statistics ?? .imagenetFallback)
+        augmentation.outputSize = options.config.inputSize
+        var times: [Double] = [], waits: [Double] = []
+        var epoch = 0
+        let steps = options.warmup + options.iterations
+        while times.count < steps {
+            let loader = try BatchLoader(split: split, labels: labels, kind: .training, augmentation: augmentation, batchSize: options.batch,
+                                         seed: 1, epoch: epoch, threads: max(1, engine.threads / 4))
+            defer { loader.stop() }
+            epoch += 1
+            while times.count < steps {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                guard let batch = loader.next() else { break }
+                if let failure = loader.failures.first { throw failure }
+                guard batch.count == options.batch else { continue }   // a short last batch is another network
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                try net.bindInput(batch.images)
+                net.drawDropoutMasks(seed: 1, epoch: epoch, samples: batch.samples)
+                try net.forward()
+                _ = try net.loss(labels: batch.labels)
+                try net.backward()
+                sgd.step(parameters)
+                try engine.wait()
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                times.append(Double(t2 - t0) / 1e9)
+                waits.append(Double(t1 - t0) / Double(t2 - t0))
+            }
+            guard epoch < 1000 else { throw DatasetError(message: "\(folder): fewer images than one batch of \(options.batch)") }
+        }
+        let timed = Array(times.dropFirst(options.warmup)), waited = Array(waits.dropFirst(options.warmup))
+        return (Double(options.batch) / median(timed), waited.reduce(0, +) / Double(waited.count))
     }
 
     private func measure(iterations: Int? = nil, warmup: Int? = nil, _ body: (_ timed: Bool) throws -> Void) throws -> [Double] {

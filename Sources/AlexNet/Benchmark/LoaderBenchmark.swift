@@ -12,7 +12,7 @@ public struct LoaderBenchmark {
     }
 
     public static func run(directory: String, threads: Int, batchSize: Int = 128, valBatchSize: Int = 32, epochs: Int = 2,
-                           statistics: DatasetStatistics? = nil) throws -> Result {
+                           statistics: DatasetStatistics? = nil, outputSize: Int = 224) throws -> Result {
         let split = try DatasetSplit.open(directory)
         let labels = try LabelMap(train: split).labels(split)
         // Without a statistics file, a flat mean image from the published channel means keeps the
@@ -23,7 +23,8 @@ public struct LoaderBenchmark {
             stats.size = size
             stats.meanImage = (0..<(size * size * 3)).map { Float(stats.channelMean[$0 % 3]) }
         }
-        let augmentation = Augmentation(statistics: stats, crop: .paper, mean: .pixel)
+        var augmentation = Augmentation(statistics: stats, crop: .paper, mean: .pixel)
+        augmentation.outputSize = outputSize
         var result = Result()
         result.threads = threads
         result.images = split.count

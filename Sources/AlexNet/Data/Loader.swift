@@ -50,13 +50,10 @@ public final class BatchLoader: @unchecked Sendable {
     /// - Parameters:
     ///   - labels: one per file of `split` (from a `LabelMap`).
     ///   - prefetch: batches prepared beyond one per thread.
-    ///   - lowPriority: run the workers at a lower scheduling priority (nice +10), so that beside a
-    ///     training network that keeps every core busy they take only the time it leaves.
     ///   - startBatch: the first batch to make (a run resumed mid-epoch skips the ones it trained on;
     ///     the order and every batch's content are those of the whole epoch).
     public init(split: DatasetSplit, labels: [Int], kind: Kind, augmentation: Augmentation, batchSize: Int, seed: UInt64,
-                epoch: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 1, startBatch: Int = 0,
-                lowPriority: Bool = false) throws {
+                epoch: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 1, startBatch: Int = 0) throws {
         guard batchSize > 0 else { throw DatasetError(message: "batch size must be positive, got \(batchSize)") }
         guard labels.count == split.count else { throw DatasetError(message: "\(labels.count) labels for \(split.count) files") }
         (self.split, self.labels, self.kind, self.augmentation, self.batchSize) = (split, labels, kind, augmentation, batchSize)
@@ -79,20 +76,13 @@ public final class BatchLoader: @unchecked Sendable {
         counter = WorkCounter(batchCount, start: startBatch)
         nextBatch = startBatch
         released = startBatch - 1
-        startWorkers(workers, lowPriority: lowPriority)
+        startWorkers(workers)
     }
 
-    private func startWorkers(_ n: Int, lowPriority: Bool) {
+    private func startWorkers(_ n: Int) {
         for _ in 0..<n {
             // The workers hold the loader until the epoch's batches are all made or it is stopped.
-            Thread {
-                #if os(Linux)
-                // Linux keeps a nice value per thread, and `who` 0 names the calling thread, so this
-                // lowers only this worker (a failure leaves it at normal priority, merely slower).
-                if lowPriority { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10) }
-                #endif
-                self.work()
-            }.start()
+            Thread { self.work() }.start()
         }
     }
 

@@ -87,9 +87,11 @@ public final class Trainer {
 
     private func prepare(_ state: inout TrainingState, resumed: Checkpoint.Contents?) throws -> Session {
         let budget = config.training.threads > 0 ? config.training.threads : ProcessInfo.processInfo.activeProcessorCount
-        // The loader needs a few percent of a core at the paper's size (README: 2000 img/s per
-        // core against 31 img/s of training), so oneDNN keeps the whole budget and the loader's
-        // threads run beside it at a lower priority, taking the time the network leaves.
+        // The loader needs a few percent of a core (README: about 2000 img/s per core against
+        // 22–31 img/s of full-size training, and 12 000 against 1800 for the demo's network), so
+        // oneDNN keeps the whole budget and the loader's workers share its cores. Running them
+        // at a lower priority was tried: they then starve, and the network waits for data
+        // (12 % of each demo epoch, against 1 % at the same priority).
         let loaderThreads = config.training.loaderThreads > 0 ? config.training.loaderThreads : max(1, budget / 4)
         let engine = try Engine(threads: budget)
 
@@ -238,7 +240,7 @@ public final class Trainer {
             if state.batch == 0 { s.epochStart.pointer.update(from: s.parameters.values.pointer, count: s.epochStart.count) }
             let loader = try BatchLoader(split: s.dataset.train, labels: s.trainLabels, kind: .training, augmentation: s.trainAugmentation,
                                          batchSize: config.training.batchSize, seed: config.training.seed, epoch: state.epoch,
-                                         threads: s.loaderThreads, startBatch: state.batch, lowPriority: true)
+                                         threads: s.loaderThreads, startBatch: state.batch)
             defer { loader.stop() }
             let progress = TrainingProgress(label: "epoch \(epoch)/\(config.training.epochs)", batches: batchesPerEpoch,
                                             startingAt: state.batch, printFrequency: config.training.printFreq, logger: logger)
@@ -279,10 +281,11 @@ public final class Trainer {
             let trainSeconds = progress.seconds
             let trainLoss = state.epochLossSum / Double(max(state.epochImages, 1))
             logger.info("epoch \(epoch)/\(config.training.epochs): train loss \(fixed(trainLoss, 4)), \(fixed(Double(progress.images) / max(trainSeconds, 1e-9), 1)) img/s, \(fixed(trainSeconds, 1)) s, of which \(fixed(100 * progress.dataSeconds / max(trainSeconds, 1e-9), 1)) % waiting for data")
-            let result = try validate(label: "epoch \(epoch)/\(config.training.epochs)")
+            let validated = epoch % config.training.validateEveryEpochs == 0 || epoch == config.training.epochs
+            let result = validated ? try validate(label: "epoch \(epoch)/\(config.training.epochs)") : nil
             let lr = state.schedule.learningRate
-            let metric = result.value(config.scheduler.metric)
-            let improved = state.best.map { metric < $0 } ?? true
+            let metric = result?.value(config.scheduler.metric)
+            let improved = metric.map { m in state.best.map { m < $0 } ?? true } ?? false
             if improved { (state.best, state.bestEpoch) = (metric, epoch) }
             let next = state.schedule.step(metric: metric)
             if next != lr { logger.info("learning rate \(lr) → \(next) (scheduler \(config.scheduler.name.rawValue) on \(config.scheduler.metric.rawValue))") }
@@ -299,7 +302,7 @@ public final class Trainer {
             }
             if improved {
                 try link(paths.last, to: paths.best)
-                logger.info("best \(config.scheduler.metric.rawValue) so far: \(fixed(metric, 4)) → \(paths.best)")
+                logger.info("best \(config.scheduler.metric.rawValue) so far: \(fixed(metric ?? 0, 4)) → \(paths.best)")
             }
             if let signal = stop.signal { throw TrainingError.interrupted(signal: signal, checkpoint: paths.last) }
         }

@@ -33,6 +33,9 @@ public struct TrainingConfig: Sendable, Equatable {
         public var printFreq = 50
         /// Validate once before the first epoch (the seed logs the untrained error first).
         public var evaluateBeforeTraining = true
+        /// Ten-crop validation after every this many epochs (and always after the last): on
+        /// ImageNet here it takes an hour and a half.
+        public var validateEveryEpochs = 1
     }
 
     public struct Optimizer: Sendable, Equatable {
@@ -213,6 +216,8 @@ extension TrainingConfig {
         string("training.resume_from", \.training.resumeFrom, "checkpoint to continue exactly; empty: start afresh"),
         int("training.print_freq", \.training.printFreq, min: 1, "without a terminal, a progress line every N batches"),
         bool("training.evaluate_before_training", \.training.evaluateBeforeTraining, "validate the untrained network first (epoch 0)"),
+        int("training.validate_every_epochs", \.training.validateEveryEpochs, min: 1,
+            "ten-crop validation every N epochs and after the last; schedules and best.safetensors see only those"),
 
         double("optimizer.lr", \.optimizer.lr, 0...Double.infinity, openLow: true, "initial learning rate"),
         double("optimizer.momentum", \.optimizer.momentum, 0...1, "momentum μ"),

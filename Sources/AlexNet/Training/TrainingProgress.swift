@@ -35,7 +35,8 @@ final class TrainingProgress {
         if terminal {
             if now - lastDraw > 200_000_000 || done == total {
                 lastDraw = now
-                FileHandle.standardError.write(Data(("\r" + line(done: done)).utf8))
+                // "\e[K" clears what a longer previous line left.
+                FileHandle.standardError.write(Data(("\r" + line(done: done) + "\u{1B}[K").utf8))
             }
         } else if done % printFrequency == 0 && done < total {
             logger.info("\(line(done: done))")
@@ -44,7 +45,7 @@ final class TrainingProgress {
 
     /// Ends the bar (on a terminal) so the epoch's summary starts on its own line.
     func finish() {
-        if terminal && images > 0 { FileHandle.standardError.write(Data("\r\(line(done: total))\n".utf8)) }
+        if terminal && images > 0 { FileHandle.standardError.write(Data("\r\(line(done: total))\u{1B}[K\n".utf8)) }
     }
 
     private func line(done: Int) -> String {
