@@ -195,6 +195,21 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: checkpoint("diverge"))), before)
     }
 
+    /// A checkpoint write that dies half-way (here: an error after the first bytes) leaves the
+    /// previous file whole and no temporary file behind.
+    func testAnInterruptedCheckpointWriteKeepsThePreviousFile() throws {
+        let dir = try Paths.temporaryDirectory()
+        let path = dir.appendingPathComponent("last.safetensors").path
+        try FileIO.writeDurably(to: path) { write in try Data("old checkpoint".utf8).withUnsafeBytes(write) }
+        struct Crash: Error {}
+        XCTAssertThrowsError(try FileIO.writeDurably(to: path) { write in
+            try Data("new, half".utf8).withUnsafeBytes(write)
+            throw Crash()
+        })
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "old checkpoint")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["last.safetensors"])
+    }
+
     func testResumeRefusesACheckpointOfAnotherNetwork() throws {
         var c = tinyConfig(Self.data, run: "other")
         c.training.epochs = 1

@@ -35,24 +35,33 @@ public enum FileIO {
         return done
     }
 
-    /// Writes `bytes` to `path` so that readers (and a rerun after a crash) never see half a file:
-    /// through an unnamed file linked into place where Linux allows, else a temporary name in the
-    /// same folder renamed into place. `tag` keeps the temporary names of concurrent writers apart.
-    public static func writeAtomically(_ bytes: UnsafeRawBufferPointer, to path: String, tag: String) throws {
-        let slash = path.lastIndex(of: "/")
-        let folder = slash.map { String(path[..<$0]) } ?? "."
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        if try writeUnnamed(bytes, folder: folder, to: path) { return }
-        let tmp = folder + "/." + name + ".tmp-" + tag
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure(path, "cannot create") }
+    /// All of `bytes` to `fd` (short writes and EINTR retried); errors name `path`.
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ path: String) throws {
         var done = 0
         while done < bytes.count {
             let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { let f = failure(path, "cannot write"); close(fd); unlink(tmp); throw f }
+            if n <= 0 { throw failure(path, "cannot write") }
             done += n
         }
+    }
+
+    /// (folder, file name) of a path; "." for a bare name.
+    private static func split(_ path: String) -> (String, String) {
+        let slash = path.lastIndex(of: "/")
+        return (slash.map { String(path[..<$0]) } ?? ".", slash.map { String(path[path.index(after: $0)...]) } ?? path)
+    }
+
+    /// Writes `bytes` to `path` so that readers (and a rerun after a crash) never see half a file:
+    /// through an unnamed file linked into place where Linux allows, else a temporary name in the
+    /// same folder renamed into place. `tag` keeps the temporary names of concurrent writers apart.
+    public static func writeAtomically(_ bytes: UnsafeRawBufferPointer, to path: String, tag: String) throws {
+        let (folder, name) = split(path)
+        if try writeUnnamed(bytes, folder: folder, to: path) { return }
+        let tmp = folder + "/." + name + ".tmp-" + tag
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure(path, "cannot create") }
+        do { try writeAll(fd, bytes, path) } catch { close(fd); unlink(tmp); throw error }
         guard close(fd) == 0 else { let f = failure(path, "cannot write"); unlink(tmp); throw f }
         guard rename(tmp, path) == 0 else { let f = failure(path, "cannot rename into place"); unlink(tmp); throw f }
     }
@@ -66,13 +75,7 @@ public enum FileIO {
         let fd = open(folder, oTmpfile | O_WRONLY | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { throw failure(path, "cannot write") }
-            done += n
-        }
+        try writeAll(fd, bytes, path)
         let procPath = "/proc/self/fd/\(fd)"
         if linkat(AT_FDCWD, procPath, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 { return true }
         if errno == EEXIST {   // an old, incomplete output: replace it
@@ -92,22 +95,12 @@ public enum FileIO {
     /// folder is flushed so the rename itself is durable. The previous file stays intact until
     /// the new one is complete.
     public static func writeDurably(to path: String, _ body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-        let slash = path.lastIndex(of: "/")
-        let folder = slash.map { String(path[..<$0]) } ?? "."
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let (folder, name) = split(path)
         let tmp = folder + "/." + name + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw failure(path, "cannot create \(tmp)") }
         do {
-            try body { bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-                    if n < 0 && errno == EINTR { continue }
-                    if n <= 0 { throw failure(path, "cannot write") }
-                    done += n
-                }
-            }
+            try body { bytes in try writeAll(fd, bytes, path) }
             guard fsync(fd) == 0 else { throw failure(path, "cannot flush to disk") }
         } catch {
             close(fd); unlink(tmp)
