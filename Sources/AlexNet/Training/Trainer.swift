@@ -76,7 +76,8 @@ public final class Trainer {
         let trainLabels: [Int], valLabels: [Int]
         let classes: [String]
         let statistics: DatasetStatistics?
-        let trainAugmentation: Augmentation, evalAugmentation: Augmentation
+        /// Training crops and lighting; validation reads only its mean and crop size.
+        let augmentation: Augmentation
         let parameters: ParameterStore
         let sgd: SGD
         let epochStart: FloatBuffer
@@ -114,7 +115,6 @@ public final class Trainer {
         train.outputSize = config.model.inputSize
         train.mirror = config.augmentations.flip
         train.lightingStd = config.augmentations.lighting ? Float(config.augmentations.lightingStd) : 0
-        let eval = train
 
         let parameters = Network.makeParameters(config.model)
         let sgd = SGD(for: parameters, learningRate: Float(state.schedule.learningRate), momentum: Float(config.optimizer.momentum),
@@ -141,7 +141,7 @@ public final class Trainer {
         if resumed != nil { try tensorboard.sessionStart(step: state.epoch + 1) }
         return Session(engine: engine, loaderThreads: loaderThreads, dataset: dataset, val: val,
                        trainLabels: dataset.labels.labels(dataset.train), valLabels: dataset.labels.labels(val), classes: classes,
-                       statistics: statistics, trainAugmentation: train, evalAugmentation: eval, parameters: parameters, sgd: sgd,
+                       statistics: statistics, augmentation: train, parameters: parameters, sgd: sgd,
                        epochStart: epochStart, inference: InferenceNetworks(config: config.model, parameters: parameters, engine: engine),
                        checkpointDirectory: checkpointDirectory, logDirectory: logDirectory, tensorboard: tensorboard)
     }
@@ -214,7 +214,7 @@ public final class Trainer {
         }
         func validate(label: String) throws -> EvaluationResult {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let result = try s.inference.evaluate(split: s.val, labels: s.valLabels, augmentation: s.evalAugmentation,
+            let result = try s.inference.evaluate(split: s.val, labels: s.valLabels, augmentation: s.augmentation,
                                                   batchSize: config.training.evalBatchSize, threads: s.loaderThreads) { _, _ in
                 if let signal = self.stop.signal { try interrupted(signal) }
             }
@@ -238,7 +238,7 @@ public final class Trainer {
             let t0 = DispatchTime.now().uptimeNanoseconds
             s.sgd.learningRate = Float(state.schedule.learningRate)
             if state.batch == 0 { s.epochStart.pointer.update(from: s.parameters.values.pointer, count: s.epochStart.count) }
-            let loader = try BatchLoader(split: s.dataset.train, labels: s.trainLabels, kind: .training, augmentation: s.trainAugmentation,
+            let loader = try BatchLoader(split: s.dataset.train, labels: s.trainLabels, kind: .training, augmentation: s.augmentation,
                                          batchSize: config.training.batchSize, seed: config.training.seed, epoch: state.epoch,
                                          threads: s.loaderThreads, startBatch: state.batch)
             defer { loader.stop() }
