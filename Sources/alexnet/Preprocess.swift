@@ -9,9 +9,16 @@ struct Preprocess: ParsableCommand {
         Walks SRC (flat or nested) for .jpg, .jpeg and .png files and writes each under the same \
         relative path in DST. Resizing is antialiased bicubic, Pillow's resize(BICUBIC): on the \
         JPEG's Y'CbCr planes for JPEG to JPEG, in RGB otherwise (byte-identical to Pillow). \
-        Safe to interrupt and rerun: outputs appear under their names only when complete, and \
-        complete outputs are skipped. Bad inputs are skipped, listed at the end and in \
-        DST/preprocess-errors.tsv; the exit status is 1 when any failed.
+        Safe to interrupt and rerun: outputs appear under their names only when complete, \
+        complete outputs are skipped, and no existing file is ever written over. DST records \
+        its settings in DST/preprocess.json; a rerun with other settings is refused, and so is \
+        a DST that is not empty and has no preprocess.json, or that is SRC, inside SRC or holds \
+        SRC (however written: paths are compared after resolving links). Symbolic links to \
+        folders are followed, but no folder is entered twice (a link loop ends at once). Bad \
+        inputs are skipped, listed at the end and in DST/preprocess-errors.tsv (tabs, newlines \
+        and bytes that are not UTF-8 in names escaped as \\t, \\n, \\xNN); a full disk or \
+        read-only file system stops the run at once, with its summary. The exit status is 1 \
+        when any failed.
         """
     )
 
@@ -49,7 +56,6 @@ struct Preprocess: ParsableCommand {
         if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1…100, got \(quality)") }
         if Preprocessor.Format(rawValue: format) == nil { throw ValidationError("--format must be jpeg or png, got '\(format)'") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        if source == destination { throw ValidationError("source and destination must differ") }
     }
 
     func run() throws {
@@ -61,13 +67,26 @@ struct Preprocess: ParsableCommand {
         options.resizeInRGB = exactRGB
         if let threads { options.threads = threads }
         let report = try Preprocessor(options: options).run()
+        let unattempted = report.total - report.written - report.skipped - report.failures.count
         print("preprocess: \(report.written) written, \(report.skipped) already done, \(report.failures.count) failed"
+              + (unattempted > 0 ? ", \(unattempted) not attempted" : "")
               + (report.ignored > 0 ? ", \(report.ignored) non-image files ignored" : "")
               + String(format: " in %.1f s (%.1f images/s, %d threads)", report.seconds, report.imagesPerSecond, options.threads))
-        if !report.failures.isEmpty {
-            print("failed (also in \((destination as NSString).appendingPathComponent(Preprocessor.errorsFile))):")
-            for f in report.failures { print("  \(f.path): \(f.reason)") }
-            throw ExitCode.failure
+        if !report.skippedFolders.isEmpty {
+            print("note: \(report.skippedFolders.count) folder(s) of the source not entered again (reached before through another link, e.g. a loop): "
+                  + report.skippedFolders.prefix(3).map(FileIO.display).joined(separator: ", "))
         }
+        if !report.failures.isEmpty {
+            let table = (destination as NSString).appendingPathComponent(Preprocessor.errorsFile)
+            print(report.errorsFileProblem == nil ? "failed (also in \(FileIO.display(table))):" : "failed:")
+            for f in report.failures { print("  \(FileIO.display(f.path)): \(FileIO.display(f.reason))") }
+        }
+        if let problem = report.errorsFileProblem { printError("cannot write the list of failures: \(problem)") }
+        if let stop = report.stoppedBy { printError("stopped early, writing cannot succeed: \(stop)") }
+        if !report.failures.isEmpty || report.stoppedBy != nil || report.errorsFileProblem != nil { throw ExitCode.failure }
     }
+}
+
+private func printError(_ line: String) {
+    FileHandle.standardError.write(Data("preprocess: \(line)\n".utf8))
 }

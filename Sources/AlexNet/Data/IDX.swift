@@ -276,10 +276,12 @@ public struct IDXImporter {
                 let images = data[s].images
                 let path = folders[s] + "/" + classes[Int(data[s].labels[i])] + "/" + Self.padded(String(i), width: widths[s]) + ".png"
                 if Preprocessor.isComplete(path) { shared.count(s, skipped: true); continue }
+                // The import's own output, cut short (by a writer without atomic writes): made again.
+                _ = FileIO.withSystemPath(path) { unlink($0) }
                 do {
                     try images.image(i).withUnsafeBytes { pixels in
                         try codec.encodeGrayPNG(pixels, width: images.columns, height: images.rows, level: level) {
-                            try FileIO.writeAtomically($0, to: path, tag: tag)
+                            try FileIO.createAtomically($0, at: path, tag: tag)
                         }
                     }
                     shared.count(s, skipped: false)

@@ -6,9 +6,11 @@ import Foundation
 /// on its own Y'CbCr planes (see `YCbCrImage`); PNG inputs or outputs, CMYK JPEGs and
 /// `resizeInRGB` go through RGB, byte-identical to Pillow's `resize`.
 ///
-/// Safe to interrupt and rerun: each output is written under a temporary name and renamed into
-/// place, and an output that exists and is complete is skipped. A bad input is listed with its
-/// reason (and in `preprocess-errors.tsv`) and never stops the run.
+/// Safe to interrupt and rerun: each output appears only whole (written unnamed, then linked into
+/// place), an output that exists and is complete is skipped, and no existing file is ever written
+/// over. The destination records its settings (`preprocess.json`); a rerun with other settings is
+/// refused. A bad input is listed with its reason (and in `preprocess-errors.tsv`) and never stops
+/// the run; a full disk or read-only file system stops it at once, with the summary.
 public struct Preprocessor {
     public enum Format: String, Sendable, CaseIterable { case jpeg, png }
 
@@ -27,31 +29,81 @@ public struct Preprocessor {
     }
 
     public struct Report: Sendable {
+        /// Images found (each is written, skipped, failed, or not attempted after a stop).
+        public var total = 0
         public var written = 0
         public var skipped = 0
         public var failures: [(path: String, reason: String)] = []
         public var ignored = 0
+        /// Folders of the source not entered twice (symlink loops, second links to one folder).
+        public var skippedFolders: [String] = []
+        /// Set when the run stopped early because writing cannot succeed (a full disk, a
+        /// read-only file system): the reason, naming the path.
+        public var stoppedBy: String?
+        /// Set when `preprocess-errors.tsv` could not be written (the failures are still here).
+        public var errorsFileProblem: String?
         public var seconds = 0.0
         public var imagesPerSecond: Double { seconds > 0 ? Double(written + failures.count) / seconds : 0 }
     }
 
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png"]
     public static let errorsFile = "preprocess-errors.tsv"
+    public static let manifestFile = "preprocess.json"
+
+    /// The settings a destination was made with, kept in it as `preprocess.json`: a rerun with
+    /// other settings would mix images of two kinds under one folder (and report the old ones
+    /// "already done"), so it is refused.
+    public struct Manifest: Codable, Equatable, Sendable {
+        public var tool = "alexnet preprocess"
+        public var size: Int
+        public var centerCrop: Bool
+        public var format: String
+        public var quality: Int
+        public var resizeInRGB: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case tool, size, format, quality
+            case centerCrop = "center_crop", resizeInRGB = "resize_in_rgb"
+        }
+
+        init(_ o: Options) {
+            (size, centerCrop, format, quality, resizeInRGB) = (o.size, o.centerCrop, o.format.rawValue, o.quality, o.resizeInRGB)
+        }
+
+        /// The settings that differ, as "name: old → new".
+        func differences(from new: Manifest) -> [String] {
+            var out: [String] = []
+            func compare<T: Equatable>(_ name: String, _ a: T, _ b: T) { if a != b { out.append("\(name) \(a) → \(b)") } }
+            compare("size", size, new.size)
+            compare("center crop", centerCrop, new.centerCrop)
+            compare("format", format, new.format)
+            compare("quality", quality, new.quality)
+            compare("resize in RGB", resizeInRGB, new.resizeInRGB)
+            return out
+        }
+    }
 
     public let options: Options
     public init(options: Options) { self.options = options }
 
     /// Relative paths of the images under `root` (sorted), and how many other files were passed over.
     public static func listImages(under root: String) throws -> (images: [String], ignored: Int) {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
-            throw ImageError(path: root, reason: "no such folder")
+        let found = try imageListing(under: root)
+        return (found.images, found.ignored)
+    }
+
+    /// `listImages`, and the folders not entered twice (see `FileIO.list`).
+    public static func imageListing(under root: String, excluding: Set<FileIO.FileID> = []) throws
+        -> (images: [String], ignored: Int, skippedFolders: [String]) {
+        guard let st = FileIO.status(root), (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw ImageError(path: FileIO.display(root), reason: "no such folder")
         }
+        let listing = try FileIO.list(root, excluding: excluding)
         var images: [String] = [], ignored = 0
-        for rel in try FileIO.walk(root) {
+        for rel in listing.files {
             if imageExtensions.contains((rel as NSString).pathExtension.lowercased()) { images.append(rel) } else { ignored += 1 }
         }
-        return (images, ignored)
+        return (images, ignored, listing.skippedFolders)
     }
 
     /// Where `relative` goes: the same path, the extension following the format (a JPEG keeps its own).
@@ -68,7 +120,7 @@ public struct Preprocessor {
 
     /// Whether `path` holds a whole JPEG (ends with EOI) or PNG (ends with IEND).
     public static func isComplete(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = FileIO.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var t = [UInt8](repeating: 0, count: 12)
@@ -78,9 +130,86 @@ public struct Preprocessor {
         return Array(t[4..<12]) == [0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82]
     }
 
+    /// A path with symbolic links, "." and ".." resolved, for a path that may not exist yet: the
+    /// deepest existing folder above it resolved by the system, the rest appended.
+    static func resolved(_ path: String) -> String {
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        var existing = absolute, rest: [String] = []
+        while true {
+            if let real = FileIO.withSystemPath(existing, { realpath($0, nil) }) {
+                defer { free(real) }
+                var out = String(cString: real)
+                for part in rest.reversed() where part != "." && !part.isEmpty {
+                    if part == ".." { out = (out as NSString).deletingLastPathComponent } else { out += (out.hasSuffix("/") ? "" : "/") + part }
+                }
+                return out
+            }
+            guard let slash = existing.lastIndex(of: "/"), existing != "/" else { return absolute }
+            rest.append(String(existing[existing.index(after: slash)...]))
+            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
+        }
+    }
+
+    /// Refuses a destination that is the source, or inside it, or holds it, however either is
+    /// spelled (`s` and `s/`, `./s`, an absolute path, a symbolic link): outputs would overwrite
+    /// inputs, or be taken for inputs on the next run and resized again (`in/out/out/…`).
+    public static func checkSeparate(source: String, destination: String) throws {
+        let (src, dst) = (resolved(source), resolved(destination))
+        func inside(_ a: String, _ b: String) -> Bool { a == b || a.hasPrefix(b.hasSuffix("/") ? b : b + "/") }
+        let sameFile = FileIO.fileID(source).map { $0 == FileIO.fileID(destination) } ?? false
+        if sameFile || src == dst {
+            throw ImageError(path: FileIO.display(destination), reason: "is the source folder \(FileIO.display(source)) (\(FileIO.display(src))): outputs would overwrite the inputs; choose another destination")
+        }
+        if inside(dst, src) {
+            throw ImageError(path: FileIO.display(destination), reason: "is inside the source folder \(FileIO.display(source)) (\(FileIO.display(dst))): its outputs would be read as inputs on the next run; choose a destination outside it")
+        }
+        if inside(src, dst) {
+            throw ImageError(path: FileIO.display(destination), reason: "holds the source folder \(FileIO.display(source)) (\(FileIO.display(src))): choose a destination outside it")
+        }
+    }
+
+    /// Makes the destination and checks its manifest: an existing destination must have been made
+    /// by `preprocess` with the same settings. Returns the folders it created (to remove again if
+    /// the run cannot start).
+    private func prepareDestination() throws -> [String] {
+        let destination = options.destination
+        let manifestPath = (destination as NSString).appendingPathComponent(Self.manifestFile)
+        let wanted = Manifest(options)
+        let made = try FileIO.makeFolders(destination)
+        do {
+            if FileIO.status(manifestPath) != nil {
+                var bytes: [UInt8] = []
+                let n = try FileIO.read(manifestPath, into: &bytes, limit: 1 << 20)
+                guard let found = try? JSONDecoder().decode(Manifest.self, from: Data(bytes[0..<n])) else {
+                    throw ImageError(path: FileIO.display(manifestPath), reason: "is not a preprocess manifest (expected JSON with size, center_crop, format, quality, resize_in_rgb)")
+                }
+                let changed = found.differences(from: wanted)
+                if !changed.isEmpty {
+                    throw ImageError(path: FileIO.display(destination), reason: "was made with other settings (\(changed.joined(separator: ", "))); rerun with the settings in \(Self.manifestFile), or use another destination")
+                }
+                return made
+            }
+            let entries = try FileManager.default.contentsOfDirectory(atPath: destination).filter { !$0.hasPrefix(".") }
+            if !entries.isEmpty {
+                throw ImageError(path: FileIO.display(destination), reason: "is not empty and was not made by preprocess (no \(Self.manifestFile)); nothing in it is overwritten: choose a new or empty folder (a folder from an earlier version: remove it and rerun)")
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try FileIO.writeDurably(try encoder.encode(wanted) + Data("\n".utf8), to: manifestPath)
+            return made
+        } catch {
+            FileIO.removeFolders(made)
+            throw error
+        }
+    }
+
     public func run(progress: Bool = true) throws -> Report {
-        let (listed, ignored) = try Self.listImages(under: options.source)
-        try FileManager.default.createDirectory(atPath: options.destination, withIntermediateDirectories: true)
+        try Self.checkSeparate(source: options.source, destination: options.destination)
+        try FileIO.checkLength(options.destination)
+        // A link inside the source that leads into the destination must not be followed either.
+        let exclude = FileIO.fileID(options.destination).map { Set([$0]) } ?? []
+        let (listed, ignored, skippedFolders) = try Self.imageListing(under: options.source, excluding: exclude)
+        _ = try prepareDestination()
         // Two inputs that differ only in extension (photo.png, photo.jpg) would write one output.
         var owner: [String: String] = [:]
         var collisions: [(path: String, reason: String)] = []
@@ -89,7 +218,7 @@ public struct Preprocessor {
             let out = outputPath(for: rel)
             if let first = owner[out] {
                 collisions.append(((options.source as NSString).appendingPathComponent(rel),
-                                   "its output \(out) is also the output of \(first); rename one of them"))
+                                   "its output \(FileIO.display(out)) is also the output of \(FileIO.display(first)); rename one of them"))
             } else {
                 owner[out] = rel
                 kept.append(rel)
@@ -105,30 +234,38 @@ public struct Preprocessor {
         runWorkers(max(1, options.threads)) { worker in
             let codec = ImageCodec()
             let tag = "\(getpid())-\(worker)"
-            while let i = counter.take() {
+            while !shared.stopped, let i = counter.take() {
                 let rel = images[i]
                 let src = (options.source as NSString).appendingPathComponent(rel)
                 let dst = me.outputPath(for: rel)
                 defer { reporter?.advance() }
-                if Self.isComplete(dst) {
-                    shared.update { $0.skipped += 1 }
+                if FileIO.status(dst) != nil {
+                    if Self.isComplete(dst) {
+                        shared.update { $0.skipped += 1 }
+                    } else {
+                        // Outputs appear only whole (`createAtomically`), so this file is not one.
+                        shared.update { $0.failures.append((src, "its output \(FileIO.display(dst)) exists and is not a complete image, so preprocess did not write it; not overwritten")) }
+                    }
                     continue
                 }
                 do {
+                    try FileIO.checkLength(dst)
                     try shared.ensureFolder((dst as NSString).deletingLastPathComponent)
                     switch try codec.decode(file: src, minimumSize: options.size, preferPlanes: options.format == .jpeg && !options.resizeInRGB) {
                     case .planes(let planes):
                         let image = planes.resizedShorterSide(to: options.size, crop: options.centerCrop)
-                        try codec.encodeJPEG(image, quality: options.quality) { try FileIO.writeAtomically($0, to: dst, tag: tag) }
+                        try codec.encodeJPEG(image, quality: options.quality) { try FileIO.createAtomically($0, at: dst, tag: tag) }
                     case .rgb(let decoded):
                         let image = decoded.resizedShorterSide(to: options.size, crop: options.centerCrop)
                         if options.format == .jpeg {
-                            try codec.encodeJPEG(image, quality: options.quality) { try FileIO.writeAtomically($0, to: dst, tag: tag) }
+                            try codec.encodeJPEG(image, quality: options.quality) { try FileIO.createAtomically($0, at: dst, tag: tag) }
                         } else {
-                            try FileIO.writeAtomically(try codec.encodePNG(image), to: dst, tag: tag)
+                            try codec.encodePNG(image).withUnsafeBytes { try FileIO.createAtomically($0, at: dst, tag: tag) }
                         }
                     }
                     shared.update { $0.written += 1 }
+                } catch let failure as FileIO.Failure where failure.isFatal {
+                    shared.update { if $0.stoppedBy == nil { $0.stoppedBy = failure.description } }
                 } catch {
                     let reason = (error as? ImageError)?.reason ?? (error as? FileIO.Failure)?.reason ?? "\(error)"
                     shared.update { $0.failures.append((src, reason)) }
@@ -136,19 +273,31 @@ public struct Preprocessor {
             }
         }
         reporter?.finish()
+        shared.removeEmptyFolders()
         var report = shared.report
+        report.total = listed.count
         report.ignored = ignored
+        report.skippedFolders = skippedFolders
         report.failures += collisions
         report.seconds = Date().timeIntervalSince(start)
         report.failures.sort { $0.path < $1.path }
         let errorsPath = (options.destination as NSString).appendingPathComponent(Self.errorsFile)
-        if report.failures.isEmpty {
-            try? FileManager.default.removeItem(atPath: errorsPath)
-        } else {
-            let tsv = "path\treason\n" + report.failures.map { "\($0.path)\t\($0.reason.replacingOccurrences(of: "\t", with: " "))\n" }.joined()
-            try FileIO.writeAtomically(Data(tsv.utf8), to: errorsPath)
+        do {
+            if report.failures.isEmpty {
+                if FileIO.status(errorsPath) != nil { _ = FileIO.withSystemPath(errorsPath) { unlink($0) } }
+            } else {
+                try FileIO.writeDurably(Data(Self.errorsTable(report.failures).utf8), to: errorsPath)
+            }
+        } catch {
+            report.errorsFileProblem = "\(error)"
         }
         return report
+    }
+
+    /// `preprocess-errors.tsv`: a header, then one line per failure, each field escaped by
+    /// `FileIO.display` (a tab, newline or backslash in a file name cannot break the table).
+    public static func errorsTable(_ failures: [(path: String, reason: String)]) -> String {
+        "path\treason\n" + failures.map { "\(FileIO.display($0.path))\t\(FileIO.display($0.reason))\n" }.joined()
     }
 
     /// What the worker threads share: the tallies and the folders already made.
@@ -156,6 +305,9 @@ public struct Preprocessor {
         private let lock = NSLock()
         private(set) var report = Report()
         private var folders = Set<String>()
+        private var made: [String] = []
+
+        var stopped: Bool { lock.lock(); defer { lock.unlock() }; return report.stoppedBy != nil }
 
         func update(_ change: (inout Report) -> Void) {
             lock.lock(); defer { lock.unlock() }
@@ -165,8 +317,14 @@ public struct Preprocessor {
         func ensureFolder(_ folder: String) throws {
             lock.lock(); defer { lock.unlock() }
             if folders.contains(folder) { return }
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            made += try FileIO.makeFolders(folder)
             folders.insert(folder)
+        }
+
+        /// Folders this run made and left empty (every image in them failed) are removed again.
+        func removeEmptyFolders() {
+            lock.lock(); defer { lock.unlock() }
+            FileIO.removeFolders(made.sorted())
         }
     }
 }
