@@ -145,6 +145,21 @@ public enum FileIO {
         }
     }
 
+    /// A whole file mapped into memory read-only (large weight files are not copied), with errors
+    /// that name the path and the system's reason.
+    public static func mapped(_ path: String) throws -> Data {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(path, "cannot open") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw failure(path, "cannot stat") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw Failure(path: display(path), reason: "not a regular file") }
+        let size = Int(st.st_size)
+        if size == 0 { return Data() }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { throw failure(path, "cannot map into memory") }
+        return Data(bytesNoCopy: base, count: size, deallocator: .custom { pointer, count in munmap(pointer, count) })
+    }
+
     /// All of `bytes` to `fd` (short writes and EINTR retried); errors name `path`.
     private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ path: String) throws {
         var done = 0

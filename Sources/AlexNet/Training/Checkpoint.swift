@@ -127,6 +127,27 @@ public struct LoadedWeights {
     public var mean: MeanMode?
 
     public init(path: String, variant: Variant? = nil, inputSize: Int? = nil) throws {
+        if Self.isPyTorch(path) {
+            let torch = try PyTorchWeights(path: path)
+            let implied: Variant
+            switch torch.naming {
+            case .seed: implied = .seed
+            case .native: implied = variant ?? .paper
+            case .torchvision:
+                throw PyTorchFile.Failure(path: path, reason: "torchvision's architecture (no LRN, adaptive average pool) cannot be built yet")
+            }
+            if let variant, variant != implied {
+                throw PyTorchFile.Failure(path: path, reason: "these are \(torch.naming.rawValue)-named weights, the \(implied.rawValue) architecture, not \(variant.rawValue)")
+            }
+            network = try Self.infer(path: path, shapes: torch.shapes, metadata: [:], variant: implied, inputSize: inputSize)
+            if let inputSize { network.inputSize = inputSize }
+            do { try network.validate() } catch { throw PyTorchFile.Failure(path: path, reason: "\(error)") }
+            parameters = Network.makeParameters(network)
+            for e in parameters.entries { try torch.copy(e.name, shape: e.shape, into: parameters.values.pointer + e.offset) }
+            // The seed normalises by the channel mean on the 0–255 scale (SPEC section 6).
+            mean = .channel
+            return
+        }
         let file: SafetensorsFile
         if let contents = try? Checkpoint.read(path) {
             network = contents.network
@@ -136,7 +157,8 @@ public struct LoadedWeights {
             (classes, statistics, mean, file) = (contents.classes, contents.statistics, contents.mean, contents.file)
         } else {
             file = try SafetensorsFile(path: path)
-            network = try Self.infer(file, variant: variant ?? .paper, inputSize: inputSize)
+            network = try Self.infer(path: path, shapes: file.tensors.mapValues(\.shape), metadata: file.metadata, variant: variant ?? .paper,
+                                     inputSize: inputSize)
         }
         if let inputSize { network.inputSize = inputSize }
         do { try network.validate() } catch { throw SafetensorsError(path: path, tensor: nil, reason: "\(error)") }
@@ -144,30 +166,44 @@ public struct LoadedWeights {
         try Checkpoint.load(file, into: parameters.values, layout: parameters)
     }
 
-    /// The network whose parameter shapes are those in `file`. conv1's stride and padding and the
-    /// input size cannot be read from shapes: SPEC section 1's (4, 5, 224) unless the file's
-    /// metadata says otherwise or 224 does not fit fc6's input, in which case the smallest input
-    /// size that does is taken.
-    static func infer(_ file: SafetensorsFile, variant: Variant, inputSize: Int?) throws -> NetworkConfig {
+    /// Whether a file starts as `torch.save`'s zip archives (or PyTorch's legacy pickles) do.
+    static func isPyTorch(_ path: String) -> Bool {
+        var head: [UInt8] = []
+        let fd = FileIO.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        head = [UInt8](repeating: 0, count: 16)
+        let n = read(fd, &head, 16)
+        guard n > 0 else { return false }
+        return head.prefix(n).withUnsafeBytes { PyTorchFile.looksLikePyTorch($0) || PyTorchFile.isLegacy($0) }
+    }
+
+    /// The network whose parameter shapes (under SPEC section 1's names) are `shapes`. conv1's
+    /// stride and padding and the input size cannot be read from shapes: SPEC section 1's (4, 5,
+    /// 224) unless the metadata says otherwise or 224 does not fit fc6's input, in which case the
+    /// smallest input size that does is taken.
+    static func infer(path: String, shapes: [String: [Int]], metadata: [String: String], variant: Variant, inputSize: Int?) throws -> NetworkConfig {
         func shape(_ name: String, rank: Int) throws -> [Int] {
-            let s = try file.info(name).shape
-            guard s.count == rank else { throw SafetensorsError(path: file.path, tensor: name, reason: "shape \(s), expected \(rank) dimensions") }
+            guard let s = shapes[name] else { throw SafetensorsError(path: path, tensor: name, reason: "not in the file") }
+            guard s.count == rank, s.allSatisfy({ $0 > 0 }) else {
+                throw SafetensorsError(path: path, tensor: name, reason: "shape \(s), expected \(rank) positive dimensions")
+            }
             return s
         }
         let convs = try (1...5).map { try shape("conv\($0).weight", rank: 4) }
         let fc6 = try shape("fc6.weight", rank: 2), fc8 = try shape("fc8.weight", rank: 2)
         var config = NetworkConfig(variant: variant, widths: convs.map { $0[0] }, hidden: fc6[0], classes: fc8[0],
                                    conv1Kernel: convs[0][2])
-        if let s = file.metadata["conv1_stride"].flatMap(Int.init) { config.conv1Stride = s }
-        if let p = file.metadata["conv1_padding"].flatMap(Int.init) { config.conv1Padding = p }
-        if let s = inputSize ?? file.metadata["input_size"].flatMap(Int.init) {
+        if let s = metadata["conv1_stride"].flatMap(Int.init) { config.conv1Stride = s }
+        if let p = metadata["conv1_padding"].flatMap(Int.init) { config.conv1Padding = p }
+        if let s = inputSize ?? metadata["input_size"].flatMap(Int.init) {
             config.inputSize = s
         } else if config.flatFeatures != fc6[1] {
             guard let s = (config.conv1Kernel...2048).first(where: { size in
                 var c = config; c.inputSize = size
                 return c.convolutions[0].geometry.outputSize(size) >= 3 && c.pool5Size >= 1 && c.flatFeatures == fc6[1]
             }) else {
-                throw SafetensorsError(path: file.path, tensor: "fc6.weight",
+                throw SafetensorsError(path: path, tensor: "fc6.weight",
                                        reason: "\(fc6[1]) input features fit no input size for conv5's \(config.widths[4]) channels")
             }
             config.inputSize = s

@@ -1,0 +1,328 @@
+import Foundation
+
+/// A restricted reader of Python's pickle format (protocols 2–5), for what `torch.save` puts in a
+/// state dict or a checkpoint dict: None, booleans, integers, floats, strings, bytes, tuples,
+/// lists, dicts (`collections.OrderedDict` too), storages (persistent ids) and tensors
+/// (`torch._utils._rebuild_tensor_v2`). It is a data parser, not an interpreter: it constructs no
+/// Python object and calls nothing; any other global, any other opcode, is an error naming it and
+/// its byte offset. Every length is checked against the input, and the stack, memo and nesting
+/// are bounded, so a crafted pickle can neither run code nor crash the process.
+public enum PickleValue: CustomStringConvertible {
+    case none
+    case bool(Bool)
+    case int(Int)
+    case float(Double)
+    case string(String)
+    case bytes([UInt8])
+    case tuple([PickleValue])
+    case list(PickleList)
+    case dict(PickleDict)
+    case storage(TorchStorage)
+    case tensor(TorchTensor)
+    /// One of the allowed callables, before REDUCE applies it.
+    case global(PickleGlobal)
+
+    public var description: String {
+        switch self {
+        case .none: return "None"
+        case .bool(let b): return b ? "True" : "False"
+        case .int(let i): return "\(i)"
+        case .float(let d): return "\(d)"
+        case .string(let s): return "'\(s)'"
+        case .bytes(let b): return "<\(b.count) bytes>"
+        case .tuple(let t): return "(" + t.prefix(4).map(\.description).joined(separator: ", ") + (t.count > 4 ? ", …" : "") + ")"
+        case .list(let l): return "[\(l.items.count) items]"
+        case .dict(let d): return "{\(d.entries.count) entries}"
+        case .storage(let s): return "storage \(s.key) (\(s.dtype.rawValue) × \(s.count))"
+        case .tensor(let t): return "tensor \(t.shape) \(t.storage.dtype.rawValue)"
+        case .global(let g): return g.rawValue
+        }
+    }
+
+    public var string: String? { if case .string(let s) = self { return s }; return nil }
+    public var int: Int? { if case .int(let i) = self { return i }; if case .bool(let b) = self { return b ? 1 : 0 }; return nil }
+    public var double: Double? {
+        switch self {
+        case .float(let d): return d
+        case .int(let i): return Double(i)
+        default: return nil
+        }
+    }
+    public var tensor: TorchTensor? { if case .tensor(let t) = self { return t }; return nil }
+    public var items: [PickleValue]? {
+        switch self {
+        case .list(let l): return l.items
+        case .tuple(let t): return t
+        default: return nil
+        }
+    }
+    public var entries: [(key: PickleValue, value: PickleValue)]? { if case .dict(let d) = self { return d.entries }; return nil }
+
+    /// The value under a string key of a dict.
+    public subscript(key: String) -> PickleValue? {
+        entries?.first { $0.key.string == key }?.value
+    }
+}
+
+/// Lists and dicts are references in pickle (filled after they are memoised), so here too.
+public final class PickleList { public var items: [PickleValue] = [] }
+public final class PickleDict { public var entries: [(key: PickleValue, value: PickleValue)] = [] }
+
+/// The only callables a state dict needs.
+public enum PickleGlobal: String, Sendable {
+    case orderedDict = "collections.OrderedDict"
+    case rebuildTensor = "torch._utils._rebuild_tensor_v2"
+    case rebuildParameter = "torch._utils._rebuild_parameter"
+    case storageType
+}
+
+/// The element types of PyTorch's typed storages.
+public enum TorchDType: String, Sendable {
+    case float32 = "FloatStorage", float64 = "DoubleStorage", float16 = "HalfStorage", bfloat16 = "BFloat16Storage"
+    case int64 = "LongStorage", int32 = "IntStorage", int16 = "ShortStorage", int8 = "CharStorage", uint8 = "ByteStorage"
+    case bool = "BoolStorage"
+
+    public var size: Int {
+        switch self {
+        case .float64, .int64: return 8
+        case .float32, .int32: return 4
+        case .float16, .bfloat16, .int16: return 2
+        case .int8, .uint8, .bool: return 1
+        }
+    }
+}
+
+/// A storage named by a persistent id: its archive entry key, element type and element count.
+public struct TorchStorage: Sendable {
+    public let key: String
+    public let dtype: TorchDType
+    public let count: Int
+}
+
+/// A tensor as `_rebuild_tensor_v2` describes it: a strided view of a storage.
+public struct TorchTensor: Sendable {
+    public let storage: TorchStorage
+    public let offset: Int
+    public let shape: [Int]
+    public let stride: [Int]
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+public struct PickleError: Error, CustomStringConvertible {
+    public let path: String
+    public let offset: Int
+    public let reason: String
+    public var description: String { "\(path): pickle byte \(offset): \(reason)" }
+}
+
+public struct Unpickler {
+    /// Bounds that no state dict comes near and that keep a crafted input's memory small.
+    static let maxStack = 1 << 20, maxMemo = 1 << 20, maxString = 1 << 30
+
+    public static func load(_ bytes: [UInt8], path: String) throws -> PickleValue {
+        var stack: [PickleValue] = []
+        var marks: [Int] = []
+        var memo: [Int: PickleValue] = [:]
+        var pos = 0
+        var opStart = 0
+        func fail(_ reason: String) -> PickleError { PickleError(path: path, offset: opStart, reason: reason) }
+        func take(_ n: Int) throws -> ArraySlice<UInt8> {
+            guard n >= 0, n <= bytes.count - pos else { throw fail("needs \(n) bytes, \(bytes.count - pos) left (truncated pickle)") }
+            defer { pos += n }
+            return bytes[pos..<(pos + n)]
+        }
+        func unsigned(_ n: Int) throws -> UInt64 { try take(n).reversed().reduce(0) { $0 << 8 | UInt64($1) } }
+        func length(_ n: Int) throws -> Int {
+            let v = try unsigned(n)
+            guard v <= UInt64(maxString) else { throw fail("a length of \(v) bytes is beyond what this reader accepts") }
+            return Int(v)
+        }
+        func push(_ v: PickleValue) throws {
+            guard stack.count < maxStack else { throw fail("stack deeper than \(maxStack)") }
+            stack.append(v)
+        }
+        func pop() throws -> PickleValue {
+            guard let v = stack.popLast() else { throw fail("pops an empty stack") }
+            if let m = marks.last, stack.count < m { throw fail("pops past a MARK") }
+            return v
+        }
+        func popMark() throws -> [PickleValue] {
+            guard let m = marks.popLast(), m <= stack.count else { throw fail("needs a MARK that is not there") }
+            defer { stack.removeLast(stack.count - m) }
+            return Array(stack[m...])
+        }
+        func top() throws -> PickleValue {
+            guard let v = stack.last else { throw fail("needs a value on an empty stack") }
+            return v
+        }
+        func text(_ n: Int) throws -> String {
+            guard let s = String(validating: try take(n), as: UTF8.self) else { throw fail("a string that is not UTF-8") }
+            return s
+        }
+        func memoize(_ key: Int) throws {
+            guard memo.count < maxMemo || memo[key] != nil else { throw fail("memo larger than \(maxMemo)") }
+            memo[key] = try top()
+        }
+        func global(_ module: String, _ name: String) throws -> PickleValue {
+            let full = module + "." + name
+            if let g = PickleGlobal(rawValue: full), g != .storageType { return .global(g) }
+            if module == "torch", let dtype = TorchDType(rawValue: name) { return .storage(TorchStorage(key: "", dtype: dtype, count: 0)) }
+            throw fail("refuses the global \(full): a state dict holds only tensors, numbers, strings and containers")
+        }
+
+        while true {
+            opStart = pos
+            guard pos < bytes.count else { throw fail("ends without STOP (truncated pickle)") }
+            let op = bytes[pos]
+            pos += 1
+            switch op {
+            case 0x80:   // PROTO
+                let v = try unsigned(1)
+                guard (2...5).contains(v) else { throw fail("pickle protocol \(v); protocols 2 to 5 are read") }
+            case 0x95: _ = try take(8)                                   // FRAME: a length only
+            case 0x2E: return try pop()                                  // STOP
+            case 0x28: marks.append(stack.count)                         // MARK
+            case 0x30: _ = try pop()                                     // POP
+            case 0x31: _ = try popMark()                                 // POP_MARK
+            case 0x32: try push(try top())                               // DUP
+            case 0x4E: try push(.none)                                   // NONE
+            case 0x88: try push(.bool(true))                             // NEWTRUE
+            case 0x89: try push(.bool(false))                            // NEWFALSE
+            case 0x4B: try push(.int(Int(try unsigned(1))))              // BININT1
+            case 0x4D: try push(.int(Int(try unsigned(2))))              // BININT2
+            case 0x4A: try push(.int(Int(Int32(truncatingIfNeeded: try unsigned(4)))))   // BININT
+            case 0x8A:                                                   // LONG1
+                let n = try length(1)
+                guard n <= 8 else { throw fail("an integer of \(n) bytes does not fit 64 bits") }
+                let raw = try unsigned(n)
+                let shift = UInt64(64 - 8 * n)
+                try push(.int(n == 0 ? 0 : Int(Int64(bitPattern: raw << shift) >> Int64(shift))))
+            case 0x47:                                                   // BINFLOAT, big-endian
+                try push(.float(Double(bitPattern: try take(8).reduce(0) { $0 << 8 | UInt64($1) })))
+            case 0x58: try push(.string(try text(try length(4))))        // BINUNICODE
+            case 0x8C: try push(.string(try text(try length(1))))        // SHORT_BINUNICODE
+            case 0x8D: try push(.string(try text(try length(8))))        // BINUNICODE8
+            case 0x43: try push(.bytes(Array(try take(try length(1)))))  // SHORT_BINBYTES
+            case 0x42: try push(.bytes(Array(try take(try length(4)))))  // BINBYTES
+            case 0x29: try push(.tuple([]))                              // EMPTY_TUPLE
+            case 0x85: try push(.tuple([try pop()]))                     // TUPLE1
+            case 0x86: let b = try pop(), a = try pop(); try push(.tuple([a, b]))                   // TUPLE2
+            case 0x87: let c = try pop(), b = try pop(), a = try pop(); try push(.tuple([a, b, c])) // TUPLE3
+            case 0x74: try push(.tuple(try popMark()))                   // TUPLE
+            case 0x5D: try push(.list(PickleList()))                     // EMPTY_LIST
+            case 0x6C: let l = PickleList(); l.items = try popMark(); try push(.list(l))   // LIST
+            case 0x61, 0x65:                                             // APPEND, APPENDS
+                let values = op == 0x61 ? [try pop()] : try popMark()
+                guard case .list(let l) = try top() else { throw fail("APPEND to \(try top()), not a list") }
+                l.items += values
+            case 0x7D: try push(.dict(PickleDict()))                     // EMPTY_DICT
+            case 0x64, 0x73, 0x75:                                       // DICT, SETITEM, SETITEMS
+                let values: [PickleValue]
+                if op == 0x73 { let v = try pop(), k = try pop(); values = [k, v] } else { values = try popMark() }
+                guard values.count % 2 == 0 else { throw fail("an odd number of keys and values") }
+                let d: PickleDict
+                if op == 0x64 { d = PickleDict(); try push(.dict(d)) } else {
+                    guard case .dict(let target) = try top() else { throw fail("SETITEM on \(try top()), not a dict") }
+                    d = target
+                }
+                for i in stride(from: 0, to: values.count, by: 2) {
+                    switch values[i] {
+                    case .string, .int, .bool, .none, .float: d.entries.append((values[i], values[i + 1]))
+                    default: throw fail("a dict key of kind \(values[i]); only strings and numbers are read")
+                    }
+                }
+            case 0x71: try memoize(Int(try unsigned(1)))                 // BINPUT
+            case 0x72: try memoize(Int(try unsigned(4)))                 // LONG_BINPUT
+            case 0x94: try memoize(memo.count)                           // MEMOIZE
+            case 0x68, 0x6A:                                             // BINGET, LONG_BINGET
+                let key = Int(try unsigned(op == 0x68 ? 1 : 4))
+                guard let v = memo[key] else { throw fail("memo entry \(key) was never stored") }
+                try push(v)
+            case 0x63:                                                   // GLOBAL "module\nname\n"
+                func line() throws -> String {
+                    guard let end = bytes[pos...].prefix(256).firstIndex(of: 0x0A) else { throw fail("GLOBAL without its newline") }
+                    let s = try text(end - pos)
+                    pos += 1
+                    return s
+                }
+                let module = try line(), name = try line()
+                try push(try global(module, name))
+            case 0x93:                                                   // STACK_GLOBAL
+                let name = try pop(), module = try pop()
+                guard let m = module.string, let n = name.string else { throw fail("STACK_GLOBAL of non-strings") }
+                try push(try global(m, n))
+            case 0x51:                                                   // BINPERSID
+                try push(try storage(try pop(), fail))
+            case 0x52:                                                   // REDUCE
+                let args = try pop(), callable = try pop()
+                guard case .global(let g) = callable, case .tuple(let a) = args else {
+                    throw fail("REDUCE of \(callable) on \(args): only OrderedDict and tensor rebuilding are applied")
+                }
+                try push(try reduce(g, a, fail))
+            case 0x62:                                                   // BUILD
+                let state = try pop()
+                // PyTorch sets an OrderedDict's `_metadata` (module versions) this way: not needed.
+                guard case .dict = try top(), case .dict = state else {
+                    throw fail("BUILD of \(try top()) with \(state): only a dict's attributes are accepted (and ignored)")
+                }
+            default:
+                throw fail(String(format: "opcode 0x%02x is not read (a state dict does not need it)", op))
+            }
+        }
+    }
+
+    /// ('storage', storage type, key, location, element count), as `torch.save` writes it.
+    private static func storage(_ pid: PickleValue, _ fail: (String) -> PickleError) throws -> PickleValue {
+        guard case .tuple(let t) = pid, t.count == 5, t[0].string == "storage", case .storage(let type) = t[1],
+              let key = t[2].string, let count = t[4].int, count >= 0 else {
+            throw fail("persistent id \(pid) is not ('storage', type, key, location, count)")
+        }
+        guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+            throw fail("storage key '\(key)' is not a plain name")
+        }
+        return .storage(TorchStorage(key: key, dtype: type.dtype, count: count))
+    }
+
+    private static func reduce(_ g: PickleGlobal, _ args: [PickleValue], _ fail: (String) -> PickleError) throws -> PickleValue {
+        switch g {
+        case .orderedDict:
+            guard args.isEmpty else { throw fail("OrderedDict with arguments") }
+            return .dict(PickleDict())
+        case .rebuildParameter:
+            guard args.count >= 1, case .tensor = args[0] else { throw fail("_rebuild_parameter without a tensor") }
+            return args[0]
+        case .rebuildTensor:
+            // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+            guard args.count >= 4, case .storage(let s) = args[0], !s.key.isEmpty, let offset = args[1].int,
+                  let size = args[2].items?.map(\.int), let stride = args[3].items?.map(\.int) else {
+                throw fail("_rebuild_tensor_v2 arguments are not (storage, offset, size, stride, …)")
+            }
+            let shape = size.compactMap { $0 }, strides = stride.compactMap { $0 }
+            guard shape.count == size.count, strides.count == stride.count, shape.count == strides.count, shape.count <= 8 else {
+                throw fail("tensor size \(size) and stride \(stride) do not match")
+            }
+            try checkView(storage: s, offset: offset, shape: shape, stride: strides, fail)
+            return .tensor(TorchTensor(storage: s, offset: offset, shape: shape, stride: strides))
+        case .storageType:
+            throw fail("a storage type is not callable")
+        }
+    }
+
+    /// Refuses a view that reaches outside its storage, with arithmetic that cannot overflow.
+    static func checkView(storage: TorchStorage, offset: Int, shape: [Int], stride: [Int], _ fail: (String) -> PickleError) throws {
+        guard offset >= 0, shape.allSatisfy({ $0 >= 0 }), stride.allSatisfy({ $0 >= 0 }) else {
+            throw fail("tensor with a negative offset, size or stride (\(offset), \(shape), \(stride))")
+        }
+        var count = 1, last = offset
+        for (n, s) in zip(shape, stride) {
+            let (c, o1) = count.multipliedReportingOverflow(by: n)
+            let (reach, o2) = max(n - 1, 0).multipliedReportingOverflow(by: s)
+            let (l, o3) = last.addingReportingOverflow(reach)
+            guard !o1, !o2, !o3 else { throw fail("tensor size \(shape) with stride \(stride) overflows") }
+            (count, last) = (c, l)
+        }
+        if count > 0 && last >= storage.count {
+            throw fail("tensor size \(shape), stride \(stride), offset \(offset) reaches element \(last) of a storage of \(storage.count)")
+        }
+    }
+}
