@@ -326,3 +326,75 @@ public struct Unpickler {
         }
     }
 }
+
+/// Writes pickle protocol 2 for the values `torch.save` needs to write a state dict or a
+/// checkpoint dict: what `Unpickler` reads (and `torch.load(weights_only=True)` accepts).
+public struct Pickler {
+    /// A value to write; tensors are float32 storages named by key.
+    public indirect enum Value {
+        case none, bool(Bool), int(Int), float(Double), string(String)
+        case tuple([Value]), list([Value])
+        /// Written as a plain dict, or a `collections.OrderedDict` (what state dicts are).
+        case dict([(key: Value, value: Value)], ordered: Bool)
+        case tensor(storageKey: String, count: Int, shape: [Int])
+    }
+
+    public private(set) var bytes: [UInt8] = [0x80, 0x02]
+
+    public init() {}
+
+    private mutating func u(_ v: UInt64, _ n: Int) { for i in 0..<n { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+    private mutating func global(_ module: String, _ name: String) { bytes.append(0x63); bytes += Array("\(module)\n\(name)\n".utf8) }
+
+    public mutating func write(_ v: Value) {
+        switch v {
+        case .none: bytes.append(0x4E)
+        case .bool(let b): bytes.append(b ? 0x88 : 0x89)
+        case .int(let i):
+            if (0..<256).contains(i) { bytes.append(0x4B); u(UInt64(i), 1) }
+            else if (0..<65536).contains(i) { bytes.append(0x4D); u(UInt64(i), 2) }
+            else if Int(Int32.min)...Int(Int32.max) ~= i { bytes.append(0x4A); u(UInt64(UInt32(bitPattern: Int32(i))), 4) }
+            else { bytes += [0x8A, 8]; u(UInt64(bitPattern: Int64(i)), 8) }
+        case .float(let d):
+            bytes.append(0x47)
+            let b = d.bitPattern
+            for i in (0..<8).reversed() { bytes.append(UInt8(truncatingIfNeeded: b >> (8 * UInt64(i)))) }
+        case .string(let s):
+            let utf8 = Array(s.utf8)
+            bytes.append(0x58); u(UInt64(utf8.count), 4); bytes += utf8
+        case .tuple(let items):
+            bytes.append(0x28); items.forEach { write($0) }; bytes.append(0x74)
+        case .list(let items):
+            bytes.append(0x5D)
+            if !items.isEmpty { bytes.append(0x28); items.forEach { write($0) }; bytes.append(0x65) }
+        case .dict(let entries, let ordered):
+            if ordered { global("collections", "OrderedDict"); bytes += [0x29, 0x52] } else { bytes.append(0x7D) }
+            if !entries.isEmpty {
+                bytes.append(0x28)
+                for (k, value) in entries { write(k); write(value) }
+                bytes.append(0x75)
+            }
+        case .tensor(let key, let count, let shape):
+            // _rebuild_tensor_v2(storage, 0, size, contiguous stride, False, OrderedDict())
+            global("torch._utils", "_rebuild_tensor_v2")
+            bytes.append(0x28)   // MARK: the arguments
+            bytes.append(0x28)   // MARK: the persistent id ('storage', FloatStorage, key, 'cpu', count)
+            write(.string("storage"))
+            global("torch", "FloatStorage")
+            write(.string(key)); write(.string("cpu")); write(.int(count))
+            bytes.append(0x74)
+            bytes.append(0x51)   // BINPERSID
+            write(.int(0))
+            write(.tuple(shape.map { .int($0) }))
+            var strides: [Int] = [], s = 1
+            for n in shape.reversed() { strides.insert(s, at: 0); s *= n }
+            write(.tuple(strides.map { .int($0) }))
+            write(.bool(false))
+            write(.dict([], ordered: true))
+            bytes.append(0x74)
+            bytes.append(0x52)
+        }
+    }
+
+    public mutating func finish() -> [UInt8] { bytes.append(0x2E); return bytes }
+}

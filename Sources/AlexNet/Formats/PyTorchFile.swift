@@ -110,3 +110,24 @@ public struct PyTorchFile {
         return out.isEmpty ? nil : out
     }
 }
+
+extension PyTorchFile {
+    /// Writes what `torch.save(value, path)` would for a value whose tensors are float32: the
+    /// pickle, one storage per tensor (`data/0`, `data/1`, … in `tensors` order), the byte order,
+    /// format version and serialization version, as one zip archive named `archive` inside,
+    /// written durably (see `FileIO.writeDurably`).
+    public static func write(_ value: Pickler.Value, tensors: [[Float]], archive: String = "archive", to path: String) throws {
+        var pickler = Pickler()
+        pickler.write(value)
+        var zip = ZipWriter()
+        try zip.add(archive + "/data.pkl", Data(pickler.finish()))
+        try zip.add(archive + "/.format_version", Data("1".utf8))
+        try zip.add(archive + "/.storage_alignment", Data("64".utf8))
+        try zip.add(archive + "/byteorder", Data("little".utf8))
+        for (i, t) in tensors.enumerated() {
+            try zip.add(archive + "/data/\(i)", t.withUnsafeBufferPointer { Data(buffer: $0) })
+        }
+        try zip.add(archive + "/version", Data("3\n".utf8))
+        try FileIO.writeDurably(zip.finish(), to: path)
+    }
+}

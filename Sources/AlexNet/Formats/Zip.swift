@@ -207,3 +207,61 @@ struct ByteReader {
         return [UInt8](data[(data.startIndex + at)..<(data.startIndex + at + n)])
     }
 }
+
+/// Writes a zip archive of stored (uncompressed) entries, each entry's data starting at a
+/// multiple of `alignment` bytes (as `torch.save` aligns storages to 64, so they can be mapped),
+/// through a padding extra field in the local header. Entries and the archive stay under 4 GiB
+/// (no ZIP64): enough for AlexNet's 244 MB.
+public struct ZipWriter {
+    public let alignment: Int
+    private var body = Data()
+    private var directory = Data()
+    private var count = 0
+
+    public init(alignment: Int = 64) { self.alignment = alignment }
+
+    private static func le(_ v: UInt64, _ n: Int, into d: inout Data) { for i in 0..<n { d.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+
+    public mutating func add(_ name: String, _ contents: Data) throws {
+        let nameBytes = Data(name.utf8)
+        guard body.count + contents.count + 1024 < Int(UInt32.max), nameBytes.count < 0xFFFF else {
+            throw ZipArchive.Failure(path: name, reason: "entry too large for a zip archive without ZIP64")
+        }
+        let crc = contents.withUnsafeBytes { p in UInt32(truncatingIfNeeded: crc32(0, p.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt32(p.count))) }
+        let offset = body.count
+        // Local header (30 bytes) + name + a padding field (4-byte header + pad) ends on the alignment.
+        let unpadded = offset + 30 + nameBytes.count + 4
+        let pad = (alignment - unpadded % alignment) % alignment
+        var h = Data()
+        Self.le(0x0403_4B50, 4, into: &h); Self.le(20, 2, into: &h); Self.le(0, 2, into: &h); Self.le(0, 2, into: &h)
+        Self.le(0, 2, into: &h); Self.le(0x21, 2, into: &h)   // time 0, date 1980-01-01
+        Self.le(UInt64(crc), 4, into: &h); Self.le(UInt64(contents.count), 4, into: &h); Self.le(UInt64(contents.count), 4, into: &h)
+        Self.le(UInt64(nameBytes.count), 2, into: &h); Self.le(UInt64(4 + pad), 2, into: &h)
+        h.append(nameBytes)
+        Self.le(0x4246, 2, into: &h); Self.le(UInt64(pad), 2, into: &h)   // "FB": padding, as PyTorch names it
+        h.append(Data(count: pad))
+        body.append(h)
+        body.append(contents)
+        var c = Data()
+        Self.le(0x0201_4B50, 4, into: &c); Self.le(20, 2, into: &c); Self.le(20, 2, into: &c); Self.le(0, 2, into: &c); Self.le(0, 2, into: &c)
+        Self.le(0, 2, into: &c); Self.le(0x21, 2, into: &c)
+        Self.le(UInt64(crc), 4, into: &c); Self.le(UInt64(contents.count), 4, into: &c); Self.le(UInt64(contents.count), 4, into: &c)
+        Self.le(UInt64(nameBytes.count), 2, into: &c); Self.le(0, 2, into: &c); Self.le(0, 2, into: &c)
+        Self.le(0, 2, into: &c); Self.le(0, 2, into: &c); Self.le(0, 4, into: &c); Self.le(UInt64(offset), 4, into: &c)
+        c.append(nameBytes)
+        directory.append(c)
+        count += 1
+    }
+
+    /// The archive's bytes: the entries, the central directory, the end record.
+    public func finish() -> Data {
+        var out = body
+        out.append(directory)
+        var e = Data()
+        Self.le(0x0605_4B50, 4, into: &e); Self.le(0, 2, into: &e); Self.le(0, 2, into: &e)
+        Self.le(UInt64(count), 2, into: &e); Self.le(UInt64(count), 2, into: &e)
+        Self.le(UInt64(directory.count), 4, into: &e); Self.le(UInt64(body.count), 4, into: &e); Self.le(0, 2, into: &e)
+        out.append(e)
+        return out
+    }
+}

@@ -157,13 +157,59 @@ public struct LoadedWeights {
             (classes, statistics, mean, file) = (contents.classes, contents.statistics, contents.mean, contents.file)
         } else {
             file = try SafetensorsFile(path: path)
-            network = try Self.infer(path: path, shapes: file.tensors.mapValues(\.shape), metadata: file.metadata, variant: variant ?? .paper,
-                                     inputSize: inputSize)
+            // A plain file may use the seed's or torchvision's names (as `convert --names` writes).
+            let naming: ParameterNaming
+            do { naming = file.tensors["conv1.weight"] != nil ? .native : try ParameterNaming.detect(file.names) } catch {
+                throw SafetensorsError(path: path, tensor: nil, reason: "\(error)")
+            }
+            if naming == .torchvision {
+                throw SafetensorsError(path: path, tensor: nil, reason: "torchvision's architecture (no LRN, adaptive average pool) cannot be built yet")
+            }
+            let stored = { (native: String) in naming.foreignName(native) ?? native }
+            let shapes = Dictionary(uniqueKeysWithValues: ParameterNaming.layers.flatMap { [$0 + ".weight", $0 + ".bias"] }.compactMap { n in
+                file.tensors[stored(n)].map { (n, $0.shape) }
+            })
+            let implied = naming == .seed ? Variant.seed : variant ?? Variant(rawValue: file.metadata["variant"] ?? "") ?? .paper
+            if let variant, variant != implied {
+                throw SafetensorsError(path: path, tensor: nil, reason: "these are \(naming.rawValue)-named weights, the \(implied.rawValue) architecture, not \(variant.rawValue)")
+            }
+            network = try Self.infer(path: path, shapes: shapes, metadata: file.metadata, variant: implied, inputSize: inputSize)
+            if let inputSize { network.inputSize = inputSize }
+            do { try network.validate() } catch { throw SafetensorsError(path: path, tensor: nil, reason: "\(error)") }
+            parameters = Network.makeParameters(network)
+            for e in parameters.entries { try file.copyFloats(stored(e.name), shape: e.shape, into: parameters.values.pointer + e.offset) }
+            return
         }
         if let inputSize { network.inputSize = inputSize }
         do { try network.validate() } catch { throw SafetensorsError(path: path, tensor: nil, reason: "\(error)") }
         parameters = Network.makeParameters(network)
         try Checkpoint.load(file, into: parameters.values, layout: parameters)
+    }
+
+    /// Writes these weights for another tool (`alexnet convert`): a `.pt` / `.pth` as the state
+    /// dict `torch.save(model.state_dict())` writes, loadable with `torch.load(weights_only=True)`
+    /// and `load_state_dict` into the seed's or torchvision's model; anything else as a plain
+    /// safetensors file (with the network's geometry in its metadata, so it reads back here).
+    /// `names` defaults to the seed's for the seed variant and this project's otherwise.
+    public func write(to path: String, names: ParameterNaming? = nil) throws {
+        let naming = names ?? (network.variant == .seed ? .seed : .native)
+        let entries = parameters.entries
+        let floats = entries.map { Array(UnsafeBufferPointer(start: parameters.values.pointer + $0.offset, count: $0.count)) }
+        let ext = (path as NSString).pathExtension.lowercased()
+        if ext == "pt" || ext == "pth" {
+            let dict = Pickler.Value.dict(entries.enumerated().map { i, e in
+                (Pickler.Value.string(naming.foreignName(e.name) ?? e.name), Pickler.Value.tensor(storageKey: "\(i)", count: e.count, shape: e.shape))
+            }, ordered: true)
+            let stem = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+            try PyTorchFile.write(dict, tensors: floats, archive: stem.isEmpty ? "archive" : stem, to: path)
+        } else {
+            var w = SafetensorsWriter(metadata: [
+                "variant": network.variant.rawValue, "input_size": "\(network.inputSize)",
+                "conv1_stride": "\(network.conv1Stride)", "conv1_padding": "\(network.conv1Padding)",
+            ])
+            for (e, values) in zip(entries, floats) { w.add(naming.foreignName(e.name) ?? e.name, Tensor(shape: e.shape, data: values)) }
+            try w.write(to: path)
+        }
     }
 
     /// Whether a file starts as `torch.save`'s zip archives (or PyTorch's legacy pickles) do.
