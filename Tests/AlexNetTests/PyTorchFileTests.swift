@@ -107,3 +107,110 @@ for (a, b) in zip(back.parameters.entries, original.parameters.entries) {
         }
     }
 }
+
+/// Malformed PyTorch files (interop issue): each gives an error naming the problem, and mutated
+/// archives and pickles never crash or hang the reader.
+final class PyTorchMalformedTests: XCTestCase {
+    /// A `.pt` with `pickle` as data.pkl and the given storages.
+    private func file(_ dir: URL, _ name: String, pickle: [UInt8], storages: [Data] = []) throws -> String {
+        var zip = ZipWriter()
+        try zip.add("a/data.pkl", Data(pickle))
+        try zip.add("a/byteorder", Data("little".utf8))
+        for (i, s) in storages.enumerated() { try zip.add("a/data/\(i)", s) }
+        let path = dir.appendingPathComponent(name).path
+        try zip.finish().write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    private func stateDict(_ entries: [(String, [Int])], count: ((Int) -> Int)? = nil) -> [UInt8] {
+        var p = Pickler()
+        p.write(.dict(entries.enumerated().map { i, e in
+            (.string(e.0), .tensor(storageKey: "\(i)", count: count?(i) ?? e.1.reduce(1, *), shape: e.1))
+        }, ordered: true))
+        return p.finish()
+    }
+
+    private func assertFails(_ path: String, _ says: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try LoadedWeights(path: path), file: file, line: line) { error in
+            XCTAssertTrue("\(error)".contains(says), "\(error)", file: file, line: line)
+        }
+    }
+
+    private let seedShapes: [(String, [Int])] = {
+        let c = NetworkConfig(variant: .seed, widths: [8, 16, 16, 16, 8], hidden: 32, classes: 5, inputSize: 67)
+        return c.parameterShapes.map { (ParameterNaming.seed.foreignName($0.name)!, $0.shape) }
+    }()
+
+    private func floats(_ shapes: [(String, [Int])]) -> [Data] {
+        shapes.map { Data(count: 4 * $0.1.reduce(1, *)) }
+    }
+
+    func testEachMalformedInputIsNamed() throws {
+        let dir = try Paths.temporaryDirectory()
+        let good = try file(dir, "good.pt", pickle: stateDict(seedShapes), storages: floats(seedShapes))
+        XCTAssertNoThrow(try LoadedWeights(path: good))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: good))
+
+        let truncated = dir.appendingPathComponent("truncated.pt").path
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncated))
+        assertFails(truncated, "truncated")
+
+        // A global that would construct an object: os.system, the classic.
+        var evil = Pickler()
+        evil.write(.string("x"))
+        var evilBytes = Array(evil.finish().dropLast())
+        evilBytes += [0x63] + Array("os\nsystem\n".utf8) + [0x28, 0x58, 2, 0, 0, 0] + Array("id".utf8) + [0x74, 0x52, 0x2E]
+        assertFails(try file(dir, "global.pt", pickle: evilBytes), "refuses the global os.system")
+
+        assertFails(try file(dir, "opcode.pt", pickle: [0x80, 0x02, 0x69, 0x2E]), "opcode 0x69 is not read")
+
+        let short = try file(dir, "short.pt", pickle: stateDict(seedShapes, count: { $0 == 2 ? 10 : self.seedShapes[$0].1.reduce(1, *) }),
+                             storages: floats(seedShapes))
+        assertFails(short, "reaches element")
+        var shortStorage = floats(seedShapes)
+        shortStorage[3] = Data(count: 8)
+        assertFails(try file(dir, "short-storage.pt", pickle: stateDict(seedShapes), storages: shortStorage), "shorter than its")
+
+        var renamed = seedShapes
+        renamed[4].0 = "block3.1.weight"
+        assertFails(try file(dir, "name.pt", pickle: stateDict(renamed), storages: floats(renamed)), "'block3.1.weight' maps to no AlexNet parameter")
+
+        var misfit = seedShapes
+        misfit[10].1 = [32, 7]   // fc6 over 7 features: no input size gives conv5's 8 channels that
+        assertFails(try file(dir, "misfit.pt", pickle: stateDict(misfit), storages: floats(misfit)), "fit no input size")
+
+        let legacy = dir.appendingPathComponent("legacy.pt").path
+        try Data([0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E]).write(to: URL(fileURLWithPath: legacy))
+        assertFails(legacy, "legacy format")
+    }
+
+    /// Bit flips, truncations and byte runs in a real `.pt` (archive and pickle): each read either
+    /// succeeds or throws; none crashes or hangs (bounded in time).
+    func testMutatedFilesNeverCrash() throws {
+        let dir = try Paths.temporaryDirectory()
+        let original = try Data(contentsOf: Paths.shared.appendingPathComponent("golden/torch/seed_small.pt"))
+        let pickleOffset = original.range(of: Data("seed_small/data.pkl".utf8))!.upperBound
+        var rng = RandomGenerator(seed: 2026, stream: 9)
+        let start = Date()
+        var cases = 0, failures = 0
+        let path = dir.appendingPathComponent("m.pt").path
+        while cases < 400 && Date().timeIntervalSince(start) < 20 {
+            var b = [UInt8](original)
+            switch cases % 4 {
+            case 0:   // flips in the pickle's first bytes (after the local header)
+                for _ in 0..<1 + Int(rng.next() % 4) { b[pickleOffset + 4 + Int(rng.next() % 2000)] ^= UInt8(1 << (rng.next() % 8)) }
+            case 1:   // flips anywhere, the central directory included
+                for _ in 0..<1 + Int(rng.next() % 8) { b[Int(rng.next() % UInt64(b.count))] ^= UInt8(1 << (rng.next() % 8)) }
+            case 2: b = Array(b.prefix(Int(rng.next() % UInt64(b.count))))
+            default:   // a run of one byte value
+                let at = Int(rng.next() % UInt64(b.count)), n = min(b.count - at, 1 + Int(rng.next() % 64)), v = UInt8(rng.next() % 256)
+                for i in at..<(at + n) { b[i] = v }
+            }
+            try Data(b).write(to: URL(fileURLWithPath: path))
+            do { _ = try LoadedWeights(path: path) } catch { failures += 1 }
+            cases += 1
+        }
+        XCTAssertGreaterThan(cases, 40)
+        XCTAssertGreaterThan(failures, cases / 4, "most mutations are caught")
+    }
+}
