@@ -7,19 +7,19 @@ final class LayerTests: XCTestCase {
     let engine = sharedEngine
 
     /// Runs `layer` forward on x and backward on dy; returns (y, dx) as plain tensors.
-    func run(_ layer: Layer, input: Memory, x: Tensor, dy: Tensor) throws -> (Tensor, Tensor?) {
-        try input.load(x, engine: engine)
+    func run(_ layer: Layer, input: DeviceTensor, x: Tensor, dy: Tensor) throws -> (Tensor, Tensor?) {
+        try input.write(x)
         try layer.forward(input)
-        let y = try layer.output.plainTensor(engine: engine)
-        let dOut = try Memory(layer.output.desc, engine: engine)
-        try dOut.load(dy, engine: engine)
+        let y = try layer.output.read()
+        let dOut = try DeviceTensor(layer.output.layout, engine: engine)
+        try dOut.write(dy)
         try layer.backward(input: input, dOutput: dOut)
-        return (y, try layer.dInput?.plainTensor(engine: engine))
+        return (y, try layer.dInput?.read())
     }
 
-    func plainInput(_ shape: [Int]) throws -> Memory {
-        // The layers take any oneDNN layout; tests feed plain NCHW, as the network's first layer sees.
-        try Memory(MemoryDesc.plain(shape), engine: engine)
+    func plainInput(_ shape: [Int]) throws -> DeviceTensor {
+        // The layers take any layout; tests feed plain NCHW, as the network's first layer sees.
+        try DeviceTensor.plain(shape, engine: engine)
     }
 
     func testConvolutionMatchesReference() throws {
@@ -39,7 +39,7 @@ final class LayerTests: XCTestCase {
             try params.set("c.weight", w)
             try params.set("c.bias", b)
             let input = try plainInput(x.shape)
-            let conv = try Conv2d(name: "c", geometry: g, input: input.desc, fusedReLU: t.relu, mode: .training,
+            let conv = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: t.relu, mode: .training,
                                   parameters: params, engine: engine)
             let dy = Tensor(randomNormal: [t.n, t.k, g.outputSize(t.h), g.outputSize(t.w)], seed: UInt64(40 + i))
             let (y, dx) = try run(conv, input: input, x: x, dy: dy)
@@ -61,7 +61,7 @@ final class LayerTests: XCTestCase {
         let g = Conv2d.Geometry(inChannels: 3, outChannels: 4, kernel: 3)
         let params = ParameterStore([("c.weight", g.weightShape), ("c.bias", [4])])
         let input = try plainInput([1, 3, 5, 5])
-        let conv = try Conv2d(name: "c", geometry: g, input: input.desc, fusedReLU: true, mode: .training,
+        let conv = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: true, mode: .training,
                               inputGradient: false, parameters: params, engine: engine)
         XCTAssertNil(conv.dInput)
     }
@@ -70,7 +70,7 @@ final class LayerTests: XCTestCase {
         let x = Tensor(randomNormal: [2, 3, 5, 7], seed: 1)
         let dy = Tensor(randomNormal: x.shape, seed: 2)
         let input = try plainInput(x.shape)
-        let (y, dx) = try run(try ReLU(input: input.desc, mode: .training, engine: engine), input: input, x: x, dy: dy)
+        let (y, dx) = try run(try ReLU(input: input.layout, mode: .training, engine: engine), input: input, x: x, dy: dy)
         let yRef = ReLU.referenceForward(x)
         XCTAssertEqual(y, yRef)
         XCTAssertEqual(dx, ReLU.referenceBackward(y: yRef, dy: dy))
@@ -83,7 +83,7 @@ final class LayerTests: XCTestCase {
                 let x = Tensor(randomNormal: shape, std: 30, seed: UInt64(50 + i))
                 let dy = Tensor(randomNormal: shape, seed: UInt64(60 + i))
                 let input = try plainInput(shape)
-                let lrn = try LocalResponseNorm(name: "lrn", constants: constants, input: input.desc, mode: .training, engine: engine)
+                let lrn = try LocalResponseNorm(name: "lrn", constants: constants, input: input.layout, mode: .training, engine: engine)
                 let (y, dx) = try run(lrn, input: input, x: x, dy: dy)
                 assertClose(y, LocalResponseNorm.referenceForward(x, constants), 1e-5, "lrn \(constants.alpha) \(shape) y")
                 assertClose(dx!, LocalResponseNorm.referenceBackward(x: x, dy: dy, constants), 1e-5, "lrn \(constants.alpha) \(shape) dx")
@@ -99,7 +99,7 @@ final class LayerTests: XCTestCase {
             let ref = MaxPool.referenceForward(x)
             let dy = Tensor(randomNormal: ref.y.shape, seed: UInt64(80 + i))
             let input = try plainInput(shape)
-            let (y, dx) = try run(try MaxPool(name: "pool", input: input.desc, mode: .training, engine: engine), input: input, x: x, dy: dy)
+            let (y, dx) = try run(try MaxPool(name: "pool", input: input.layout, mode: .training, engine: engine), input: input, x: x, dy: dy)
             XCTAssertEqual(y, ref.y, "pool \(shape)")
             assertClose(dx!, MaxPool.referenceBackward(x: x, dy: dy), 1e-6, "pool \(shape) dx")
         }
@@ -115,7 +115,7 @@ final class LayerTests: XCTestCase {
             try params.set("fc.weight", w)
             try params.set("fc.bias", b)
             let input = try plainInput(x.shape)
-            let fc = try Linear(name: "fc", inFeatures: t.i, outFeatures: t.o, input: input.desc, fusedReLU: t.relu, mode: .training,
+            let fc = try Linear(name: "fc", inFeatures: t.i, outFeatures: t.o, input: input.layout, fusedReLU: t.relu, mode: .training,
                                 parameters: params, engine: engine)
             let (y, dx) = try run(fc, input: input, x: x, dy: dy)
             var yRef = Linear.referenceForward(x: x, weight: w, bias: b)
@@ -135,7 +135,7 @@ final class LayerTests: XCTestCase {
         let mask = Tensor(shape: x.shape, data: x.data.map { _ in rng.uniform() < 0.5 ? 0 : 2 })
         let dy = Tensor(randomNormal: x.shape, seed: 7)
         let input = try plainInput(x.shape)
-        let d = try Dropout(name: "d", input: input.desc, engine: engine)
+        let d = try Dropout(name: "d", input: input.layout, engine: engine)
         try d.setMask(mask)
         let (y, dx) = try run(d, input: input, x: x, dy: dy)
         XCTAssertEqual(y, Dropout.referenceForward(x, mask: mask))
@@ -145,7 +145,7 @@ final class LayerTests: XCTestCase {
 
     func testDropoutMasksAreSeededPerSampleAndScaled() throws {
         let input = try plainInput([64, 500])
-        let d = try Dropout(name: "d", probability: 0.5, input: input.desc, engine: engine)
+        let d = try Dropout(name: "d", probability: 0.5, input: input.layout, engine: engine)
         let samples = Array(1000..<1064)
         d.drawMask(seed: 42, epoch: 3, samples: samples, layer: 0); let m1 = d.currentMask
         d.drawMask(seed: 42, epoch: 3, samples: samples, layer: 0); let m2 = d.currentMask
@@ -166,7 +166,7 @@ final class LayerTests: XCTestCase {
         XCTAssertEqual(Array(m4.data[0..<500]), Array(m1.data[(63 * 500)..<(64 * 500)]))
         XCTAssertEqual(Array(m4.data[1000..<1500]), Array(m1.data[0..<500]))
         // A short batch fills only its rows.
-        let small = try Dropout(name: "d", probability: 0.5, input: input.desc, engine: engine)
+        let small = try Dropout(name: "d", probability: 0.5, input: input.layout, engine: engine)
         small.drawMask(seed: 42, epoch: 3, samples: [1001], layer: 0)
         XCTAssertEqual(Array(small.currentMask.data[0..<500]), Array(m1.data[500..<1000]))
     }
@@ -180,13 +180,13 @@ final class LayerTests: XCTestCase {
         let ref = SoftmaxCrossEntropy.reference(logits: logits, labels: labels)
         XCTAssertEqual(Double(value), ref.loss, accuracy: 1e-5 * ref.loss)
         assertClose(Tensor(shape: [5, 13], data: loss.probabilities.array), ref.probabilities, 1e-6, "probabilities")
-        assertClose(try loss.dLogits.plainTensor(engine: engine), ref.dLogits, 1e-6, "dlogits")
+        assertClose(try loss.dLogits.read(), ref.dLogits, 1e-6, "dlogits")
         XCTAssertThrowsError(try logits.data.withUnsafeBufferPointer { try loss.forward(logits: $0.baseAddress!, labels: [0, 1, 2, 3, 13]) })
     }
 
     func testInferenceLayersRefuseBackward() throws {
         let input = try plainInput([1, 4, 5, 5])
-        let pool = try MaxPool(name: "pool", input: input.desc, mode: .inference, engine: engine)
+        let pool = try MaxPool(name: "pool", input: input.layout, mode: .inference, engine: engine)
         XCTAssertNil(pool.dInput)
         XCTAssertThrowsError(try pool.backward(input: input, dOutput: pool.output))
     }

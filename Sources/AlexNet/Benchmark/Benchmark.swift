@@ -79,7 +79,7 @@ public struct Benchmark {
         do {
             progress("training step, batch \(options.batch)")
             let net = try Network(config: config, batch: options.batch, mode: .training, parameters: params, engine: engine)
-            try net.setInput(Tensor(randomNormal: net.input.desc.dims, std: 50, seed: 2))
+            try net.setInput(Tensor(randomNormal: net.input.dims, std: 50, seed: 2))
             let labels = (0..<options.batch).map { _ in Int(rng.next() % UInt64(config.classes)) }
             let sgd = SGD(for: params, workers: engine.threads)
             let profiler = Profiler()
@@ -117,7 +117,7 @@ public struct Benchmark {
         do {
             progress("inference, batch \(options.batch)")
             let net = try Network(config: config, batch: options.batch, mode: .inference, parameters: params, engine: engine)
-            try net.setInput(Tensor(randomNormal: net.input.desc.dims, std: 50, seed: 3))
+            try net.setInput(Tensor(randomNormal: net.input.dims, std: 50, seed: 3))
             let profiler = Profiler()
             let times = try measure { timed in
                 net.profiler = timed && options.profileLayers ? profiler : nil
@@ -132,7 +132,7 @@ public struct Benchmark {
         do {
             progress("inference latency, batch 1")
             let net = try Network(config: config, batch: 1, mode: .inference, parameters: params, engine: engine)
-            try net.setInput(Tensor(randomNormal: net.input.desc.dims, std: 50, seed: 4))
+            try net.setInput(Tensor(randomNormal: net.input.dims, std: 50, seed: 4))
             // Batch-1 runs are short: time more of them for a stable median.
             let times = try measure(iterations: max(options.iterations, 20), warmup: max(options.warmup, 3)) { _ in try net.forward() }
             result.latencyMsBatch1 = median(times) * 1000

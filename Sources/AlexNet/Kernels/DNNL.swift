@@ -1,7 +1,9 @@
 import CDNNL
 
-/// The thin, checked layer over oneDNN's C API. Everything that knows oneDNN lives in `Kernels/`;
-/// layers see `Engine`, `MemoryDesc`, `Memory` and `Primitive` only.
+/// The thin, checked layer over oneDNN's C API. Everything that knows oneDNN lives in `Kernels/`:
+/// this file (engine, primitives, attributes, reorders), `DeviceTensor` (memory) and one kernel
+/// per operation. Layers describe what they compute and see `Engine`, `TensorLayout`,
+/// `DeviceTensor` and the kernels' Swift interfaces only.
 
 /// A failed oneDNN call, with the call and what it was doing.
 public struct DNNLError: Error, CustomStringConvertible {
@@ -47,108 +49,6 @@ public final class Engine: @unchecked Sendable {
     public func wait() throws { try check(dnnl_stream_wait(stream), "dnnl_stream_wait", "synchronising") }
 }
 
-/// Logical shape plus physical layout of a tensor, as oneDNN describes it.
-public struct MemoryDesc: CustomStringConvertible {
-    var md: dnnl_memory_desc_t
-
-    init(_ md: dnnl_memory_desc_t) { self.md = md }
-
-    /// A float32 descriptor for `dims` in a layout: `.plain` (row-major NCHW / NC / OIHW / X) or `.any`.
-    init(_ dims: [Int], _ layout: Layout) throws {
-        var md = dnnl_memory_desc_t()
-        let tag: dnnl_format_tag_t
-        switch layout {
-        case .any: tag = dnnl_format_tag_any
-        case .channelBlocks(let n):
-            guard dims.count == 4, n == 8 || n == 16 else {
-                throw DNNLError(call: "dnnl_memory_desc_init_by_tag", context: "describing \(dims)", status: "no \(n)-channel blocked layout")
-            }
-            tag = n == 8 ? dnnl_aBcd8b : dnnl_aBcd16b
-        case .plain:
-            switch dims.count {
-            case 1: tag = dnnl_a
-            case 2: tag = dnnl_ab
-            case 4: tag = dnnl_abcd
-            default: throw DNNLError(call: "dnnl_memory_desc_init_by_tag", context: "describing \(dims)",
-                                     status: "unsupported rank \(dims.count)")
-            }
-        }
-        try withDims(dims) { p in
-            try check(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), p, dnnl_f32, tag),
-                      "dnnl_memory_desc_init_by_tag", "describing a tensor of shape \(dims)")
-        }
-        self.md = md
-    }
-
-    /// Row-major, oneDNN's choice, or channels in blocks of 8 or 16 (nChw8c, nChw16c).
-    enum Layout { case plain, any, channelBlocks(Int) }
-
-    /// Row-major float32 (NCHW, NC, OIHW, X).
-    public static func plain(_ dims: [Int]) throws -> MemoryDesc { try MemoryDesc(dims, .plain) }
-
-    public var dims: [Int] {
-        withUnsafeBytes(of: md.dims) { raw in
-            let p = raw.bindMemory(to: Int64.self)
-            return (0..<Int(md.ndims)).map { Int(p[$0]) }
-        }
-    }
-
-    /// Bytes the layout needs (blocked layouts pad channels up to the block).
-    public var bytes: Int { withUnsafePointer(to: md) { dnnl_memory_desc_get_size($0) } }
-
-    public func sameLayout(as other: MemoryDesc) -> Bool {
-        withUnsafePointer(to: md) { a in withUnsafePointer(to: other.md) { b in dnnl_memory_desc_equal(a, b) != 0 } }
-    }
-
-    public var description: String { "\(dims)" }
-}
-
-/// A oneDNN memory object over a buffer this side owns (or borrows, for parameter views).
-public final class Memory {
-    public let desc: MemoryDesc
-    let handle: dnnl_memory_t
-    /// The owned storage, if any; views into parameter buffers keep `nil` here.
-    let storage: FloatBuffer?
-
-    /// Allocates a zeroed buffer for `desc`.
-    public init(_ desc: MemoryDesc, engine: Engine) throws {
-        let buf = FloatBuffer(count: (desc.bytes + 3) / 4)
-        storage = buf
-        self.desc = desc
-        var h: dnnl_memory_t?
-        var md = desc.md
-        try check(dnnl_memory_create(&h, &md, engine.engine, buf.pointer), "dnnl_memory_create",
-                  "allocating a tensor of shape \(desc)")
-        handle = h!
-    }
-
-    /// Wraps memory that lives elsewhere (a parameter or gradient view); the caller keeps it alive.
-    init(_ desc: MemoryDesc, engine: Engine, borrowing pointer: UnsafeMutablePointer<Float>) throws {
-        storage = nil
-        self.desc = desc
-        var h: dnnl_memory_t?
-        var md = desc.md
-        try check(dnnl_memory_create(&h, &md, engine.engine, pointer), "dnnl_memory_create",
-                  "wrapping a tensor of shape \(desc)")
-        handle = h!
-    }
-
-    deinit { dnnl_memory_destroy(handle) }
-
-    /// The raw float storage (in `desc`'s layout).
-    public var pointer: UnsafeMutablePointer<Float> {
-        var p: UnsafeMutableRawPointer?
-        dnnl_memory_get_data_handle(handle, &p)
-        return p!.assumingMemoryBound(to: Float.self)
-    }
-
-    /// Points this memory object at another buffer (used to feed caller-owned inputs).
-    func rebind(_ pointer: UnsafeMutablePointer<Float>) throws {
-        try check(dnnl_memory_set_data_handle(handle, pointer), "dnnl_memory_set_data_handle",
-                  "rebinding a tensor of shape \(desc)")
-    }
-}
-
 /// A created primitive with a name for errors and profiles.
 final class Primitive {
     let handle: dnnl_primitive_t
@@ -186,11 +86,11 @@ final class Primitive {
     }
 
     /// The layout the implementation chose for one of its arguments (DNNL_ARG_*).
-    func desc(_ query: dnnl_query_t, _ index: Int32 = 0) -> MemoryDesc {
-        MemoryDesc(dnnl_primitive_desc_query_md(pd, query, index).pointee)
+    func desc(_ query: dnnl_query_t, _ index: Int32 = 0) -> TensorLayout {
+        TensorLayout(dnnl_primitive_desc_query_md(pd, query, index).pointee)
     }
 
-    func execute(_ engine: Engine, _ args: [(Int32, Memory)]) throws {
+    func execute(_ engine: Engine, _ args: [(Int32, DeviceTensor)]) throws {
         let exec = args.map { dnnl_exec_arg_t(arg: $0.0, memory: $0.1.handle) }
         try check(dnnl_primitive_execute(handle, engine.stream, Int32(exec.count), exec),
                   "dnnl_primitive_execute", "running \(name)")
@@ -198,13 +98,13 @@ final class Primitive {
 
     /// A buffer for the workspace this training primitive keeps for its backward pass (max-pool's
     /// arg-max, LRN's scales), or nil when it needs none.
-    func makeWorkspace(_ engine: Engine) throws -> Memory? {
+    func makeWorkspace(_ engine: Engine) throws -> DeviceTensor? {
         let ws = desc(dnnl_query_workspace_md)
-        return ws.bytes > 0 ? try Memory(ws, engine: engine) : nil
+        return ws.bytes > 0 ? try DeviceTensor(ws, engine: engine) : nil
     }
 
     /// `execute`, adding the workspace argument when there is one.
-    func execute(_ engine: Engine, _ args: [(Int32, Memory)], workspace: Memory?) throws {
+    func execute(_ engine: Engine, _ args: [(Int32, DeviceTensor)], workspace: DeviceTensor?) throws {
         try execute(engine, workspace.map { args + [(DNNL_ARG_WORKSPACE, $0)] } ?? args)
     }
 }
@@ -231,40 +131,22 @@ final class Attributes {
     deinit { dnnl_primitive_attr_destroy(handle) }
 }
 
-/// Copies between layouts; created once per edge and reused. Bound to its two buffers at
-/// creation, or given them per call (`run(_:from:to:)`) where one of them changes.
+/// Copies between two layouts of the same dims; created once per edge and reused, given its
+/// source and destination per call.
 final class Reorder {
     let primitive: Primitive
-    let source: Memory?
-    let destination: Memory?
+    let engine: Engine
 
-    init(from source: Memory, to destination: Memory, engine: Engine, name: String) throws {
-        primitive = try Self.make(source.desc, destination.desc, engine: engine, name: name)
-        self.source = source
-        self.destination = destination
-    }
-
-    init(from source: MemoryDesc, to destination: MemoryDesc, engine: Engine, name: String) throws {
-        primitive = try Self.make(source, destination, engine: engine, name: name)
-        (self.source, self.destination) = (nil, nil)
-    }
-
-    private static func make(_ from: MemoryDesc, _ to: MemoryDesc, engine: Engine, name: String) throws -> Primitive {
+    init(from source: TensorLayout, to destination: TensorLayout, engine: Engine, name: String) throws {
         var pd: dnnl_primitive_desc_t?
-        var s = from.md, d = to.md
+        var s = source.md, d = destination.md
         try check(dnnl_reorder_primitive_desc_create(&pd, &s, engine.engine, &d, engine.engine, nil),
                   "dnnl_reorder_primitive_desc_create", "planning \(name)")
-        return try Primitive(pd: pd!, name: name)
+        primitive = try Primitive(pd: pd!, name: name)
+        self.engine = engine
     }
 
-    func run(_ engine: Engine) throws {
-        guard let source, let destination else {
-            throw DNNLError(call: "reorder", context: "running \(primitive.name)", status: "no buffers bound")
-        }
-        try run(engine, from: source, to: destination)
-    }
-
-    func run(_ engine: Engine, from source: Memory, to destination: Memory) throws {
+    func run(from source: DeviceTensor, to destination: DeviceTensor) throws {
         try primitive.execute(engine, [(DNNL_ARG_FROM, source), (DNNL_ARG_TO, destination)])
     }
 }
@@ -283,25 +165,4 @@ func dims(_ values: [Int]) -> dnnl_dims_t {
 func withDims<R>(_ values: [Int], _ body: (UnsafePointer<Int64>) throws -> R) rethrows -> R {
     var d = dims(values)
     return try withUnsafePointer(to: &d) { try $0.withMemoryRebound(to: Int64.self, capacity: 12, body) }
-}
-
-extension Memory {
-    /// A copy of this memory's contents in plain row-major order.
-    public func plainTensor(engine: Engine) throws -> Tensor {
-        let plain = try Memory(MemoryDesc(desc.dims, .plain), engine: engine)
-        try Reorder(from: self, to: plain, engine: engine, name: "reorder to plain \(desc)").run(engine)
-        let n = desc.dims.reduce(1, *)
-        return Tensor(shape: desc.dims, data: Array(UnsafeBufferPointer(start: plain.pointer, count: n)))
-    }
-
-    /// Fills this memory from a plain row-major tensor of the same shape.
-    public func load(_ tensor: Tensor, engine: Engine) throws {
-        guard tensor.shape == desc.dims else {
-            throw DNNLError(call: "load", context: "loading a tensor of shape \(tensor.shape) into \(desc)",
-                            status: "shape mismatch")
-        }
-        let plain = try Memory(MemoryDesc(desc.dims, .plain), engine: engine)
-        plain.storage!.copy(from: tensor.data)
-        try Reorder(from: plain, to: self, engine: engine, name: "reorder from plain \(desc)").run(engine)
-    }
 }

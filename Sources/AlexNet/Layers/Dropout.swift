@@ -6,20 +6,30 @@
 /// given by the caller (`setMask`), so tests can replay PyTorch's masks.
 public final class Dropout: Layer {
     public let name: String
-    public let output: Memory
-    public let dInput: Memory?
+    public let output: DeviceTensor
+    public let dInput: DeviceTensor?
     public let probability: Float
+    /// (N, F): the batch and the features of `output`.
+    let shape: [Int]
     let mask: FloatBuffer
     let workers: Int
+    /// `output`'s and `dInput`'s floats, plain by construction.
+    let outputValues: UnsafeMutablePointer<Float>, dInputValues: UnsafeMutablePointer<Float>
 
-    public init(name: String, probability: Float = 0.5, input: MemoryDesc, engine: Engine) throws {
-        guard input.dims.count == 2 else { throw LayerError.badShape("\(name): input \(input.dims) is not (N, F)") }
-        guard (0..<1).contains(probability) else { throw LayerError.badShape("\(name): probability \(probability) not in [0, 1)") }
+    public init(name: String, probability: Float = 0.5, input: TensorLayout, engine: Engine) throws {
+        guard input.dims.count == 2 else { throw ShapeError(what: "\(name) input", shape: input.dims, expected: "(N, F)") }
+        guard (0..<1).contains(probability) else {
+            throw HyperparameterError(layer: name, name: "probability", value: "\(probability)", allowed: "in [0, 1)")
+        }
         self.name = name
         self.probability = probability
-        output = try Memory(input, engine: engine)
-        dInput = try Memory(input, engine: engine)
-        mask = FloatBuffer(count: input.dims[0] * input.dims[1])
+        shape = input.dims
+        // The mask multiplies element i by multiplier i: both ends must be row-major.
+        let out = try DeviceTensor.plain(shape, engine: engine), dIn = try DeviceTensor.plain(shape, engine: engine)
+        (output, dInput) = (out, dIn)
+        outputValues = try out.plainFloats().baseAddress!
+        dInputValues = try dIn.plainFloats().baseAddress!
+        mask = FloatBuffer(count: shape[0] * shape[1])
         workers = engine.threads
         let keep = 1 / (1 - probability)
         mask.pointer.update(repeating: keep, count: mask.count)
@@ -31,8 +41,8 @@ public final class Dropout: Layer {
     /// re-split run draws the same masks. A unit is kept when its uniform draw is ≥ p.
     /// - Parameter samples: the dataset index of each row (`samples.count` ≤ the batch).
     public func drawMask(seed: UInt64, epoch: Int, samples: [Int], layer: Int) {
-        let features = output.desc.dims[1]
-        require(samples.count <= output.desc.dims[0], "\(name): \(samples.count) samples for a batch of \(output.desc.dims[0])")
+        let features = shape[1]
+        require(samples.count <= shape[0], "\(name): \(samples.count) samples for a batch of \(shape[0])")
         let keep = 1 / (1 - probability), p = probability, m = mask.pointer
         parallelChunks(samples.count, workers: workers, minimumChunk: max(1, (1 << 15) / features)) { rows in
             for row in rows {
@@ -48,24 +58,23 @@ public final class Dropout: Layer {
 
     /// Uses a given mask of multipliers (0 or 1/(1 − p)), shape (N, F).
     public func setMask(_ m: Tensor) throws {
-        guard m.count == mask.count else {
-            throw LayerError.badShape("\(name): mask of shape \(m.shape) for \(output.desc.dims)")
-        }
+        guard m.shape == shape else { throw ShapeError(what: "\(name) mask", shape: m.shape, expected: "\(shape)") }
         mask.copy(from: m.data)
     }
 
-    public var currentMask: Tensor { Tensor(shape: output.desc.dims, data: mask.array) }
+    public var currentMask: Tensor { Tensor(shape: shape, data: mask.array) }
 
-    public func forward(_ input: Memory) throws {
-        multiply(input.pointer, into: output.pointer)
+    public func forward(_ input: DeviceTensor) throws {
+        try multiply(input, into: outputValues)
     }
 
-    public func backward(input: Memory, dOutput: Memory) throws {
-        multiply(dOutput.pointer, into: dInput!.pointer)
+    public func backward(input: DeviceTensor, dOutput: DeviceTensor) throws {
+        try multiply(dOutput, into: dInputValues)
     }
 
-    private func multiply(_ x: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>) {
-        let m = mask.pointer
+    private func multiply(_ source: DeviceTensor, into y: UnsafeMutablePointer<Float>) throws {
+        guard source.dims == shape else { throw ShapeError(what: "\(name) input", shape: source.dims, expected: "\(shape)") }
+        let x = try source.plainFloats().baseAddress!, m = mask.pointer
         parallelChunks(mask.count, workers: workers) { r in
             for i in r { y[i] = x[i] * m[i] }
         }

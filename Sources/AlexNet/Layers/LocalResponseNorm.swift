@@ -1,5 +1,4 @@
 import Foundation
-import CDNNL
 
 /// Local response normalisation across channels (paper section 3.3, SPEC section 1):
 ///   b_c = a_c / (k + α/n · Σ_{j=c−2…c+2} a_j²)^β, missing channels counting as zero, the sum
@@ -19,41 +18,32 @@ public final class LocalResponseNorm: Layer {
     }
 
     public let name: String
-    public let output: Memory
-    public let dInput: Memory?
-    let engine: Engine
-    let forwardPrimitive: Primitive
-    let backwardPrimitive: Primitive?
-    let workspace: Memory?
+    let kernel: LRNKernel
+    public var output: DeviceTensor { kernel.output }
+    public var dInput: DeviceTensor? { kernel.dInput }
 
-    public init(name: String, constants c: Constants, input: MemoryDesc, mode: Mode, engine: Engine) throws {
+    public init(name: String, constants c: Constants, input: TensorLayout, mode: Mode, engine: Engine) throws {
         self.name = name
-        self.engine = engine
-        var md = input.md
-        var fd = dnnl_lrn_desc_t()
-        try check(dnnl_lrn_forward_desc_init(&fd, mode == .training ? dnnl_forward_training : dnnl_forward_inference,
-                                             dnnl_lrn_across_channels, &md, Int64(c.size), c.alpha, c.beta, c.k),
-                  "dnnl_lrn_forward_desc_init", "describing \(name) on \(input)")
-        forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine)
-        output = try Memory(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine)
-        guard mode == .training else { (backwardPrimitive, workspace, dInput) = (nil, nil, nil); return }
-        workspace = try forwardPrimitive.makeWorkspace(engine)
-        var bd = dnnl_lrn_desc_t()
-        var dst = output.desc.md
-        try check(dnnl_lrn_backward_desc_init(&bd, dnnl_lrn_across_channels, &dst, &md, Int64(c.size), c.alpha, c.beta, c.k),
-                  "dnnl_lrn_backward_desc_init", "describing \(name)'s backward")
-        backwardPrimitive = try Primitive(&bd, name: "\(name) backward", engine: engine, hint: forwardPrimitive)
-        dInput = try Memory(input, engine: engine)
+        guard c.size > 0, c.size % 2 == 1 else {
+            throw HyperparameterError(layer: name, name: "size", value: "\(c.size)", allowed: "a positive odd channel count")
+        }
+        guard c.alpha.isFinite, c.alpha >= 0 else {
+            throw HyperparameterError(layer: name, name: "alpha", value: "\(c.alpha)", allowed: "finite and ≥ 0")
+        }
+        guard c.beta.isFinite, c.beta >= 0 else {
+            throw HyperparameterError(layer: name, name: "beta", value: "\(c.beta)", allowed: "finite and ≥ 0")
+        }
+        guard c.k.isFinite, c.k > 0 else {
+            throw HyperparameterError(layer: name, name: "k", value: "\(c.k)", allowed: "finite and positive")
+        }
+        guard input.dims.count == 4 else { throw ShapeError(what: "\(name) input", shape: input.dims, expected: "(N, C, H, W)") }
+        kernel = try LRNKernel(name: name, input: input, size: c.size, alpha: c.alpha, beta: c.beta, k: c.k,
+                               training: mode == .training, engine: engine)
     }
 
-    public func forward(_ input: Memory) throws {
-        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_DST, output)], workspace: workspace)
-    }
+    public func forward(_ input: DeviceTensor) throws { try kernel.forward(input) }
 
-    public func backward(input: Memory, dOutput: Memory) throws {
-        guard let backwardPrimitive, let dInput else { throw LayerError.notTraining(name) }
-        try backwardPrimitive.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_DIFF_SRC, dInput)], workspace: workspace)
-    }
+    public func backward(input: DeviceTensor, dOutput: DeviceTensor) throws { try kernel.backward(input: input, dOutput: dOutput) }
 
     // MARK: plain-Swift reference (tests only)
 

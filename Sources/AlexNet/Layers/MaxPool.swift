@@ -1,55 +1,28 @@
-import CDNNL
-
 /// Max-pooling, 3×3 stride 2 in AlexNet (paper section 3.4: overlapping pooling), no padding,
 /// floor. Shapes: x (N, C, H, W) → y (N, C, (H − k)/s + 1, (W − k)/s + 1).
-/// Training keeps oneDNN's workspace (the arg-max) for backward; ties go to the first maximum.
+/// Training keeps the arg-max for backward; ties go to the first maximum.
 public final class MaxPool: Layer {
     public let name: String
-    public let output: Memory
-    public let dInput: Memory?
-    let engine: Engine
-    let forwardPrimitive: Primitive
-    let backwardPrimitive: Primitive?
-    let workspace: Memory?
+    let kernel: PoolingKernel
+    public var output: DeviceTensor { kernel.output }
+    public var dInput: DeviceTensor? { kernel.dInput }
 
-    public init(name: String, kernel: Int = 3, stride: Int = 2, input: MemoryDesc, mode: Mode, engine: Engine) throws {
+    public init(name: String, kernel: Int = 3, stride: Int = 2, input: TensorLayout, mode: Mode, engine: Engine) throws {
         self.name = name
-        self.engine = engine
+        guard kernel > 0 else { throw HyperparameterError(layer: name, name: "window", value: "\(kernel)", allowed: "positive") }
+        guard stride > 0 else { throw HyperparameterError(layer: name, name: "stride", value: "\(stride)", allowed: "positive") }
         let d = input.dims
-        let outDims = [d[0], d[1], (d[2] - kernel) / stride + 1, (d[3] - kernel) / stride + 1]
-        guard d[2] >= kernel, d[3] >= kernel else {
-            throw LayerError.badShape("\(name): input \(d) is smaller than the \(kernel)×\(kernel) window")
+        guard d.count == 4, d[2] >= kernel, d[3] >= kernel else {
+            throw ShapeError(what: "\(name) input", shape: d, expected: "(N, C, H, W) with H and W at least the \(kernel)×\(kernel) window")
         }
-        var src = input.md
-        var dst = try MemoryDesc(outDims, .any).md
-        var fd = dnnl_pooling_desc_t()
-        try withDims([stride, stride]) { s in try withDims([kernel, kernel]) { k in try withDims([0, 0]) { p in
-            try check(dnnl_pooling_forward_desc_init(&fd, mode == .training ? dnnl_forward_training : dnnl_forward_inference,
-                                                     dnnl_pooling_max, &src, &dst, s, k, p, p),
-                      "dnnl_pooling_forward_desc_init", "describing \(name) on \(input)")
-        } } }
-        forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine)
-        output = try Memory(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine)
-        guard mode == .training else { (backwardPrimitive, workspace, dInput) = (nil, nil, nil); return }
-        workspace = try forwardPrimitive.makeWorkspace(engine)
-        var outMD = output.desc.md
-        var bd = dnnl_pooling_desc_t()
-        try withDims([stride, stride]) { s in try withDims([kernel, kernel]) { k in try withDims([0, 0]) { p in
-            try check(dnnl_pooling_backward_desc_init(&bd, dnnl_pooling_max, &src, &outMD, s, k, p, p),
-                      "dnnl_pooling_backward_desc_init", "describing \(name)'s backward")
-        } } }
-        backwardPrimitive = try Primitive(&bd, name: "\(name) backward", engine: engine, hint: forwardPrimitive)
-        dInput = try Memory(input, engine: engine)
+        let outDims = [d[0], d[1], (d[2] - kernel) / stride + 1, (d[3] - kernel) / stride + 1]
+        self.kernel = try PoolingKernel(name: name, input: input, outputDims: outDims, kernel: kernel, stride: stride,
+                                        training: mode == .training, engine: engine)
     }
 
-    public func forward(_ input: Memory) throws {
-        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_DST, output)], workspace: workspace)
-    }
+    public func forward(_ input: DeviceTensor) throws { try kernel.forward(input) }
 
-    public func backward(input: Memory, dOutput: Memory) throws {
-        guard let backwardPrimitive, let dInput else { throw LayerError.notTraining(name) }
-        try backwardPrimitive.execute(engine, [(DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_DIFF_SRC, dInput)], workspace: workspace)
-    }
+    public func backward(input: DeviceTensor, dOutput: DeviceTensor) throws { try kernel.backward(dOutput: dOutput) }
 
     // MARK: plain-Swift reference (tests only)
 

@@ -7,23 +7,25 @@ public final class SoftmaxCrossEntropy {
     public let batch: Int, classes: Int
     /// softmax(logits), kept for backward and for reporting.
     public let probabilities: FloatBuffer
-    /// ∂loss/∂logits (plain (N, K)), filled by `backward`.
-    public let dLogits: Memory
+    /// ∂loss/∂logits (plain (N, K)), filled by `backward`: the last layer's ∂output.
+    public let dLogits: DeviceTensor
+    private let dLogitValues: UnsafeMutablePointer<Float>
     private var labels: [Int] = []
 
     public init(batch: Int, classes: Int, engine: Engine) throws {
         (self.batch, self.classes) = (batch, classes)
         probabilities = FloatBuffer(count: batch * classes)
-        dLogits = try Memory(MemoryDesc([batch, classes], .plain), engine: engine)
+        dLogits = try DeviceTensor.plain([batch, classes], engine: engine)
+        dLogitValues = try dLogits.plainFloats().baseAddress!
     }
 
     /// Returns the mean loss; `logits` is plain (N, K).
     public func forward(logits: UnsafePointer<Float>, labels: [Int]) throws -> Float {
         guard labels.count == batch else {
-            throw LayerError.badShape("cross-entropy: \(labels.count) labels for a batch of \(batch)")
+            throw ShapeError(what: "cross-entropy labels", shape: [labels.count], expected: "[\(batch)] (one per batch sample)")
         }
-        if let bad = labels.first(where: { !(0..<classes).contains($0) }) {
-            throw LayerError.badShape("cross-entropy: label \(bad) outside 0..<\(classes)")
+        if let index = labels.firstIndex(where: { !(0..<classes).contains($0) }) {
+            throw LabelError(label: labels[index], index: index, classes: classes)
         }
         self.labels = labels
         var total = 0.0
@@ -42,7 +44,7 @@ public final class SoftmaxCrossEntropy {
     }
 
     public func backward() {
-        let d = dLogits.pointer, p = probabilities.pointer
+        let d = dLogitValues, p = probabilities.pointer
         let scale = 1 / Float(batch)
         for i in 0..<(batch * classes) { d[i] = p[i] * scale }
         for (b, y) in labels.enumerated() { d[b * classes + y] -= scale }

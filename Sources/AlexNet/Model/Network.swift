@@ -10,8 +10,8 @@ import Foundation
 ///   paper: fc6 + ReLU → dropout → fc7 + ReLU → dropout → fc8          → logits (N, classes)
 ///   seed:  dropout → fc6 + ReLU → dropout → fc7 + ReLU → fc8 + ReLU   → logits
 ///
-/// The trunk runs in the blocked layout oneDNN picks for conv1's output, kept from layer to layer;
-/// the classifier runs plain. Parameters live in a `ParameterStore` that several networks may
+/// The trunk runs in the blocked layouts the convolution kernels choose, each layer built for its
+/// predecessor's `output.layout`; the classifier runs plain. Parameters live in a `ParameterStore` that several networks may
 /// share (a training network at batch 128 and an inference network at batch 1 read the same weights).
 public final class Network {
     public let config: NetworkConfig
@@ -19,41 +19,43 @@ public final class Network {
     public let mode: Mode
     public let engine: Engine
     public let parameters: ParameterStore
-    /// Fill this with the batch (plain NCHW) before `forward`.
-    public let input: Memory
+    /// Fill this with the batch (plain NCHW) before `forward` (`setInput`, `bindInput`).
+    public let input: DeviceTensor
     public let layers: [Layer]
     /// The two dropout layers in network order (training only).
     public let dropouts: [Dropout]
     public let criterion: SoftmaxCrossEntropy?
     /// Per-layer timings, when set.
     public var profiler: Profiler?
+    /// The logits' floats in place: fc8's output is plain (N, classes).
+    private let logitValues: UnsafeMutableBufferPointer<Float>
 
     public init(config: NetworkConfig, batch: Int, mode: Mode, parameters: ParameterStore, engine: Engine) throws {
         try config.validate()
         guard batch > 0 else { throw ConfigError(message: "batch size must be positive, got \(batch)") }
         (self.config, self.batch, self.mode, self.engine, self.parameters) = (config, batch, mode, engine, parameters)
-        input = try Memory(MemoryDesc([batch, 3, config.inputSize, config.inputSize], .plain), engine: engine)
+        input = try DeviceTensor.plain([batch, 3, config.inputSize, config.inputSize], engine: engine)
 
         var layers: [Layer] = []
         var dropouts: [Dropout] = []
-        var desc = input.desc
-        func add(_ layer: Layer) { layers.append(layer); desc = layer.output.desc }
+        var layout = input.layout
+        func add(_ layer: Layer) { layers.append(layer); layout = layer.output.layout }
         func dropout(_ name: String) throws {
             guard mode == .training else { return }
-            let d = try Dropout(name: name, probability: config.dropout, input: desc, engine: engine)
+            let d = try Dropout(name: name, probability: config.dropout, input: layout, engine: engine)
             dropouts.append(d); add(d)
         }
 
         for (i, conv) in config.convolutions.enumerated() {
-            add(try Conv2d(name: conv.name, geometry: conv.geometry, input: desc, fusedReLU: true, mode: mode,
+            add(try Conv2d(name: conv.name, geometry: conv.geometry, input: layout, fusedReLU: true, mode: mode,
                            inputGradient: i > 0, parameters: parameters, engine: engine))
-            if i < 2 { add(try LocalResponseNorm(name: "lrn\(i + 1)", constants: config.lrn, input: desc, mode: mode, engine: engine)) }
-            if i < 2 || i == 4 { add(try MaxPool(name: "pool\(i == 4 ? 5 : i + 1)", input: desc, mode: mode, engine: engine)) }
+            if i < 2 { add(try LocalResponseNorm(name: "lrn\(i + 1)", constants: config.lrn, input: layout, mode: mode, engine: engine)) }
+            if i < 2 || i == 4 { add(try MaxPool(name: "pool\(i == 4 ? 5 : i + 1)", input: layout, mode: mode, engine: engine)) }
         }
-        add(try Flatten(input: desc, mode: mode, engine: engine))
+        add(try Flatten(input: layout, mode: mode, engine: engine))
         let (fc6, fc7, fc8) = (config.linears[0], config.linears[1], config.linears[2])
         func linear(_ l: (name: String, inFeatures: Int, outFeatures: Int), relu: Bool) throws {
-            add(try Linear(name: l.name, inFeatures: l.inFeatures, outFeatures: l.outFeatures, input: desc, fusedReLU: relu,
+            add(try Linear(name: l.name, inFeatures: l.inFeatures, outFeatures: l.outFeatures, input: layout, fusedReLU: relu,
                            mode: mode, parameters: parameters, engine: engine))
         }
         switch config.variant {
@@ -68,6 +70,7 @@ public final class Network {
         }
         self.layers = layers
         self.dropouts = dropouts
+        logitValues = try layers[layers.count - 1].output.plainFloats()
         criterion = mode == .training ? try SoftmaxCrossEntropy(batch: batch, classes: config.classes, engine: engine) : nil
     }
 
@@ -77,21 +80,21 @@ public final class Network {
     }
 
     /// (N, classes), plain.
-    public var logits: Memory { layers[layers.count - 1].output }
+    public var logits: DeviceTensor { layers[layers.count - 1].output }
 
     /// Copies a plain (N, 3, S, S) tensor into the input buffer.
     public func setInput(_ x: Tensor) throws {
-        guard x.shape == input.desc.dims else {
-            throw ConfigError(message: "input of shape \(x.shape), the network takes \(input.desc.dims)")
+        guard x.shape == input.dims else {
+            throw ShapeError(what: "network input", shape: x.shape, expected: "\(input.dims) (N, 3, S, S) for this network")
         }
-        x.data.withUnsafeBufferPointer { input.pointer.update(from: $0.baseAddress!, count: x.count) }
+        try input.write(x)
     }
 
     /// Reads the next forward (and backward) pass's input in place from `pointer`: plain
     /// (N, 3, S, S) floats that the caller keeps unchanged until the step is done (a loader's batch
     /// buffer), so batches reach the network without a copy.
     public func bindInput(_ pointer: UnsafeMutablePointer<Float>) throws {
-        try input.rebind(pointer)
+        try input.bind(to: pointer)
     }
 
     public func forward() throws {
@@ -106,13 +109,13 @@ public final class Network {
 
     /// Cross-entropy of the current logits against `labels` (mean over the batch).
     public func loss(labels: [Int]) throws -> Float {
-        guard let criterion else { throw LayerError.notTraining("loss") }
-        return try criterion.forward(logits: logits.pointer, labels: labels)
+        guard let criterion else { throw LayerError.notTraining("network") }
+        return try criterion.forward(logits: logitValues.baseAddress!, labels: labels)
     }
 
     /// Fills every parameter gradient (overwriting, not accumulating) from the last `loss`.
     public func backward() throws {
-        guard let criterion else { throw LayerError.notTraining("backward") }
+        guard let criterion else { throw LayerError.notTraining("network") }
         criterion.backward()
         var dOutput = criterion.dLogits
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
@@ -133,7 +136,7 @@ public final class Network {
 
     /// Copies of the logits as a plain tensor.
     public func logitsTensor() -> Tensor {
-        Tensor(shape: [batch, config.classes], data: Array(UnsafeBufferPointer(start: logits.pointer, count: batch * config.classes)))
+        Tensor(shape: [batch, config.classes], data: Array(logitValues))
     }
 }
 

@@ -50,7 +50,7 @@ public final class InferenceNetworks {
         for c in 0..<crops {
             try net.bindInput(images + c * count * sample)
             try net.forward()
-            let logits = net.logits.pointer
+            let logits = try net.logits.plainFloats().baseAddress!
             for b in 0..<count {
                 let row = logits + b * k
                 if config.variant == .seed {

@@ -30,7 +30,7 @@ public struct GoldenVerifier {
         for p in paths {
             var isDir: ObjCBool = false
             guard fm.fileExists(atPath: p, isDirectory: &isDir) else {
-                throw ConfigError(message: "\(p): no such file or folder")
+                throw FileIO.Failure(path: p, reason: "no such file or folder")
             }
             if isDir.boolValue {
                 let names = try fm.contentsOfDirectory(atPath: p).filter { $0.hasSuffix(".safetensors") }.sorted()
@@ -105,7 +105,7 @@ public struct GoldenVerifier {
                 loss.backward()
                 emit(c, "loss", [value], try t("loss"))
                 emit(c, "probs", loss.probabilities.array, try t("probs"))
-                emit(c, "dlogits", Array(UnsafeBufferPointer(start: loss.dLogits.pointer, count: logits.count)), try t("dlogits"))
+                emit(c, "dlogits", try loss.dLogits.read().data, try t("dlogits"))
             } else {
                 throw ConfigError(message: "\(file.path): unknown layer case '\(c)'")
             }
@@ -115,16 +115,16 @@ public struct GoldenVerifier {
     /// A layer without parameters: forward x → y, backward dy → dx.
     private func verifySimple(_ c: String, x: Tensor, y: Tensor, dy: Tensor, dx: Tensor,
                               emit: (String, String, [Float], Tensor) -> Void,
-                              make: (MemoryDesc) throws -> Layer) throws {
-        let input = try Memory(MemoryDesc(x.shape, .plain), engine: engine)
-        try input.load(x, engine: engine)
-        let layer = try make(input.desc)
+                              make: (TensorLayout) throws -> Layer) throws {
+        let input = try DeviceTensor.plain(x.shape, engine: engine)
+        try input.write(x)
+        let layer = try make(input.layout)
         try layer.forward(input)
-        emit(c, "y", try layer.output.plainTensor(engine: engine).data, y)
-        let dOut = try Memory(layer.output.desc, engine: engine)
-        try dOut.load(dy, engine: engine)
+        emit(c, "y", try layer.output.read().data, y)
+        let dOut = try DeviceTensor(layer.output.layout, engine: engine)
+        try dOut.write(dy)
         try layer.backward(input: input, dOutput: dOut)
-        emit(c, "dx", try layer.dInput!.plainTensor(engine: engine).data, dx)
+        emit(c, "dx", try layer.dInput!.read().data, dx)
     }
 
     private func verifyConv(_ c: String, x: Tensor, w: Tensor, b: Tensor, y: Tensor, dy: Tensor, dx: Tensor, dw: Tensor, db: Tensor,

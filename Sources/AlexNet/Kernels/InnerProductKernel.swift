@@ -1,0 +1,68 @@
+import CDNNL
+
+/// y = x · Wᵀ + b with an optional fused ReLU on oneDNN's inner product, forward and backward.
+/// Everything stays in PyTorch's plain layouts (`nc`, `oi`), which oneDNN runs on its GEMM as
+/// they are, so fc6's 37.7 M weights are never copied.
+final class InnerProductKernel {
+    let name: String
+    let engine: Engine
+    let output: DeviceTensor
+    let dInput: DeviceTensor?
+    let forwardPrimitive: Primitive
+    let backwardData: Primitive?
+    let backwardWeights: Primitive?
+    let weight: DeviceTensor, bias: DeviceTensor, dWeight: DeviceTensor?, dBias: DeviceTensor?
+    let reluBackward: ReLUBackward?
+
+    /// - Parameters: `input` is (N, in), `outFeatures` the rows of the (out, in) weight.
+    init(name: String, input: TensorLayout, outFeatures: Int, fusedReLU: Bool, training: Bool,
+         parameters: ParameterViews, engine: Engine) throws {
+        self.name = name
+        self.engine = engine
+        let d = input.dims
+        let wLayout = try TensorLayout.plain([outFeatures, d[1]]), bLayout = try TensorLayout.plain([outFeatures])
+        let outLayout = try TensorLayout.plain([d[0], outFeatures])
+        weight = try DeviceTensor(wLayout, engine: engine, borrowing: parameters.weight)
+        bias = try DeviceTensor(bLayout, engine: engine, borrowing: parameters.bias)
+        var src = input.md, w = wLayout.md, b = bLayout.md, dst = outLayout.md
+        var fd = dnnl_inner_product_desc_t()
+        try check(dnnl_inner_product_forward_desc_init(&fd, training ? dnnl_forward_training : dnnl_forward_inference,
+                                                       &src, &w, &b, &dst),
+                  "dnnl_inner_product_forward_desc_init", "describing \(name) on \(input)")
+        forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine, attr: try Attributes(fusedReLU: fusedReLU))
+        output = try DeviceTensor(outLayout, engine: engine)
+        guard training, let dWeightView = parameters.dWeight, let dBiasView = parameters.dBias else {
+            (dInput, dWeight, dBias, backwardData, backwardWeights, reluBackward) = (nil, nil, nil, nil, nil, nil)
+            return
+        }
+        dWeight = try DeviceTensor(wLayout, engine: engine, borrowing: dWeightView)
+        dBias = try DeviceTensor(bLayout, engine: engine, borrowing: dBiasView)
+        reluBackward = fusedReLU ? try ReLUBackward(name: name, layout: outLayout, engine: engine) : nil
+        var dd = dnnl_inner_product_desc_t()
+        try check(dnnl_inner_product_backward_data_desc_init(&dd, &src, &w, &dst),
+                  "dnnl_inner_product_backward_data_desc_init", "describing \(name)'s input gradient")
+        backwardData = try Primitive(&dd, name: "\(name) backward data", engine: engine, hint: forwardPrimitive)
+        var wd = dnnl_inner_product_desc_t()
+        try check(dnnl_inner_product_backward_weights_desc_init(&wd, &src, &w, &b, &dst),
+                  "dnnl_inner_product_backward_weights_desc_init", "describing \(name)'s weight gradient")
+        backwardWeights = try Primitive(&wd, name: "\(name) backward weights", engine: engine, hint: forwardPrimitive)
+        dInput = try DeviceTensor(input, engine: engine)
+    }
+
+    func forward(_ input: DeviceTensor) throws {
+        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_WEIGHTS, weight),
+                                              (DNNL_ARG_BIAS, bias), (DNNL_ARG_DST, output)])
+    }
+
+    /// `dOutput` is plain (N, out) and is overwritten (fused ReLU's backward runs in place).
+    func backward(input: DeviceTensor, dOutput: DeviceTensor) throws {
+        guard let backwardData, let backwardWeights, let dInput, let dWeight, let dBias else {
+            throw LayerError.notTraining(name)
+        }
+        try reluBackward?.run(output: output, dOutput: dOutput, dInput: dOutput)
+        try backwardWeights.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_DIFF_DST, dOutput),
+                                             (DNNL_ARG_DIFF_WEIGHTS, dWeight), (DNNL_ARG_DIFF_BIAS, dBias)])
+        try backwardData.execute(engine, [(DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_WEIGHTS, weight),
+                                          (DNNL_ARG_DIFF_SRC, dInput)])
+    }
+}
