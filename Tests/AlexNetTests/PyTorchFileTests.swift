@@ -32,6 +32,26 @@ final class PyTorchFileTests: XCTestCase {
         }
     }
 
+    /// `classify` with the seed's `.pt` on the photos: PyTorch's top 5, probabilities within 1e-4.
+    func testClassifyWithSeedFileGivesPyTorchsTopFive() throws {
+        let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: torch.appendingPathComponent("images_expected.json")))
+            as? [String: [String: [[Double]]]])
+        let photos = expected.keys.sorted()
+        let args = ["classify", "-w", torch.appendingPathComponent("seed_small.pt").path, "-k", "5", "--json"]
+            + photos.flatMap { ["-i", Paths.shared.appendingPathComponent("images/\($0)").path] }
+        let (status, out, err) = try runProcess(Paths.binary, args)
+        XCTAssertEqual(status, 0, err)
+        let last = try XCTUnwrap(out.split(separator: "\n").last)
+        let lists = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(last.utf8)) as? [[[String: Any]]], String(last))
+        for (photo, predictions) in zip(photos, lists) {
+            let reference = try XCTUnwrap(expected[photo]?["seed_small.pt"])
+            XCTAssertEqual(predictions.map { $0["index"] as? Int }, reference.map { Int($0[0]) }, photo)
+            for (p, r) in zip(predictions, reference) {
+                XCTAssertEqual(p["probability"] as? Double ?? .nan, r[1], accuracy: 1e-4, photo)
+            }
+        }
+    }
+
     func testFullCheckpointCarriesMomentumEpochAndScheduler() throws {
         let reference = try expected()
         let file = try PyTorchWeights(path: torch.appendingPathComponent("seed_small_full.pt").path)
