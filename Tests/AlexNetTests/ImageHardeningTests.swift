@@ -1,4 +1,5 @@
 import AlexNet
+import CPNG
 import Foundation
 import XCTest
 
@@ -135,6 +136,17 @@ final class ImageHardeningTests: XCTestCase {
         // 26755² pixels × 3 overflows Int32 (the old trap); refused, not wrapped.
         assertRefused(try decode(HostileImages.pngClaiming(width: 26755, height: 26755), codec), ["26755×26755"])
         assertRefused(try decode(HostileImages.pngClaiming(width: 0, height: 5), codec), ["PNG"])
+        // The C side holds the cap on its own too (it is what allocates).
+        let palette = try Data(contentsOf: HostileImages.fixtures.appendingPathComponent("png_palette.png"))
+        var message = [CChar](repeating: 0, count: 256)
+        var pixels: UnsafeMutablePointer<UInt8>?
+        var w: Int32 = 0, h: Int32 = 0
+        let status = palette.withUnsafeBytes {
+            alexnet_png_decode_rgb($0.baseAddress!.assumingMemoryBound(to: UInt8.self), $0.count, 1960, &pixels, &w, &h, &message, message.count)
+        }
+        XCTAssertEqual(status, -1)
+        XCTAssertNil(pixels)
+        XCTAssertTrue(String(cString: message).contains("53x37 = 1961 pixels, more than the 1960 allowed"), String(cString: message))
     }
 
     /// Above `warnPixels` an image decodes with a warning naming it; above `maxPixels` it is

@@ -107,8 +107,13 @@ public struct DatasetInspector {
             lock.lock(); defer { lock.unlock() }
             total += 1
             guard keep > 0, list.count < keep || index < list[list.count - 1].index else { return }
-            let at = list.firstIndex { $0.index > index } ?? list.count
-            list.insert((index, message), at: at)
+            // Binary search: `list` is sorted by index, and a large --max-problems keeps it long.
+            var (low, high) = (0, list.count)
+            while low < high {
+                let mid = (low + high) / 2
+                if list[mid].index < index { low = mid + 1 } else { high = mid }
+            }
+            list.insert((index, message), at: low)
             if list.count > keep { list.removeLast() }
         }
 
