@@ -34,8 +34,8 @@ static void read_bytes(png_structp png, png_bytep out, png_size_t length) {
     r->offset += length;
 }
 
-int alexnet_png_decode_rgb(const uint8_t *data, size_t size, uint8_t **pixels, int *width, int *height,
-                           char *error, size_t error_size) {
+int alexnet_png_decode_rgb(const uint8_t *data, size_t size, uint64_t max_pixels, uint8_t **pixels, int *width,
+                           int *height, char *error, size_t error_size) {
     struct failure failure = {error, error_size};
     struct reader reader = {data, size, 0};
     uint8_t *volatile buffer = NULL;
@@ -53,16 +53,28 @@ int alexnet_png_decode_rgb(const uint8_t *data, size_t size, uint8_t **pixels, i
     png_set_read_fn(png, &reader, read_bytes);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    // The pixel cap is checked on IHDR's dimensions, before any pixel buffer exists: a few
+    // megabytes of compressed zeros can claim 40000x40000 (a decompression bomb).
+    if (w == 0 || h == 0) png_error(png, "image has no pixels");
+    if ((uint64_t)w * h > max_pixels) {
+        char message[160];
+        snprintf(message, sizeof message, "%ux%u = %llu pixels, more than the %llu allowed (decompression bomb)",
+                 (unsigned)w, (unsigned)h, (unsigned long long)((uint64_t)w * h), (unsigned long long)max_pixels);
+        png_error(png, message);
+    }
     int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    // 16-bit samples keep their high byte (libpng's and OpenCV's 8-bit scaling; Pillow 13 clips
+    // its 16-bit gray mode instead, see README).
     if (depth == 16) png_set_strip_16(png);
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
-    if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    // A tRNS chunk is alpha too: png_set_palette_to_rgb expands it to a fourth channel, which
+    // is dropped like a real alpha channel (Pillow's convert("RGB") keeps the palette colours).
+    if ((color & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     if (png_get_rowbytes(png, info) != (size_t)w * 3) png_error(png, "unexpected row layout after conversion to RGB");
-    if (w == 0 || h == 0 || (size_t)w * h > ((size_t)1 << 31)) png_error(png, "image dimensions are zero or too large");
     buffer = malloc((size_t)w * h * 3);
     rows = malloc(sizeof(png_bytep) * h);
     if (!buffer || !rows) png_error(png, "out of memory");

@@ -8,8 +8,12 @@ struct DatasetInfo: ParsableCommand {
         abstract: "Count a dataset's images per split and class, and list the first problems found.",
         discussion: """
         DIR is a dataset root (train_images/ and val_images/, or train/ and val/) or a single \
-        split folder. Problems: unknown synsets, validation classes missing from training, \
-        empty splits, files that are not images; with --decode, files that fail to decode.
+        split folder. In the imagefolder layout a file's class is the top-level folder under the \
+        split, however deep the file sits inside it (torchvision's ImageFolder). Problems: a \
+        missing training split, unknown synsets, validation classes missing from training, \
+        empty splits, files that are not images; with --decode, files that fail to decode \
+        (over 2 × 89478485 pixels included; above 89478485 a note). Every problem is counted \
+        and any makes the exit status 1, listed or not.
         """
     )
 
@@ -43,10 +47,10 @@ struct DatasetInfo: ParsableCommand {
         }
         if !report.splits.isEmpty { print("labels: " + (report.isImageNet ? "ILSVRC-2012 table (1000 classes)" : "sorted class names found")) }
         for n in report.notes { print("note: \(n)") }
-        if report.problems.isEmpty {
+        if report.problemCount == 0 {
             print("no problems found" + (decode ? "" : " (without decoding; --decode checks every image)"))
         } else {
-            print("problems (first \(report.problems.count)):")
+            print("problems: \(report.problemCount)" + (report.problems.count < report.problemCount ? " (first \(report.problems.count) listed)" : ""))
             for p in report.problems { print("  \(p)") }
             throw ExitCode.failure
         }

@@ -167,7 +167,8 @@ final class ImageTests: XCTestCase {
         }
     }
 
-    /// 16-bit RGB and gray, palette, gray+alpha, RGBA and 1-bit PNGs all become Pillow's 8-bit RGB.
+    /// 16-bit RGB and gray, palette, gray+alpha, RGBA and 1-bit PNGs all become Pillow's 8-bit RGB
+    /// (16-bit gray: the high byte, as libpng and make_image_fixtures.py; Pillow 13 clips instead).
     func testPNGKindsBecomeRGB() throws {
         let codec = ImageCodec()
         for kind in ["rgb16", "gray16", "palette", "gray_alpha", "rgba", "bilevel"] {

@@ -16,8 +16,9 @@ public struct LoaderBenchmark {
         let split = try DatasetSplit.open(directory)
         let labels = try LabelMap(train: split).labels(split)
         // Without a statistics file, a flat mean image from the published channel means keeps the
-        // paper's pixel-mean path in the measurement.
-        let size = try ImageCodec().decode(file: split.path(0)).shorterSide
+        // paper's pixel-mean path in the measurement: at the first image's size, or the crop's when
+        // that is smaller (the loader enlarges smaller images to it).
+        let size = max(try ImageCodec().decode(file: split.path(0)).shorterSide, outputSize)
         var stats = statistics ?? DatasetStatistics.imagenetFallback
         if stats.meanImage.isEmpty {
             stats.size = size
@@ -25,6 +26,7 @@ public struct LoaderBenchmark {
         }
         var augmentation = Augmentation(statistics: stats, crop: .paper, mean: .pixel)
         augmentation.outputSize = outputSize
+        try augmentation.validate()
         var result = Result()
         result.threads = threads
         result.images = split.count

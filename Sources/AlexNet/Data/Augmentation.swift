@@ -31,6 +31,15 @@ public struct AugmentationDraw: Sendable, Equatable {
     }
 }
 
+/// An augmentation whose settings cannot work together (a mean image smaller than the crop).
+public struct AugmentationError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public var description: String { message }
+}
+
+/// The invariants (`validate()`) are checked where loaders are built; `prepared`, `draw`,
+/// `apply` and `evaluationCrops` never read outside the image whatever they are given: an image
+/// smaller than the crop is first brought to the crop's size, and windows are clamped into it.
 public struct Augmentation: Sendable {
     public var crop: CropMode = .paper
     public var outputSize = 224
@@ -49,20 +58,49 @@ public struct Augmentation: Sendable {
         self.crop = crop
         // Pixel mean needs a mean image; the published constants only give channel means.
         self.mean = mean ?? (statistics.meanImage.isEmpty ? .channel : .pixel)
-        meanImage8 = statistics.meanImage.isEmpty ? nil
-            : RGBImage(width: statistics.size, height: statistics.size, pixels: statistics.meanImage.map { UInt8(clamping: Int($0.rounded())) })
+        // A mean image of the wrong length is left unused here and refused by `validate()`.
         let n = statistics.size * statistics.size
-        meanPlanar = statistics.meanImage.isEmpty ? [] : (0..<(3 * n)).map { statistics.meanImage[($0 % n) * 3 + $0 / n] }
+        let usable = statistics.size > 0 && statistics.meanImage.count == 3 * n
+        meanImage8 = usable
+            ? RGBImage(width: statistics.size, height: statistics.size, pixels: statistics.meanImage.map { UInt8(clamping: Int($0.rounded())) })
+            : nil
+        meanPlanar = usable ? (0..<(3 * n)).map { statistics.meanImage[($0 % n) * 3 + $0 / n] } : []
+    }
+
+    /// Whether the pixel mean applies: chosen, and a mean image of the right length.
+    private var usesMeanImage: Bool { mean == .pixel && !meanPlanar.isEmpty }
+
+    /// Checks that the settings work together: a positive crop size, a mean image of
+    /// size × size × 3 values, and, with the pixel mean, a mean image at least as large as the crop
+    /// (the crops are windows of the mean image; paper section 2: 224 of 256).
+    public func validate() throws {
+        guard outputSize > 0 else { throw AugmentationError(message: "crop size \(outputSize) must be positive") }
+        let s = statistics.size
+        if !statistics.meanImage.isEmpty && (s <= 0 || statistics.meanImage.count != 3 * s * s) {
+            throw AugmentationError(message: "mean image of \(statistics.meanImage.count) values for a \(s)×\(s)×3 image")
+        }
+        if mean == .pixel && !statistics.meanImage.isEmpty && s < outputSize {
+            throw AugmentationError(message: "mean image of \(s)×\(s) is smaller than the \(outputSize)×\(outputSize) crop: "
+                                    + "the statistics must be computed at the crop size or larger (alexnet stats --size)")
+        }
     }
 
     /// Brings a decoded image to the size the crops expect: the mean image's when the pixel mean
-    /// is used, and at least the crop's otherwise (resized as preprocessing would).
+    /// is used, and at least the crop's otherwise (shorter side resized and the central square
+    /// kept, as preprocessing does). Never smaller than the crop, even if `validate()` fails.
     public func prepared(_ image: RGBImage) -> RGBImage {
         let meanSize = statistics.size
-        if mean == .pixel && meanSize > 0 && (image.width != meanSize || image.height != meanSize) {
-            return image.resizedShorterSide(to: meanSize, crop: true)
+        if mean == .pixel && meanSize > 0 && meanSize >= outputSize {
+            return image.width == meanSize && image.height == meanSize ? image : image.resizedShorterSide(to: meanSize, crop: true)
         }
-        return image.shorterSide < outputSize ? image.resizedShorterSide(to: outputSize, crop: true) : image
+        return fitted(image)
+    }
+
+    /// The image itself when both sides are at least the crop's, else its shorter side resized to
+    /// the crop and the central square kept (bounded: no enlarged long side), so every window of
+    /// the crop's size lies inside.
+    func fitted(_ image: RGBImage) -> RGBImage {
+        image.width >= outputSize && image.height >= outputSize ? image : image.resizedShorterSide(to: outputSize, crop: true)
     }
 
     /// The square size evaluation images are brought to before cropping (paper section 2: 256 for
@@ -75,6 +113,7 @@ public struct Augmentation: Sendable {
     /// `out + k · stride` for crop k. No lighting, no mirroring beyond ten-crop's own.
     public func evaluationCrops(_ image: RGBImage, tenCrop: Bool, into out: UnsafeMutablePointer<Float>, stride: Int,
                                 scratch: inout [Float]) {
+        let image = fitted(image)
         if tenCrop {
             TenCrop.apply(image, augmentation: self, into: out, stride: stride, scratch: &scratch)
         } else {
@@ -92,8 +131,9 @@ public struct Augmentation: Sendable {
         var d = AugmentationDraw(x: 0, y: 0, width: outputSize, height: outputSize, mirror: false, alphas: [0, 0, 0])
         switch crop {
         case .paper:
-            d.x = Int(rng.next() % UInt64(w - outputSize + 1))
-            d.y = Int(rng.next() % UInt64(h - outputSize + 1))
+            // An image smaller than the crop has one window (it is fitted to the crop in `apply`).
+            d.x = Int(rng.next() % UInt64(max(0, w - outputSize) + 1))
+            d.y = Int(rng.next() % UInt64(max(0, h - outputSize) + 1))
         case .randomResized:
             (d.x, d.y, d.width, d.height) = Self.randomResizedWindow(width: w, height: h, rng: &rng)
         }
@@ -104,6 +144,7 @@ public struct Augmentation: Sendable {
 
     /// torchvision's RandomResizedCrop.get_params with scale (0.08, 1) and ratio (3/4, 4/3).
     static func randomResizedWindow(width w: Int, height h: Int, rng: inout RandomGenerator) -> (Int, Int, Int, Int) {
+        guard w > 0, h > 0 else { return (0, 0, max(w, 0), max(h, 0)) }
         let area = Double(w * h)
         let logLow = log(3.0 / 4.0), logHigh = log(4.0 / 3.0)
         for _ in 0..<10 {
@@ -135,22 +176,34 @@ public struct Augmentation: Sendable {
     }
 
     /// `apply` with a caller-kept scratch buffer (one per worker thread), so the loop allocates nothing.
+    /// A draw made for another image is clamped into this one; an image smaller than the crop is
+    /// first fitted to it (see `fitted`), and an empty one gives zeros.
     public func apply(_ image: RGBImage, _ d: AugmentationDraw, into out: UnsafeMutablePointer<Float>, scratch: inout [Float]) {
         let n = outputSize
+        guard n > 0 else { return }
+        guard image.width > 0 && image.height > 0 else {
+            out.update(repeating: 0, count: 3 * n * n)
+            return
+        }
         if crop == .randomResized && (d.width != n || d.height != n || d.x != 0 || d.y != 0) {
-            let box = (Double(d.x), Double(d.y), Double(d.x + d.width), Double(d.y + d.height))
+            // The window, clamped into the image: at least one pixel, never past an edge.
+            let x = min(max(d.x, 0), image.width - 1), y = min(max(d.y, 0), image.height - 1)
+            let w = min(max(d.width, 1), image.width - x), h = min(max(d.height, 1), image.height - y)
+            let box = (Double(x), Double(y), Double(x + w), Double(y + h))
             let resized = image.resampled(width: n, height: n, filter: .bilinear, box: box)
             var meanWindow: [Float]? = nil
-            if mean == .pixel, let m8 = meanImage8 {
+            // The mean image's window is the image's only when both have the same size.
+            if mean == .pixel, let m8 = meanImage8, m8.width == image.width, m8.height == image.height {
                 let m = m8.resampled(width: n, height: n, filter: .bilinear, box: box).pixels
                 meanWindow = (0..<(3 * n * n)).map { Float(m[($0 % (n * n)) * 3 + $0 / (n * n)]) }
             }
             planarMinusMean(resized, meanPlanar: meanWindow, into: &scratch)
             Self.crop(scratch, width: n, height: n, x: 0, y: 0, size: n, mirror: d.mirror, shift: lightingShift(d.alphas), into: out)
         } else {
+            let image = fitted(image)
             planarMinusMean(image, meanPlanar: nil, into: &scratch)
-            Self.crop(scratch, width: image.width, height: image.height, x: d.x, y: d.y, size: n, mirror: d.mirror,
-                      shift: lightingShift(d.alphas), into: out)
+            Self.crop(scratch, width: image.width, height: image.height, x: min(max(d.x, 0), image.width - n),
+                      y: min(max(d.y, 0), image.height - n), size: n, mirror: d.mirror, shift: lightingShift(d.alphas), into: out)
         }
     }
 
@@ -159,7 +212,7 @@ public struct Augmentation: Sendable {
     func planarMinusMean(_ image: RGBImage, meanPlanar given: [Float]?, into planar: inout [Float]) {
         let plane = image.width * image.height
         if planar.count < 3 * plane { planar = [Float](repeating: 0, count: 3 * plane) }
-        let usePixel = given != nil || (mean == .pixel && !meanPlanar.isEmpty && statistics.size == image.width && statistics.size == image.height)
+        let usePixel = given != nil || (usesMeanImage && statistics.size == image.width && statistics.size == image.height)
         let m = given ?? meanPlanar
         let (c0, c1, c2) = (Float(statistics.channelMean[0]), Float(statistics.channelMean[1]), Float(statistics.channelMean[2]))
         image.pixels.withUnsafeBufferPointer { px in
@@ -186,6 +239,9 @@ public struct Augmentation: Sendable {
     /// asked, adding `shift` per channel: contiguous rows, which the compiler vectorises.
     static func crop(_ planar: [Float], width: Int, height: Int, x: Int, y: Int, size n: Int, mirror: Bool, shift: [Float],
                      into out: UnsafeMutablePointer<Float>) {
+        // Once per crop, not per pixel: the callers fit and clamp, this only makes sure of it.
+        require(x >= 0 && y >= 0 && x + n <= width && y + n <= height && planar.count >= 3 * width * height,
+                "crop \(n)×\(n)+\(x)+\(y) outside \(width)×\(height)")
         planar.withUnsafeBufferPointer { src in
             for c in 0..<3 {
                 let add = shift[c]
@@ -238,6 +294,7 @@ public enum TenCrop {
     public static func apply(_ image: RGBImage, augmentation: Augmentation, into out: UnsafeMutablePointer<Float>, stride: Int,
                              scratch: inout [Float]) {
         let s = augmentation.outputSize
+        let image = augmentation.fitted(image)
         augmentation.planarMinusMean(image, meanPlanar: nil, into: &scratch)
         for (k, win) in windows(width: image.width, height: image.height, size: s).enumerated() {
             Augmentation.crop(scratch, width: image.width, height: image.height, x: win.x, y: win.y, size: s, mirror: win.mirrored,

@@ -40,7 +40,8 @@ private extension Character { var isASCIIDigit: Bool { ("0"..."9").contains(self
 public enum DatasetLayout: String, Sendable, CaseIterable {
     /// Hugging Face `ILSVRC/imagenet-1k` as the seed unpacks it: flat `<anything>_<synset>.JPEG`.
     case huggingFace = "hf"
-    /// torchvision's ImageFolder: `<class>/<file>`.
+    /// torchvision's ImageFolder: `<class>/<file>`; as torchvision's `make_dataset` walks each
+    /// class folder recursively, `<class>/<any folders>/<file>` belongs to `<class>` too.
     case imageFolder = "imagefolder"
 }
 
@@ -61,8 +62,10 @@ public struct DatasetSplit: Sendable {
 
     public func path(_ i: Int) -> String { (root as NSString).appendingPathComponent(files[i]) }
 
-    /// Lists a split folder. `layout` nil detects it: class sub-folders mean ImageFolder, image
-    /// files directly inside mean the flat Hugging Face layout.
+    /// Lists a split folder. `layout` nil detects it: more images inside sub-folders than directly
+    /// in the split mean ImageFolder, else the flat Hugging Face layout (so a split of one flat
+    /// image is Hugging Face). In ImageFolder the class is the top-level folder under the split,
+    /// whatever the depth of the file below it (torchvision's rule).
     public static func open(_ root: String, layout: DatasetLayout? = nil) throws -> DatasetSplit {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
@@ -71,7 +74,7 @@ public struct DatasetSplit: Sendable {
         let (all, _) = try Preprocessor.listImages(under: root)
         guard !all.isEmpty else { throw DatasetError(message: "\(root): empty split (no .jpg, .jpeg or .png files)") }
         let nested = all.filter { $0.contains("/") }
-        let chosen = layout ?? (nested.count >= all.count / 2 ? .imageFolder : .huggingFace)
+        let chosen = layout ?? (nested.count > all.count - nested.count ? .imageFolder : .huggingFace)
         var files: [String] = [], names: [String] = []
         for rel in all {
             switch chosen {
@@ -80,7 +83,7 @@ public struct DatasetSplit: Sendable {
                 guard parts.count >= 2 else {
                     throw DatasetError(message: "\((root as NSString).appendingPathComponent(rel)): not inside a class folder (ImageFolder layout)")
                 }
-                names.append(String(parts[parts.count - 2]))
+                names.append(String(parts[0]))
             case .huggingFace:
                 let stem = ((rel as NSString).lastPathComponent as NSString).deletingPathExtension
                 guard let underscore = stem.lastIndex(of: "_") else {

@@ -2,18 +2,49 @@ import CPNG
 import CTurboJPEG
 import Foundation
 
+/// What an image file may claim before it is refused: hostile or broken files (a 4.6 MB PNG of
+/// 40000×40000 pixels, a JPEG header of 65500×65500, a 20 GB file named .jpg) must fail alone,
+/// with a message, instead of taking the machine's memory. The pixel limits are Pillow's
+/// (`PIL.Image.MAX_IMAGE_PIXELS` and its decompression-bomb rule), checked on the dimensions in
+/// the JPEG header or PNG IHDR before any pixel is allocated.
+public struct ImageLimits: Sendable, Equatable {
+    /// Above this many pixels an image is decoded but noted (Pillow's DecompressionBombWarning):
+    /// the codec records a warning that the caller lists (dataset-info prints it as a `note:`).
+    public var warnPixels: Int
+    /// Above this many pixels an image is refused with an error (Pillow's DecompressionBombError,
+    /// raised above 2 × MAX_IMAGE_PIXELS). At this cap width × height × 4 (CMYK) is below 2³¹, so
+    /// no pixel count or byte count overflows 32 bits in C or Swift.
+    public var maxPixels: Int
+    /// Larger files are refused before they are read (the largest ImageNet JPEG is 15 MB).
+    public var maxFileBytes: Int
+
+    public init(warnPixels: Int = Self.pillowMaxImagePixels, maxPixels: Int = 2 * Self.pillowMaxImagePixels,
+                maxFileBytes: Int = 1 << 30) {
+        (self.warnPixels, self.maxPixels, self.maxFileBytes) = (warnPixels, maxPixels, maxFileBytes)
+    }
+
+    /// `PIL.Image.MAX_IMAGE_PIXELS`: 1024 × 1024 × 1024 // 4 // 3.
+    public static let pillowMaxImagePixels = 89_478_485
+    public static let standard = ImageLimits()
+}
+
 /// Decodes JPEG (baseline, progressive, grayscale, CMYK/YCCK) and PNG (8- and 16-bit, gray,
-/// palette; alpha dropped) to 8-bit RGB, and encodes JPEG and PNG (RGB or gray) (SPEC section 4).
+/// palette; alpha and tRNS dropped) to 8-bit RGB, and encodes JPEG and PNG (RGB or gray) (SPEC
+/// section 4). Files and images beyond `limits` are refused (see `ImageLimits`).
 /// One codec per thread: TurboJPEG handles must not be shared.
 public final class ImageCodec {
     private let decompressor: tjhandle
     private let compressor: tjhandle
+    public let limits: ImageLimits
     /// The last file read, kept to be reused.
     private var fileBuffer: [UInt8] = []
     /// DCT scaling factors allowed (num/denom ≤ 1), largest reduction first.
     private let scalings: [(num: Int, denom: Int)]
+    /// Images decoded although above `limits.warnPixels`, since the last `takeWarnings()`.
+    private var warnings: [ImageError] = []
 
-    public init() {
+    public init(limits: ImageLimits = .standard) {
+        self.limits = limits
         guard let d = tjInitDecompress(), let c = tjInitCompress() else { fatalError("TurboJPEG: cannot create a handle") }
         (decompressor, compressor) = (d, c)
         var n: Int32 = 0
@@ -25,6 +56,31 @@ public final class ImageCodec {
     deinit {
         tjDestroy(decompressor)
         tjDestroy(compressor)
+    }
+
+    /// The warnings recorded since the last call (one per image decoded above
+    /// `limits.warnPixels`, naming the file and its size), and forgets them.
+    public func takeWarnings() -> [ImageError] {
+        defer { warnings = [] }
+        return warnings
+    }
+
+    /// Refuses a header's dimensions when empty or above `limits.maxPixels` (before anything is
+    /// allocated for them); those above `limits.warnPixels` are noted once decoded (`noteIfLarge`).
+    private func checkDimensions(_ w: Int, _ h: Int, path: String, kind: String) throws {
+        guard w > 0, h > 0 else { throw ImageError(path: path, reason: "\(kind) has no pixels (\(w)×\(h))") }
+        let (pixels, overflow) = w.multipliedReportingOverflow(by: h)
+        guard !overflow, pixels <= limits.maxPixels else {
+            throw ImageError(path: path, reason: "\(kind) of \(w)×\(h) pixels is more than the \(limits.maxPixels) allowed "
+                             + "(a decompression bomb; Pillow refuses it too)")
+        }
+    }
+
+    private func noteIfLarge(_ w: Int, _ h: Int, path: String) {
+        if w * h > limits.warnPixels {
+            warnings.append(ImageError(path: path, reason: "\(w)×\(h) = \(w * h) pixels, more than Pillow's MAX_IMAGE_PIXELS "
+                                       + "(\(limits.warnPixels)): decoded, but it may be a decompression bomb"))
+        }
     }
 
     /// An image decoded at a reduced scale: `image` covers the source's `sourceWidth`×`sourceHeight`
@@ -55,12 +111,67 @@ public final class ImageCodec {
         }
     }
 
-    /// Reads a file into this codec's reused buffer (one codec per thread, so one buffer per
-    /// thread: no allocation per image); the byte count.
-    private func readFile(_ path: String) throws -> Int {
-        do { return try FileIO.read(path, into: &fileBuffer) } catch let failure as FileIO.Failure {
-            throw ImageError(path: path, reason: failure.reason)
+    /// The image formats read, by their first bytes.
+    private enum Signature {
+        case jpeg, png
+
+        init?(_ head: UnsafeRawBufferPointer) {
+            if head.count >= 3, head[0] == 0xFF, head[1] == 0xD8, head[2] == 0xFF {
+                self = .jpeg
+            } else if head.count >= 8, head.prefix(8).elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) {
+                self = .png
+            } else {
+                return nil
+            }
         }
+
+        static func refusal(_ head: UnsafeRawBufferPointer, path: String) -> ImageError {
+            let hex = head.prefix(4).map { String(format: "%02x", $0) }.joined(separator: " ")
+            return ImageError(path: path, reason: "not a JPEG or PNG image (starts with \(hex))")
+        }
+    }
+
+    /// Reads a file into this codec's reused buffer (one codec per thread, so one buffer per
+    /// thread: no allocation per image); the byte count. The first bytes are read and checked
+    /// first, and the size against `limits.maxFileBytes`, so a huge file that is not an image
+    /// (or is too big to be one) is refused without reading it.
+    private func readFile(_ path: String) throws -> Int {
+        func failure(_ what: String) -> ImageError { ImageError(path: path, reason: "\(what) (\(String(cString: strerror(errno))))") }
+        // Non-blocking so that a FIFO named .jpg is refused below instead of waiting for a writer.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw failure("cannot open") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw failure("cannot stat") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ImageError(path: path, reason: "not a regular file") }
+        let size = Int(st.st_size)
+        guard size > 0 else { throw ImageError(path: path, reason: "empty file") }
+        var head = [UInt8](repeating: 0, count: 8)
+        var got = 0
+        while got < head.count {
+            let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, $0.count - got, off_t(got)) }
+            if n < 0 { if errno == EINTR { continue }; throw failure("cannot read") }
+            if n == 0 { break }
+            got += n
+        }
+        try head.withUnsafeBytes { raw in
+            let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<got])
+            if Signature(bytes) == nil { throw Signature.refusal(bytes, path: path) }
+        }
+        guard size <= limits.maxFileBytes else {
+            throw ImageError(path: path, reason: "file of \(size) bytes is larger than the \(limits.maxFileBytes) bytes an image may have")
+        }
+        if fileBuffer.count < size { fileBuffer = [UInt8](repeating: 0, count: size) }
+        var done = 0
+        try fileBuffer.withUnsafeMutableBytes { raw in
+            while done < size {
+                let n = read(fd, raw.baseAddress! + done, size - done)
+                if n < 0 { if errno == EINTR { continue }; throw failure("cannot read") }
+                if n == 0 { break }
+                done += n
+            }
+        }
+        return done
     }
 
     /// Decodes JPEG or PNG bytes. With `minimumSize`, a JPEG decodes with libjpeg-turbo's DCT
@@ -68,15 +179,18 @@ public final class ImageCodec {
     /// so big photos decode fast and the antialiased resize that follows still has margin.
     public func decode(_ bytes: UnsafeRawBufferPointer, path: String, minimumSize: Int? = nil, oversampling: Int = 2) throws -> Decoded {
         guard !bytes.isEmpty else { throw ImageError(path: path, reason: "empty file") }
-        if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF {
-            return try decodeJPEG(bytes, path: path, minimumSize: minimumSize, oversampling: oversampling)
-        }
-        if bytes.count >= 8, Array(bytes.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] {
+        let decoded: Decoded
+        switch Signature(bytes) {
+        case .jpeg:
+            decoded = try decodeJPEG(bytes, path: path, minimumSize: minimumSize, oversampling: oversampling)
+        case .png:
             let image = try decodePNG(bytes, path: path)
-            return Decoded(image: image, sourceWidth: image.width, sourceHeight: image.height, scale: 1)
+            decoded = Decoded(image: image, sourceWidth: image.width, sourceHeight: image.height, scale: 1)
+        case nil:
+            throw Signature.refusal(bytes, path: path)
         }
-        let head = bytes.prefix(4).map { String(format: "%02x", $0) }.joined(separator: " ")
-        throw ImageError(path: path, reason: "not a JPEG or PNG image (starts with \(head))")
+        noteIfLarge(decoded.sourceWidth, decoded.sourceHeight, path: path)
+        return decoded
     }
 
     private func jpegError(_ handle: tjhandle) -> String { String(cString: tjGetErrorStr2(handle)) }
@@ -87,7 +201,7 @@ public final class ImageCodec {
         guard tjDecompressHeader3(decompressor, src, UInt(bytes.count), &w, &h, &subsampling, &colorspace) == 0 else {
             throw ImageError(path: path, reason: "bad JPEG header (\(jpegError(decompressor)))")
         }
-        guard w > 0, h > 0 else { throw ImageError(path: path, reason: "JPEG has no pixels") }
+        try checkDimensions(Int(w), Int(h), path: path, kind: "JPEG")
         let (scaledW, scaledH, scale) = scaledSize(Int(w), Int(h), minimumSize: minimumSize, oversampling: oversampling)
         let cmyk = colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
         let channels = cmyk ? 4 : 3
@@ -148,7 +262,10 @@ public final class ImageCodec {
         let n = try readFile(path)
         return try fileBuffer.withUnsafeBytes { all in
             let bytes = UnsafeRawBufferPointer(rebasing: all[0..<n])
-            if preferPlanes, let planes = decodePlanes(bytes, minimumSize: minimumSize) { return .planes(planes) }
+            if preferPlanes, let planes = decodePlanes(bytes, minimumSize: minimumSize) {
+                noteIfLarge(planes.sourceWidth, planes.sourceHeight, path: path)
+                return .planes(planes)
+            }
             return .rgb(try decode(bytes, path: path, minimumSize: minimumSize))
         }
     }
@@ -160,8 +277,8 @@ public final class ImageCodec {
     }
 
     /// Decodes JPEG bytes to planes, or returns nil when that path does not apply: not a JPEG,
-    /// CMYK/YCCK, a subsampling TurboJPEG cannot express, or any decoding error (the RGB path
-    /// then gives the error its proper message).
+    /// CMYK/YCCK, a subsampling TurboJPEG cannot express, more pixels than `limits.maxPixels`, or
+    /// any decoding error (the RGB path then gives the error its proper message).
     public func decodePlanes(_ bytes: UnsafeRawBufferPointer, minimumSize: Int?, oversampling: Int = 2) -> DecodedPlanes? {
         let n = bytes.count
         guard n >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF else { return nil }
@@ -169,7 +286,8 @@ public final class ImageCodec {
         var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
         guard tjDecompressHeader3(decompressor, src, UInt(n), &w, &h, &subsampling, &colorspace) == 0, w > 0, h > 0,
               colorspace == Int32(TJCS_YCbCr.rawValue) || colorspace == Int32(TJCS_GRAY.rawValue),
-              (0..<Int32(TJ_NUMSAMP)).contains(subsampling) else { return nil }
+              (0..<Int32(TJ_NUMSAMP)).contains(subsampling),
+              (try? checkDimensions(Int(w), Int(h), path: "", kind: "JPEG")) != nil else { return nil }
         let (scaledW, scaledH, scale) = scaledSize(Int(w), Int(h), minimumSize: minimumSize, oversampling: oversampling)
         let gray = subsampling == Int32(TJSAMP_GRAY.rawValue)
         // Plane sizes as TurboJPEG pads them: to whole chroma samples.
@@ -231,16 +349,23 @@ public final class ImageCodec {
     }
 
     private func decodePNG(_ bytes: UnsafeRawBufferPointer, path: String) throws -> RGBImage {
+        // IHDR is the first chunk (PNG spec 5.6; libpng refuses any other order): its dimensions
+        // are checked here for the message, and again by the C side before it allocates.
+        if bytes.count >= 24, bytes[12..<16].elementsEqual("IHDR".utf8) {
+            func be32(_ at: Int) -> Int { (at..<(at + 4)).reduce(0) { $0 << 8 | Int(bytes[$1]) } }
+            try checkDimensions(be32(16), be32(20), path: path, kind: "PNG")
+        }
         var pixels: UnsafeMutablePointer<UInt8>?
         var w: Int32 = 0, h: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
-        let status = alexnet_png_decode_rgb(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, &pixels, &w, &h,
-                                            &message, message.count)
+        let status = alexnet_png_decode_rgb(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, UInt64(max(0, limits.maxPixels)),
+                                            &pixels, &w, &h, &message, message.count)
         guard status == 0, let pixels else {
             throw ImageError(path: path, reason: "cannot decode PNG (\(String(cString: message)))")
         }
         defer { free(pixels) }
-        return RGBImage(width: Int(w), height: Int(h), pixels: Array(UnsafeBufferPointer(start: pixels, count: Int(w * h * 3))))
+        // In Int: w × h × 3 in Int32 overflows from 26755² pixels.
+        return RGBImage(width: Int(w), height: Int(h), pixels: Array(UnsafeBufferPointer(start: pixels, count: Int(w) * Int(h) * 3)))
     }
 
     /// How a JPEG written from RGB stores chroma: horizontal × vertical resolution, as J:a:b.

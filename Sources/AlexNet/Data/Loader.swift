@@ -4,6 +4,11 @@ import Foundation
 /// into a small ring of preallocated buffers ahead of the consumer, so memory stays bounded
 /// whatever the dataset size. Batch b's content depends only on (seed, epoch, b's samples), never
 /// on the number of threads or on timing.
+///
+/// Every image is brought to the size the crops expect (`Augmentation.prepared`: the mean image's
+/// with the pixel mean, else at least the crop's; shorter side resized, central square kept), so
+/// images smaller than the crop are enlarged, never read past; an augmentation whose mean image
+/// is smaller than the crop is refused when the loader is built.
 public final class BatchLoader: @unchecked Sendable {
     public enum Kind: Sendable {
         /// Shuffled order, random crops, mirroring and lighting.
@@ -45,6 +50,7 @@ public final class BatchLoader: @unchecked Sendable {
     private var nextBatch = 0
     private var stopped = false
     private var failureList: [ImageError] = []
+    private var warningList: [ImageError] = []
     private let counter: WorkCounter
 
     /// - Parameters:
@@ -56,6 +62,7 @@ public final class BatchLoader: @unchecked Sendable {
                 epoch: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 1, startBatch: Int = 0) throws {
         guard batchSize > 0 else { throw DatasetError(message: "batch size must be positive, got \(batchSize)") }
         guard labels.count == split.count else { throw DatasetError(message: "\(labels.count) labels for \(split.count) files") }
+        try augmentation.validate()
         (self.split, self.labels, self.kind, self.augmentation, self.batchSize) = (split, labels, kind, augmentation, batchSize)
         (self.seed, self.epoch) = (seed, epoch)
         var order = Array(0..<split.count)
@@ -102,6 +109,12 @@ public final class BatchLoader: @unchecked Sendable {
         return failureList
     }
 
+    /// Images decoded so far although above Pillow's MAX_IMAGE_PIXELS (see `ImageLimits`).
+    public var warnings: [ImageError] {
+        condition.lock(); defer { condition.unlock() }
+        return warningList
+    }
+
     /// The next batch in order, waiting for it if needed; nil after the last.
     public func next() -> Batch? {
         condition.lock()
@@ -131,9 +144,11 @@ public final class BatchLoader: @unchecked Sendable {
             condition.unlock()
             if stop { return }
             let errors = fill(b, codec: codec, scratch: &scratch)
+            let warnings = codec.takeWarnings()
             condition.lock()
             ready.insert(b)
             failureList += errors
+            warningList += warnings
             condition.broadcast()
             condition.unlock()
         }

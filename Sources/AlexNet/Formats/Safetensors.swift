@@ -94,7 +94,11 @@ public struct SafetensorsFile {
             guard e <= payload else {
                 throw fail("data ends at byte \(e) but the file holds only \(payload) bytes of data (truncated?)", name)
             }
-            let expected = shape.reduce(1, *) * dtype.size
+            // Overflow-checked: a wrapped product (2^62 × 2 × 4 bytes = 0) passed the size check
+            // and the reads then ran 2^63 elements past the data.
+            var (expected, overflow) = (dtype.size, false)
+            for d in shape where !overflow { (expected, overflow) = expected.multipliedReportingOverflow(by: d) }
+            guard !overflow else { throw fail("shape \(shape) of \(dtype.rawValue) has more bytes than an Int can count", name) }
             guard e - b == expected else {
                 throw fail("shape \(shape) of \(dtype.rawValue) needs \(expected) bytes, data_offsets give \(e - b)", name)
             }

@@ -1,0 +1,88 @@
+import AlexNet
+import Foundation
+import XCTest
+
+/// The issue's inputs through the real binary: each command exits non-zero with one clear line,
+/// or processes the good files and lists the bad ones; no source file is modified.
+final class HostileInputCommandTests: XCTestCase {
+    func alexnet(_ args: String...) throws -> (Int32, String, String) { try runProcess(Paths.binary, args) }
+
+    func digests(_ folder: URL) throws -> [String: Data] {
+        var out: [String: Data] = [:]
+        for rel in try FileManager.default.subpathsOfDirectory(atPath: folder.path) {
+            let url = folder.appendingPathComponent(rel)
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), !isDir.boolValue { out[rel] = try Data(contentsOf: url) }
+        }
+        return out
+    }
+
+    /// Item 9: bench --data crashed (SIGSEGV) on a folder of images smaller than the crop, and
+    /// (SIGFPE) when the first image was one pixel short of it.
+    func testBenchDataOnImagesSmallerThanTheCrop() throws {
+        let root = try Paths.temporaryDirectory()
+        _ = try makeDataset(root, layout: .huggingFace, split: "small", classes: ["n01440764", "n01530575"], perClass: 2, size: (120, 90))
+        var (status, out, err) = try alexnet("bench", "--data", root.appendingPathComponent("small").path, "--threads", "1",
+                                             "--batch", "2", "--val-batch", "2")
+        XCTAssertEqual(status, 0, out + err)
+        XCTAssertTrue(out.contains("input pipeline on 4 images"), out)
+        let mixed = root.appendingPathComponent("mixed")
+        _ = try makeDataset(root, layout: .huggingFace, split: "mixed", classes: ["n01440764"], perClass: 3, size: (256, 256))
+        try ImageCodec().encodeJPEG(syntheticImage(width: 223, height: 223, seed: 5), quality: 90)
+            .write(to: mixed.appendingPathComponent("a_n01440764.JPEG"))
+        (status, out, err) = try alexnet("bench", "--data", mixed.path, "--threads", "1", "--batch", "2", "--val-batch", "2")
+        XCTAssertEqual(status, 0, out + err)
+        XCTAssertTrue(out.contains("input pipeline on 4 images"), out)
+    }
+
+    /// Items 4, 5 and 7 through dataset-info and preprocess: bombs and broken files are listed
+    /// and counted, the good files processed, the sources untouched.
+    func testBombsAndBrokenFilesAreListedAndTheRunGoesOn() throws {
+        let root = try Paths.temporaryDirectory()
+        let train = root.appendingPathComponent("raw/train/n01440764")
+        try FileManager.default.createDirectory(at: train, withIntermediateDirectories: true)
+        try HostileImages.odd420().write(to: train.appendingPathComponent("good.jpg"))
+        try HostileImages.jpeg(try HostileImages.odd420(), claiming: 65500, height: 65500).write(to: train.appendingPathComponent("big.jpg"))
+        try HostileImages.pngClaiming(width: 40000, height: 40000).write(to: train.appendingPathComponent("bomb.png"))
+        try Data("not an image".utf8).write(to: train.appendingPathComponent("text.jpg"))
+        let raw = root.appendingPathComponent("raw")
+        let before = try digests(raw)
+
+        var (status, out, err) = try alexnet("dataset-info", "--decode", raw.path)
+        XCTAssertEqual(status, 1, out + err)
+        XCTAssertTrue(out.contains("problems: 3\n"), out)
+        XCTAssertTrue(out.contains("big.jpg: JPEG of 65500×65500 pixels") && out.contains("bomb.png: PNG of 40000×40000 pixels")
+                      && out.contains("text.jpg: not a JPEG or PNG"), out)
+        (status, out, err) = try alexnet("dataset-info", "--decode", "--max-problems", "0", raw.path)
+        XCTAssertEqual(status, 1, "problems found, none listed: \(out)")
+        XCTAssertTrue(out.contains("problems: 3 (first 0 listed)") && !out.contains("no problems found"), out)
+
+        let dst = root.appendingPathComponent("prep")
+        (status, out, err) = try alexnet("preprocess", "-s", raw.path, "-d", dst.path, "-c", "--threads", "2")
+        XCTAssertEqual(status, 1, out + err)
+        XCTAssertTrue(out.contains("1 written") && out.contains("3 failed") && out.contains("decompression bomb"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dst.appendingPathComponent("train/n01440764/big.jpg").path),
+                       "no grey image written for the bomb")
+        XCTAssertEqual(try digests(raw), before, "sources unchanged")
+    }
+
+    /// Item 4: a root holding only val/ is a dataset without a training split (exit 1, one line),
+    /// its split still listed; Item 7: an image above Pillow's MAX_IMAGE_PIXELS is a note, not a problem.
+    func testDatasetInfoOnAValidationOnlyRootAndALargeImage() throws {
+        let root = try Paths.temporaryDirectory()
+        _ = try makeDataset(root, layout: .imageFolder, split: "val", classes: ["n01440764", "n01530575"], perClass: 1, size: (40, 30))
+        var (status, out, _) = try alexnet("dataset-info", root.path)
+        XCTAssertEqual(status, 1, out)
+        XCTAssertTrue(out.contains("val: 2 images in 2 classes") && out.contains("no training split"), out)
+        XCTAssertFalse(out.contains("1 classes"), "not one class named val: \(out)")
+
+        let large = try Paths.temporaryDirectory("large")
+        let folder = large.appendingPathComponent("train/n01440764")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try HostileImages.jpeg(try HostileImages.odd420(), claiming: 9500, height: 9500).write(to: folder.appendingPathComponent("w.jpg"))
+        (status, out, _) = try alexnet("dataset-info", "--decode", large.path)
+        XCTAssertEqual(status, 0, out)
+        XCTAssertTrue(out.contains("note: \(folder.appendingPathComponent("w.jpg").path): 9500×9500 = 90250000 pixels"), out)
+        XCTAssertTrue(out.contains("no problems found"), out)
+    }
+}
