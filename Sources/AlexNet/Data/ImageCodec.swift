@@ -138,7 +138,7 @@ public final class ImageCodec {
     private func readFile(_ path: String) throws -> Int {
         func failure(_ what: String) -> ImageError { ImageError(path: path, reason: "\(what) (\(String(cString: strerror(errno))))") }
         // Non-blocking so that a FIFO named .jpg is refused below instead of waiting for a writer.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        let fd = FileIO.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw failure("cannot open") }
         defer { close(fd) }
         var st = stat()
