@@ -13,6 +13,20 @@ public enum FileIO {
         Failure(path: path, reason: "\(what) (\(String(cString: strerror(errno))))")
     }
 
+    /// What a file of mode `mode` is when it is not a regular file ("a folder", "a FIFO", …), for
+    /// messages that say why it cannot be read or replaced; nil for a regular file.
+    public static func nonRegularKind(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a folder"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR, S_IFBLK: return "a device"
+        case S_IFLNK: return "a symbolic link"
+        default: return "an unknown kind of file"
+        }
+    }
+
     /// Reads a whole file into `buffer` (grown as needed) and returns its size.
     @discardableResult
     public static func read(_ path: String, into buffer: inout [UInt8]) throws -> Int {
@@ -46,10 +60,10 @@ public enum FileIO {
         }
     }
 
-    /// (folder, file name) of a path; "." for a bare name.
+    /// (folder, file name) of a path; "." for a bare name, "/" for a file at the root.
     private static func split(_ path: String) -> (String, String) {
         let slash = path.lastIndex(of: "/")
-        return (slash.map { String(path[..<$0]) } ?? ".", slash.map { String(path[path.index(after: $0)...]) } ?? path)
+        return (slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ".", slash.map { String(path[path.index(after: $0)...]) } ?? path)
     }
 
     /// Writes `bytes` to `path` so that readers (and a rerun after a crash) never see half a file:
@@ -93,9 +107,11 @@ public enum FileIO {
     /// `body` writes into a temporary file in the same folder, which is flushed to disk (fsync),
     /// renamed over `path` (one atomic step: readers see the old file or the new one), and the
     /// folder is flushed so the rename itself is durable. The previous file stays intact until
-    /// the new one is complete.
+    /// the new one is complete. Every file the project saves for keeps goes through here or
+    /// through `linkDurably` (bulk outputs that a rerun recreates use `writeAtomically`).
     public static func writeDurably(to path: String, _ body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let (folder, name) = split(path)
+        guard !name.isEmpty else { throw Failure(path: path, reason: "has no file name") }
         let tmp = folder + "/." + name + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw failure(path, "cannot create \(tmp)") }
@@ -108,10 +124,50 @@ public enum FileIO {
         }
         guard close(fd) == 0 else { let f = failure(path, "cannot write"); unlink(tmp); throw f }
         guard rename(tmp, path) == 0 else { let f = failure(path, "cannot rename into place"); unlink(tmp); throw f }
+        try syncFolder(folder)
+    }
+
+    /// Gives the complete file `source` the second name `path` as durably and atomically as
+    /// `writeDurably` writes one (epoch-NNN and best checkpoints): a hard link under a temporary
+    /// name renamed over `path`, then the folder flushed, so no second copy of the bytes is
+    /// written. Where hard links do not work (another file system, FAT) the bytes are copied
+    /// through `writeDurably`.
+    public static func linkDurably(_ source: String, to path: String) throws {
+        let (folder, name) = split(path)
+        guard !name.isEmpty else { throw Failure(path: path, reason: "has no file name") }
+        let tmp = folder + "/." + name + ".tmp-\(getpid())"
+        unlink(tmp)
+        guard link(source, tmp) == 0 else {
+            var buffer: [UInt8] = []
+            let n = try read(source, into: &buffer)
+            try writeDurably(to: path) { write in try buffer.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+            return
+        }
+        guard rename(tmp, path) == 0 else { let f = failure(path, "cannot rename \(tmp) into place"); unlink(tmp); throw f }
+        try syncFolder(folder)
+    }
+
+    /// Flushes a folder's entries to disk, so that a rename or link in it survives a power loss.
+    private static func syncFolder(_ folder: String) throws {
         let dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard dir >= 0 else { throw failure(folder, "cannot open the folder to flush it") }
         defer { close(dir) }
         guard fsync(dir) == 0 else { throw failure(folder, "cannot flush the folder to disk") }
+    }
+
+    /// Checks, before a long computation, that a file can be saved at `path`: it has a file
+    /// name, its folder exists and is writable, and `path` is not a folder, FIFO or device.
+    /// (`stats -o somedir` used to fail only after reading every image.)
+    public static func checkWritable(_ path: String) throws {
+        let (folder, name) = split(path)
+        guard !name.isEmpty, name != ".", name != ".." else { throw Failure(path: path, reason: "has no file name") }
+        var st = stat()
+        if stat(path, &st) == 0, let kind = nonRegularKind(st.st_mode) {
+            throw Failure(path: path, reason: "is \(kind), not a file that can be replaced")
+        }
+        guard stat(folder, &st) == 0 else { throw failure(path, "cannot use the folder \(folder)") }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw Failure(path: path, reason: "\(folder) is not a folder") }
+        guard access(folder, W_OK) == 0 else { throw failure(path, "cannot write into the folder \(folder)") }
     }
 
     public static func writeAtomically(_ data: Data, to path: String, tag: String = "\(getpid())") throws {
