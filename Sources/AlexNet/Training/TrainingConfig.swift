@@ -404,6 +404,13 @@ extension TrainingConfig {
         if training.threads > 0 && training.loaderThreads > training.threads {
             throw fail("training.loader_threads", "\(training.loaderThreads) is more than the budget training.threads = \(training.threads)")
         }
+        // The bounds of `Limits` (issue 8, item 10), so that a configuration cannot ask for what the command line refuses.
+        for (key, value) in [("training.threads", training.threads), ("training.loader_threads", training.loaderThreads)] where value > Limits.maxThreads {
+            throw fail(key, "\(value) is more than \(Limits.maxThreads) (4 threads per core on this machine)")
+        }
+        for (key, value) in [("training.batch_size", training.batchSize), ("training.eval_batch_size", training.evalBatchSize)] where value > Limits.maxBatch {
+            throw fail(key, "\(value) is more than \(Limits.maxBatch)")
+        }
     }
 
     // MARK: writing
