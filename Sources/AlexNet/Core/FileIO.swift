@@ -27,6 +27,31 @@ public enum FileIO {
         }
     }
 
+    /// What went wrong, for an error Foundation threw: the system's reason (errno's text) or the
+    /// parser's, which Foundation's `localizedDescription` buries under "The operation could not
+    /// be completed" on Linux; with `path`, prefixed by the file the error names. The project's
+    /// own errors are described by their `description`.
+    public static func describe(_ error: Error, path includePath: Bool = false) -> String {
+        guard error is CocoaError || error is POSIXError || type(of: error) is NSError.Type else { return "\(error)" }
+        let ns = error as NSError
+        let path = (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+        var reason: String
+        if let underlying = (ns.userInfo[NSUnderlyingErrorKey] as? Error).map({ $0 as NSError }), underlying.domain == NSPOSIXErrorDomain {
+            reason = String(cString: strerror(Int32(underlying.code)))
+        } else if ns.domain == NSPOSIXErrorDomain {
+            reason = String(cString: strerror(Int32(ns.code)))
+        } else if let debug = ns.userInfo[NSDebugDescriptionErrorKey] as? String {
+            reason = debug
+        } else {
+            reason = ns.localizedDescription
+            for prefix in ["The operation could not be completed. ", "The operation could not be completed"] where reason.hasPrefix(prefix) {
+                reason = String(reason.dropFirst(prefix.count))
+            }
+            if reason.isEmpty { reason = "\(ns.domain) error \(ns.code)" }
+        }
+        return (includePath ? path.map { "\($0): " } ?? "" : "") + reason
+    }
+
     /// Reads a whole file into `buffer` (grown as needed) and returns its size.
     @discardableResult
     public static func read(_ path: String, into buffer: inout [UInt8]) throws -> Int {

@@ -81,7 +81,7 @@ public struct SafetensorsFile {
         let start = 8 + Int(headerLength)
         let json: Any
         do { json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<start)) } catch {
-            throw fail("header is not valid JSON (\(error.localizedDescription))")
+            throw fail("header is not valid JSON (\(FileIO.describe(error)))")
         }
         guard let header = json as? [String: Any] else { throw fail("header is not a JSON object") }
         var meta: [String: String] = [:]

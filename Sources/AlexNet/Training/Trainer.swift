@@ -133,7 +133,7 @@ public final class Trainer {
         let logDirectory = (config.path.logDir as NSString).appendingPathComponent(state.runName)
         for dir in [checkpointDirectory, logDirectory] {
             do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                throw TrainingError.setup("cannot create \(dir): \(error.localizedDescription)")
+                throw TrainingError.setup("cannot create \(dir): \(FileIO.describe(error))")
             }
         }
         let tensorboard = try TensorBoardWriter(directory: logDirectory)

@@ -105,7 +105,7 @@ extension TrainingConfig {
         let render: @Sendable (TrainingConfig) -> String
     }
 
-    private struct Invalid: Error { let allowed: String }
+    private struct Invalid: Error, CustomStringConvertible { let allowed: String; var description: String { "expected \(allowed)" } }
 
     private static func scalar(_ node: Node) -> String? {
         guard case let .scalar(s) = node else { return nil }
@@ -272,7 +272,7 @@ extension TrainingConfig {
     public static func load(file path: String) throws -> TrainingConfig {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigurationError(source: path, key: nil, message: "cannot read the configuration (\(error.localizedDescription))")
+            throw ConfigurationError(source: path, key: nil, message: "cannot read the configuration (\(FileIO.describe(error)))")
         }
         var config = TrainingConfig()
         try config.apply(yaml: text, source: path)
