@@ -8,21 +8,25 @@ struct Bench: ParsableCommand {
         discussion: """
         Measures a training step (forward, loss, backward, SGD update) and inference at batch B, \
         and inference latency at batch 1: warm-up first, then the median of --iters runs. \
-        GFLOP/s uses SPEC section 7's cost model (a training step is three forward passes).
+        GFLOP/s uses SPEC section 7's cost model (a training step is three forward passes); the \
+        fraction of peak is of the machine's peak measured at start-up, the better of an FMA \
+        kernel on every thread and a large oneDNN matrix multiply (--peak prints both and exits). \
+        With --data, times the input pipeline instead; the options of the network measurement \
+        are then refused, as --val-batch is without --data.
         """
     )
 
-    @Option(name: .shortAndLong, help: "Batch size for the training step and batch inference.")
+    @Option(name: .shortAndLong, help: "Batch size for the training step and batch inference (with --data: of the training batches).")
     var batch = 128
 
-    @Option(help: "Timed repetitions per measurement (the median is reported).")
-    var iters = 5
+    @Option(help: "Timed repetitions per measurement (the median is reported; default 5).")
+    var iters: Int?
 
-    @Option(help: "Untimed warm-up repetitions before timing.")
-    var warmup = 1
+    @Option(help: "Untimed warm-up repetitions before timing (default 1).")
+    var warmup: Int?
 
-    @Option(help: "Network variant: paper or seed.")
-    var variant: String = "paper"
+    @Option(help: "Network variant (default: paper).")
+    var variant: Variant?
 
     @Option(name: .shortAndLong, help: "Time the network of this training configuration's model section instead of the full-size one (with --data: its input size).")
     var config: String?
@@ -33,14 +37,17 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object on the last line.")
     var json = false
 
-    @Option(help: "Machine FMA peak in GFLOP/s, for the fraction-of-peak column (measured here: about 230).")
-    var peakGflops: Double = 230
+    @Flag(help: "Only measure and print the machine's peak (the FMA kernel and the oneDNN matrix multiply).")
+    var peak = false
+
+    @Option(help: "Machine peak in GFLOP/s for the fraction-of-peak column, instead of measuring it.")
+    var peakGflops: Double?
 
     @Option(help: "Instead of the network, time the input pipeline on this folder of preprocessed (256×256) images.")
     var data: String?
 
-    @Option(help: "With --data: batch size of the ten-crop validation batches (the seed's peer script uses 32).")
-    var valBatch = 32
+    @Option(help: "With --data: batch size of the ten-crop validation batches (default 32, as the seed's peer script).")
+    var valBatch: Int?
 
     @Option(help: "With --data or --train-data: a statistics file (alexnet stats) for the mean image and lighting.")
     var stats: String?
@@ -51,36 +58,71 @@ struct Bench: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        if batch < 1 { throw ValidationError("--batch must be at least 1, got \(batch)") }
-        if iters < 1 { throw ValidationError("--iters must be at least 1, got \(iters)") }
-        if warmup < 0 { throw ValidationError("--warmup must not be negative, got \(warmup)") }
-        if Variant(rawValue: variant) == nil { throw ValidationError("--variant must be paper or seed, got '\(variant)'") }
+        func limit(_ body: () throws -> Void) throws { do { try body() } catch { throw ValidationError("\(error)") } }
+        try limit { try Limits.check(batch: batch, flag: "--batch") }
+        if let iters { try limit { try Limits.check(iters, in: 1...1_000_000, flag: "--iters") } }
+        if let warmup { try limit { try Limits.check(warmup, in: 0...1_000_000, flag: "--warmup") } }
+        if let valBatch { try limit { try Limits.check(batch: valBatch, flag: "--val-batch") } }
+        if let peakGflops, !(peakGflops > 0 && peakGflops.isFinite) {
+            throw ValidationError("--peak-gflops must be a positive number, got \(peakGflops)")
+        }
+        // Options that the chosen measurement would ignore are refused (issue 8, item 14).
+        let networkOnly: [(String, Bool)] = [("--iters", iters != nil), ("--warmup", warmup != nil), ("--variant", variant != nil),
+                                             ("--layers", layers), ("--peak", peak), ("--peak-gflops", peakGflops != nil),
+                                             ("--train-data", trainData != nil)]
+        if data != nil, let given = networkOnly.first(where: \.1) {
+            throw ValidationError("\(given.0) does not apply to --data (the input pipeline's benchmark)")
+        }
+        if data == nil, valBatch != nil { throw ValidationError("--val-batch applies only with --data") }
+        if data == nil, trainData == nil, stats != nil { throw ValidationError("--stats applies only with --data or --train-data") }
+        if peak, let given = [("--layers", layers), ("--train-data", trainData != nil), ("--peak-gflops", peakGflops != nil),
+                              ("--config", config != nil)].first(where: \.1) {
+            throw ValidationError("\(given.0) does not apply to --peak (which times no network)")
+        }
     }
 
     func run() throws {
         if let data { return try runLoader(data) }
+        let engine = try compute.makeEngine()
+        let f = { (x: Double, d: Int) in String(format: "%.\(d)f", x) }
+        let measured: MachinePeak?
+        if peakGflops == nil {
+            FileHandle.standardError.write(Data("bench: the machine's peak (FMA kernel, oneDNN matrix multiply)…\n".utf8))
+            measured = try MachinePeak.measure(engine: engine)
+        } else {
+            measured = nil
+        }
+        if peak, let m = measured {
+            print("peak on \(m.threads) threads: FMA kernel (\(m.fmaKernel)) \(f(m.fmaGFLOPs, 1)) GFLOP/s, "
+                  + "oneDNN \(m.matrixSize)³ matrix multiply \(f(m.matmulGFLOPs, 1)) GFLOP/s")
+            if json { print(jsonLine(PeakJSON(m))) }
+            return
+        }
+        let peakValue = peakGflops ?? measured?.gflops ?? 0
         var options = Benchmark.Options()
         options.batch = batch
-        options.iterations = iters
-        options.warmup = warmup
+        options.iterations = iters ?? 5
+        options.warmup = warmup ?? 1
         options.profileLayers = layers
         options.trainData = trainData
         options.statistics = try stats.map { try DatasetStatistics(file: $0) }
-        options.config.variant = Variant(rawValue: variant)!
+        options.config.variant = variant ?? .paper
         if let config {
             do { options.config = try TrainingConfig.load(file: config).model } catch { throw usageError(error) }
+            if let variant { options.config.variant = variant }
         }
-        let engine = try compute.makeEngine()
         let r = try Benchmark(options: options, engine: engine).run { line in
             FileHandle.standardError.write(Data("bench: \(line)…\n".utf8))
         }
-        let f = { (x: Double, d: Int) in String(format: "%.\(d)f", x) }
         print("AlexNet \(options.config.variant.rawValue), \(r.threads) threads, batch \(r.batch), \(f(2 * r.forwardMACsPerImage / 1e9, 2)) GFLOP forward per image")
-        print(pad("measurement", 30) + pad("value", 16) + "GFLOP/s (fraction of \(f(peakGflops, 0)) peak)")
+        if let m = measured {
+            print("peak \(f(m.gflops, 1)) GFLOP/s: FMA kernel (\(m.fmaKernel)) \(f(m.fmaGFLOPs, 1)), oneDNN \(m.matrixSize)³ matrix multiply \(f(m.matmulGFLOPs, 1))")
+        }
+        print(pad("measurement", 30) + pad("value", 16) + "GFLOP/s (fraction of \(f(peakValue, 0)) peak)")
         print(pad("training step", 30) + pad("\(f(r.trainImagesPerSecond, 2)) img/s", 16)
-              + "\(f(r.trainGFLOPsPerSecond, 1)) (\(f(100 * r.trainGFLOPsPerSecond / peakGflops, 1)) %)")
+              + "\(f(r.trainGFLOPsPerSecond, 1)) (\(f(100 * r.trainGFLOPsPerSecond / peakValue, 1)) %)")
         print(pad("inference", 30) + pad("\(f(r.inferenceImagesPerSecond, 2)) img/s", 16)
-              + "\(f(r.inferenceGFLOPsPerSecond, 1)) (\(f(100 * r.inferenceGFLOPsPerSecond / peakGflops, 1)) %)")
+              + "\(f(r.inferenceGFLOPsPerSecond, 1)) (\(f(100 * r.inferenceGFLOPsPerSecond / peakValue, 1)) %)")
         if let fed = r.loaderTrainImagesPerSecond, let wait = r.loaderDataWaitFraction {
             print(pad("training step, from the loader", 30) + pad("\(f(fed, 2)) img/s", 16)
                   + "\(f(100 * fed / r.trainImagesPerSecond, 1)) % of the synthetic step; \(f(100 * wait, 1)) % waiting for data")
@@ -100,25 +142,12 @@ struct Bench: ParsableCommand {
             let total = r.trainLayers.reduce(0) { $0 + $1.forward + $1.backward } + r.updateSeconds + r.lossSeconds
             print(pad("sum", 14) + f(total * 1000, 1))
         }
-        if json {
-            let fields: [(String, String)] = [
-                ("train_images_per_second", f(r.trainImagesPerSecond, 3)),
-                ("inference_images_per_second", f(r.inferenceImagesPerSecond, 3)),
-                ("latency_ms_batch1", f(r.latencyMsBatch1, 3)),
-                ("train_gflops_per_second", f(r.trainGFLOPsPerSecond, 2)),
-                ("inference_gflops_per_second", f(r.inferenceGFLOPsPerSecond, 2)),
-                ("peak_rss_bytes", "\(r.peakRSSBytes)"),
-                ("threads", "\(r.threads)"),
-                ("batch", "\(r.batch)"),
-                ("variant", "\"\(options.config.variant.rawValue)\""),
-            ] + (r.loaderTrainImagesPerSecond.map { [("loader_train_images_per_second", f($0, 3)),
-                                                     ("loader_data_wait_fraction", f(r.loaderDataWaitFraction ?? 0, 4))] } ?? [])
-            print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
-        }
+        if json { print(jsonLine(NetworkJSON(r, variant: options.config.variant, peak: peakValue, measured: measured))) }
     }
 
     func runLoader(_ directory: String) throws {
-        let threads = compute.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threads = compute.count
+        let valBatch = valBatch ?? 32
         var inputSize = 224
         if let config {
             do { inputSize = try TrainingConfig.load(file: config).model.inputSize } catch { throw usageError(error) }
@@ -128,9 +157,54 @@ struct Bench: ParsableCommand {
         print("input pipeline on \(r.images) images, \(inputSize)×\(inputSize) crops, \(threads) threads, batch \(batch) (ten-crop validation: \(valBatch))")
         print(pad("training batches", 30) + String(format: "%.1f img/s per core", r.trainImagesPerSecondPerCore))
         print(pad("ten-crop validation batches", 30) + String(format: "%.1f img/s per core", r.valImagesPerSecondPerCore))
-        if json {
-            print(String(format: "{\"loader_train_images_per_second_per_core\": %.2f, \"loader_val_images_per_second_per_core\": %.2f, \"threads\": %d}",
-                         r.trainImagesPerSecondPerCore, r.valImagesPerSecondPerCore, threads))
-        }
+        if json { print(jsonLine(LoaderJSON(r, threads: threads))) }
+    }
+}
+
+/// `bench --json`, the network measurement: the keys of earlier versions, plus the peak.
+private struct NetworkJSON: Encodable {
+    let train_images_per_second, inference_images_per_second, latency_ms_batch1: JSONNullable<Double>
+    let train_gflops_per_second, inference_gflops_per_second: JSONNullable<Double>
+    let peak_rss_bytes, threads, batch: Int
+    let variant: String
+    let loader_train_images_per_second, loader_data_wait_fraction: JSONNullable<Double>?
+    let peak_gflops: JSONNullable<Double>
+    let fma_peak_gflops, matmul_peak_gflops: JSONNullable<Double>?
+    let fma_kernel: String?
+
+    init(_ r: Benchmark.Result, variant: Variant, peak: Double, measured: MachinePeak?) {
+        (train_images_per_second, inference_images_per_second) = (rounded(r.trainImagesPerSecond, 3), rounded(r.inferenceImagesPerSecond, 3))
+        latency_ms_batch1 = rounded(r.latencyMsBatch1, 3)
+        (train_gflops_per_second, inference_gflops_per_second) = (rounded(r.trainGFLOPsPerSecond, 2), rounded(r.inferenceGFLOPsPerSecond, 2))
+        (peak_rss_bytes, threads, batch) = (r.peakRSSBytes, r.threads, r.batch)
+        self.variant = variant.rawValue
+        loader_train_images_per_second = r.loaderTrainImagesPerSecond.map { rounded($0, 3) }
+        loader_data_wait_fraction = r.loaderDataWaitFraction.map { rounded($0, 4) }
+        peak_gflops = rounded(peak, 2)
+        fma_peak_gflops = measured.map { rounded($0.fmaGFLOPs, 2) }
+        matmul_peak_gflops = measured.map { rounded($0.matmulGFLOPs, 2) }
+        fma_kernel = measured?.fmaKernel
+    }
+}
+
+/// `bench --peak --json`.
+private struct PeakJSON: Encodable {
+    let peak_gflops, fma_peak_gflops, matmul_peak_gflops: JSONNullable<Double>
+    let fma_kernel: String
+    let threads, matrix_size: Int
+    init(_ m: MachinePeak) {
+        (peak_gflops, fma_peak_gflops, matmul_peak_gflops) = (rounded(m.gflops, 2), rounded(m.fmaGFLOPs, 2), rounded(m.matmulGFLOPs, 2))
+        (fma_kernel, threads, matrix_size) = (m.fmaKernel, m.threads, m.matrixSize)
+    }
+}
+
+/// `bench --data --json`.
+private struct LoaderJSON: Encodable {
+    let loader_train_images_per_second_per_core, loader_val_images_per_second_per_core: JSONNullable<Double>
+    let threads: Int
+    init(_ r: LoaderBenchmark.Result, threads: Int) {
+        loader_train_images_per_second_per_core = rounded(r.trainImagesPerSecondPerCore, 2)
+        loader_val_images_per_second_per_core = rounded(r.valImagesPerSecondPerCore, 2)
+        self.threads = threads
     }
 }

@@ -38,6 +38,8 @@ struct Classify: ParsableCommand {
     func validate() throws {
         if image.isEmpty { throw ValidationError("give at least one image with -i FILE") }
         if top < 1 { throw ValidationError("-k must be at least 1, got \(top)") }
+        // All images form one batch (ten forward passes each with --ten-crop).
+        do { try Limits.check(batch: image.count, flag: "-i (the number of images)") } catch { throw ValidationError("\(error)") }
         for file in image where !FileManager.default.fileExists(atPath: file) { throw ValidationError("-i \(file): no such file") }
     }
 
@@ -56,10 +58,17 @@ struct Classify: ParsableCommand {
             }
         }
         if json {
-            let lists = results.map { $0.map { p -> [(String, Any)] in
-                [("index", p.index), ("class", p.className), ("name", p.name), ("probability", p.probability)]
-            } as [Any] }
-            print(jsonValue(results.count == 1 ? lists[0] : lists as [Any]))
+            let lists = results.map { $0.map(PredictionJSON.init) }
+            print(results.count == 1 ? jsonLine(lists[0]) : jsonLine(lists))
         }
     }
+}
+
+/// One entry of `classify --json`.
+private struct PredictionJSON: Encodable {
+    let index: Int
+    let `class`: String
+    let name: String
+    let probability: JSONNullable<Double>
+    init(_ p: Prediction) { (index, `class`, name, probability) = (p.index, p.className, p.name, JSONNullable(Double(p.probability))) }
 }

@@ -30,30 +30,85 @@ struct ConsoleLogHandler: LogHandler {
     }
 }
 
-/// One JSON object on one line (the `--json` output of every command), keys in a fixed order.
-func jsonLine(_ fields: [(String, Any)]) -> String {
-    "{" + fields.map { key, value in "\"\(key)\": " + jsonValue(value) }.joined(separator: ", ") + "}"
+// MARK: JSON output
+
+/// The `--json` line of every command: `value` through JSONEncoder, on one line, keys sorted
+/// (JSONEncoder's order is otherwise not fixed from run to run) and '/' unescaped in paths.
+func jsonLine<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    // Every value here is a number, string, list or null, which JSONEncoder always encodes.
+    guard let data = try? encoder.encode(value) else { return "null" }
+    return String(decoding: data, as: UTF8.self)
 }
 
-func jsonValue(_ value: Any) -> String {
-    switch value {
-    case let s as String:
-        let data = try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
-        return data.map { String(decoding: $0.dropFirst().dropLast(), as: UTF8.self) } ?? "\"\""
-    case let d as Double: return d.isFinite ? "\(d)" : "null"
-    case let i as Int: return "\(i)"
-    case let b as Bool: return b ? "true" : "false"
-    case let pairs as [(String, Any)]: return jsonLine(pairs)
-    case let list as [Any]: return "[" + list.map(jsonValue).joined(separator: ", ") + "]"
-    case Optional<Any>.none: return "null"
-    default: return "null"
+/// A value that is JSON null when absent, where an optional would drop the key: every `--json`
+/// object has all its keys. A non-finite number is null too (JSON has no NaN or infinity).
+struct JSONNullable<Value: Encodable>: Encodable {
+    let value: Value?
+    init(_ value: Value?) { self.value = value }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let d = value as? Double, !d.isFinite { return try c.encodeNil() }
+        if let value { try c.encode(value) } else { try c.encodeNil() }
     }
 }
+
+/// `x` rounded to `digits` decimals, for JSON numbers that should not carry timing noise.
+func rounded(_ x: Double, _ digits: Int) -> JSONNullable<Double> {
+    let scale = pow(10, Double(digits))
+    return JSONNullable((x * scale).rounded() / scale)
+}
+
+// MARK: errors
 
 /// Stops a command over a bad input (a configuration, a weights file, an image) with the message
 /// alone on stderr and exit status 64, as argument errors have, without the usage text that
 /// ValidationError adds (the message names the file, key or value at fault).
 func usageError(_ error: Any) -> ExitCode {
-    FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+    FileHandle.standardError.write(Data("Error: \(oneLine(describe(error)))\n".utf8))
     return ExitCode.validationFailure
+}
+
+/// Ends the process over an error a command's `run` threw: ArgumentParser's own errors and exit
+/// codes as it handles them; anything else as "Error: <cause>" on one line, with exit status 64
+/// for a count or size out of range (a usage error, as the flags' own checks give) and 1 for
+/// everything else.
+func reportFailure(_ error: Error) -> Never {
+    // ArgumentParser's internal errors (the `help` subcommand throws its help request) have no
+    // public type to match: they are recognised by their module.
+    let argumentParserError = String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
+    switch error {
+    case _ where argumentParserError, is ExitCode, is CleanExit, is ValidationError:
+        AlexNetCommand.exit(withError: error)
+    case let e as LimitError:
+        FileHandle.standardError.write(Data("Error: \(oneLine(e.description))\n".utf8))
+        Foundation.exit(ExitCode.validationFailure.rawValue)
+    default:
+        FileHandle.standardError.write(Data("Error: \(oneLine(describe(error)))\n".utf8))
+        Foundation.exit(EXIT_FAILURE)
+    }
+}
+
+/// What an error says, in its own words: the description of this project's errors (each names
+/// the file, key or value at fault); for Foundation's errors the file and the system's reason.
+func describe(_ error: Any) -> String {
+    if let e = error as? any Error { return FileIO.describe(e, path: true) }
+    return "\(error)"
+}
+
+/// A message on one line: a newline inside would split "Error: …" from its cause.
+func oneLine(_ s: String) -> String {
+    s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+}
+
+// MARK: enumerations parsed by ArgumentParser (their values are listed in --help)
+
+extension Variant: ExpressibleByArgument {}
+extension Preprocessor.Format: ExpressibleByArgument {}
+extension DatasetLayout: ExpressibleByArgument {}
+
+func pad(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
 }

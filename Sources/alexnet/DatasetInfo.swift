@@ -21,7 +21,7 @@ struct DatasetInfo: ParsableCommand {
     var directory: String
 
     @Option(help: "Layout: hf (flat <id>_<synset>.JPEG) or imagefolder (<class>/<file>); detected when omitted.")
-    var layout: String?
+    var layout: DatasetLayout?
 
     @Flag(help: "Decode every image to find broken files (slow on a full dataset).")
     var decode = false
@@ -32,12 +32,15 @@ struct DatasetInfo: ParsableCommand {
     @Option(help: "Most problems to list.")
     var maxProblems = 20
 
+    @OptionGroup var compute: ComputeOptions
+
     func validate() throws {
-        if let layout, DatasetLayout(rawValue: layout) == nil { throw ValidationError("--layout must be hf or imagefolder, got '\(layout)'") }
+        if maxProblems < 0 { throw ValidationError("--max-problems must not be negative, got \(maxProblems)") }
     }
 
     func run() throws {
-        let report = DatasetInspector.inspect(directory, layout: layout.flatMap(DatasetLayout.init), decode: decode, maxProblems: maxProblems)
+        let report = DatasetInspector.inspect(directory, layout: layout, decode: decode, maxProblems: maxProblems,
+                                              threads: compute.count)
         for s in report.splits {
             print("\(s.name): \(s.count) images in \(s.classCounts.count) classes (\(s.layout.rawValue) layout, \(s.root))")
             let shown = allClasses || s.classCounts.count <= 12 ? s.classCounts

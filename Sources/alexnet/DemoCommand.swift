@@ -30,16 +30,11 @@ struct DemoCommand: ParsableCommand {
             help: ArgumentHelp("Override one configuration key, as for alexnet train (repeatable).", valueName: "key.path=value"))
     var overrides: [String] = []
 
-    @Option(help: "Thread budget (default: one per core).")
-    var threads: Int?
-
-    func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
+    @OptionGroup var compute: ComputeOptions
 
     func run() throws {
         var options = Demo.Options()
-        (options.source, options.work, options.configFile, options.overrides, options.threads) = (source, work, config, overrides, threads)
+        (options.source, options.work, options.configFile, options.overrides, options.threads) = (source, work, config, overrides, compute.threads)
         let logger = ConsoleLogHandler.logger("demo")
         let stop = StopRequest()
         stop.installSignalHandlers { _ in logger.warning("stopping after this step and saving a checkpoint (again to quit at once)") }
@@ -60,7 +55,16 @@ struct DemoCommand: ParsableCommand {
         print("checkpoints: \(result.training.checkpointDirectory) (best: \(result.checkpoint))")
         print("TensorBoard: tensorboard --logdir \(result.training.logDirectory)")
         print(String(format: "demo finished in %.1f s", result.seconds))
-        print(jsonLine([("top1_error", e.top1Error), ("top5_error", e.top5Error), ("seconds", result.seconds),
-                        ("log_dir", result.training.logDirectory), ("checkpoint", result.checkpoint)]))
+        print(jsonLine(DemoJSON(result)))
+    }
+}
+
+/// The demo's closing JSON line.
+private struct DemoJSON: Encodable {
+    let top1_error, top5_error, seconds: JSONNullable<Double>
+    let log_dir, checkpoint: String
+    init(_ r: Demo.Result) {
+        (top1_error, top5_error, seconds) = (JSONNullable(r.evaluation.top1Error), JSONNullable(r.evaluation.top5Error), JSONNullable(r.seconds))
+        (log_dir, checkpoint) = (r.training.logDirectory, r.checkpoint)
     }
 }

@@ -45,7 +45,7 @@ struct Evaluate: ParsableCommand {
 
     func validate() throws {
         if (config == nil) == (data == nil) { throw ValidationError("give exactly one of -c CONFIG or --data DIR") }
-        if let batch, batch < 1 { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        if let batch { do { try Limits.check(batch: batch, flag: "--batch") } catch { throw ValidationError("\(error)") } }
     }
 
     func run() throws {
@@ -66,8 +66,15 @@ struct Evaluate: ParsableCommand {
         reporter.finish()
         print(String(format: "loss %.6f, top-1 error %.4f (%.2f %%), top-5 error %.4f (%.2f %%) on %d images",
                      r.loss, r.top1Error, 100 * r.top1Error, r.top5Error, 100 * r.top5Error, r.images))
-        if json { print(jsonLine([("loss", r.loss), ("top1_error", r.top1Error), ("top5_error", r.top5Error), ("images", r.images)])) }
+        if json { print(jsonLine(EvaluationJSON(r))) }
     }
 }
 
-extension Variant: ExpressibleByArgument {}
+/// `evaluate --json`.
+private struct EvaluationJSON: Encodable {
+    let loss, top1_error, top5_error: JSONNullable<Double>
+    let images: Int
+    init(_ r: EvaluationResult) {
+        (loss, top1_error, top5_error, images) = (JSONNullable(r.loss), JSONNullable(r.top1Error), JSONNullable(r.top5Error), r.images)
+    }
+}

@@ -19,16 +19,11 @@ struct Import: ParsableCommand {
         @Option(name: .shortAndLong, help: "Destination dataset root (created if missing).")
         var output: String
 
-        @Option(help: "Worker threads (default: one per core).")
-        var threads: Int?
-
-        func validate() throws {
-            if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        }
+        @OptionGroup var compute: ComputeOptions
 
         func run(_ options: IDXImporter.Options) throws {
             var options = options
-            if let threads { options.threads = threads }
+            options.threads = compute.count
             let report = try IDXImporter(options: options).run()
             for s in report.splits {
                 print("\(s.split): \(s.count) images in \(s.perClass.filter { $0 > 0 }.count) classes → \(s.folder) "
@@ -75,8 +70,10 @@ struct Import: ParsableCommand {
         @Argument(help: "IDX uint8 labels (magic 0x00000801), optionally gzipped, one per image.")
         var labels: String
 
-        @Option(help: "Split to write: train or val.")
-        var split: String
+        enum Split: String, CaseIterable, ExpressibleByArgument { case train, val }
+
+        @Option(help: "Split to write.")
+        var split: Split
 
         @Option(help: "Class folder names by label, comma-separated (default: 0, 1, … up to the largest label, zero-padded to one width). Give them when importing several splits, so the folders agree.")
         var classes: String?
@@ -84,14 +81,13 @@ struct Import: ParsableCommand {
         @OptionGroup var common: Common
 
         func validate() throws {
-            if !["train", "val"].contains(split) { throw ValidationError("--split must be train or val, got '\(split)'") }
             if let classes, classes.split(separator: ",", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
                 throw ValidationError("--classes has an empty name: '\(classes)'")
             }
         }
 
         func run() throws {
-            let source = IDXImporter.Source(split: split, images: images, labels: labels)
+            let source = IDXImporter.Source(split: split.rawValue, images: images, labels: labels)
             let names = classes.map { $0.split(separator: ",").map(String.init) }
             try common.run(IDXImporter.Options(destination: common.output, sources: [source], classes: names))
         }

@@ -34,8 +34,8 @@ struct Preprocess: ParsableCommand {
     @Flag(name: [.customShort("c"), .customLong("center-crop")], help: "Also crop the central size×size square (the paper's input).")
     var centerCrop = false
 
-    @Option(help: "Output format: jpeg or png (lossless).")
-    var format: String = "jpeg"
+    @Option(help: "Output format (png is lossless).")
+    var format: Preprocessor.Format = .jpeg
 
     @Option(help: "JPEG quality, 1…100.")
     var quality = 95
@@ -48,24 +48,21 @@ struct Preprocess: ParsableCommand {
         """)
     var exactRGB = false
 
-    @Option(help: "Worker threads (default: one per core).")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        if size < 1 { throw ValidationError("-z/--size must be positive, got \(size)") }
+        do { try Limits.check(imageSide: size, flag: "-z/--size") } catch { throw ValidationError("\(error)") }
         if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1…100, got \(quality)") }
-        if Preprocessor.Format(rawValue: format) == nil { throw ValidationError("--format must be jpeg or png, got '\(format)'") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 
     func run() throws {
         var options = Preprocessor.Options(source: source, destination: destination)
         options.size = size
         options.centerCrop = centerCrop
-        options.format = Preprocessor.Format(rawValue: format)!
+        options.format = format
         options.quality = quality
         options.resizeInRGB = exactRGB
-        if let threads { options.threads = threads }
+        options.threads = compute.count
         let report = try Preprocessor(options: options).run()
         let unattempted = report.total - report.written - report.skipped - report.failures.count
         print("preprocess: \(report.written) written, \(report.skipped) already done, \(report.failures.count) failed"

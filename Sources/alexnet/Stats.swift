@@ -28,19 +28,21 @@ struct Stats: ParsableCommand {
     @Option(name: [.customShort("z"), .long], help: "Image size the mean image has (images of other sizes are resized and cropped to it).")
     var size = 256
 
-    @Option(help: "Worker threads (default: one per core).")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         if let sample, sample < 1 { throw ValidationError("--sample must be at least 1, got \(sample)") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        if size < 1 { throw ValidationError("--size must be positive") }
+        do {
+            try Limits.check(imageSide: size, flag: "-z/--size")
+            try DatasetStatistics.checkMemory(size: size, threads: compute.count)
+        } catch { throw ValidationError("\(error)") }
     }
 
     func run() throws {
+        // Before reading a single image: a bad -o used to fail only after the whole computation.
+        do { try FileIO.checkWritable(output) } catch { throw usageError("-o \(error)") }
         let split = try DatasetSplit.open(source)
-        let stats = try DatasetStatistics.compute(split, size: size, sample: sample, seed: seed,
-                                                  threads: threads ?? ProcessInfo.processInfo.activeProcessorCount, progress: true)
+        let stats = try DatasetStatistics.compute(split, size: size, sample: sample, seed: seed, threads: compute.count, progress: true)
         try stats.write(to: output, source: source)
         let f = { (x: Double) in String(format: "%.4f", x) }
         print("stats: \(stats.imageCount) images of \(split.count) → \(output)")

@@ -18,7 +18,8 @@ struct Train: ParsableCommand {
         best.safetensors when the watched metric improves), each written to a temporary file, \
         flushed and renamed. Ctrl-C (or SIGTERM) finishes the current step, saves \
         last.safetensors and exits with 130 (143); `--resume` continues bit for bit. A NaN or \
-        infinite loss stops the run, keeping the last good checkpoint.
+        infinite loss stops the run, keeping the last good checkpoint. --threads N is the same as \
+        --set training.threads=N.
         """
     )
 
@@ -33,8 +34,8 @@ struct Train: ParsableCommand {
     @Option(help: "Continue this checkpoint exactly (same as --set training.resume_from=PATH).")
     var resume: String?
 
-    @Option(help: "Thread budget for oneDNN and the loader (same as --set training.threads=N).")
-    var threads: Int?
+    /// --threads N is the same as --set training.threads=N.
+    @OptionGroup var compute: ComputeOptions
 
     @Flag(help: "Print the resolved configuration (every key, its value and what it accepts) and exit.")
     var printConfig = false
@@ -46,12 +47,11 @@ struct Train: ParsableCommand {
         if config == nil && resume == nil && !printConfig {
             throw ValidationError("give a configuration with -c FILE (e.g. configs/paper.yml), or --resume CHECKPOINT")
         }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 
     func run() throws {
         var overrides = overrides
-        if let threads { overrides.append("training.threads=\(threads)") }
+        if let threads = compute.threads { overrides.append("training.threads=\(threads)") }
         let resolved: TrainingConfig
         do {
             if printConfig {
@@ -84,10 +84,21 @@ struct Train: ParsableCommand {
         print("checkpoint: \(summary.lastCheckpoint)" + (summary.bestCheckpoint.map { ", best: \($0)" } ?? ""))
         print("TensorBoard: tensorboard --logdir \(summary.logDirectory)")
         if json {
-            print(jsonLine([("run", summary.runName), ("checkpoint", summary.lastCheckpoint), ("best_checkpoint", summary.bestCheckpoint as Any),
-                            ("log_dir", summary.logDirectory), ("epochs", summary.history.filter { $0.epoch > 0 }.count),
-                            ("loss", final?.loss as Any), ("top1_error", final?.top1Error as Any), ("top5_error", final?.top5Error as Any),
-                            ("seconds", summary.seconds)]))
+            print(jsonLine(TrainingJSON(summary)))
         }
+    }
+}
+
+/// `train --json`: every key present, null where there is no value (no validation yet, no best checkpoint).
+private struct TrainingJSON: Encodable {
+    let run, checkpoint, log_dir: String
+    let best_checkpoint: JSONNullable<String>
+    let epochs: Int
+    let loss, top1_error, top5_error, seconds: JSONNullable<Double>
+    init(_ s: TrainingSummary) {
+        (run, checkpoint, log_dir, best_checkpoint) = (s.runName, s.lastCheckpoint, s.logDirectory, JSONNullable(s.bestCheckpoint))
+        epochs = s.history.filter { $0.epoch > 0 }.count
+        (loss, top1_error, top5_error) = (JSONNullable(s.final?.loss), JSONNullable(s.final?.top1Error), JSONNullable(s.final?.top5Error))
+        seconds = JSONNullable(s.seconds)
     }
 }

@@ -24,29 +24,25 @@ struct Verify: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        if !(tolerance > 0) { throw ValidationError("--tolerance must be positive, got \(tolerance)") }
+        if !(tolerance > 0 && tolerance.isFinite) { throw ValidationError("--tolerance must be a positive number, got \(tolerance)") }
     }
 
     func run() throws {
         let verifier = GoldenVerifier(engine: try compute.makeEngine(), tolerance: tolerance)
-        var checked = 0, failed = 0, worst = 0.0
-        print(pad("file", 28) + pad("case", 12) + pad("tensor", 30) + "rel. L2 error")
+        var summary = GoldenVerifier.Summary()
         for file in try GoldenVerifier.files(in: paths) {
             try verifier.verify(file: file) { row in
-                checked += 1
-                worst = max(worst, row.error)
-                if !row.passed { failed += 1 }
+                // The header comes with the first row, so that a file that cannot be read gives the error line alone.
+                if summary.checked == 0 { print(pad("file", 28) + pad("case", 12) + pad("tensor", 30) + "rel. L2 error") }
+                summary.add(row)
                 if !quiet || !row.passed {
                     print(pad(row.file, 28) + pad(row.caseName, 12) + pad(row.tensor, 30)
                           + String(format: "%.3e%@", row.error, row.passed ? "" : "  FAIL"))
                 }
             }
         }
-        print("\(checked) tensors checked, \(failed) over \(String(format: "%.0e", tolerance)), worst \(String(format: "%.3e", worst))")
-        if failed > 0 || checked == 0 { throw ExitCode.failure }
+        print("\(summary.checked) tensors checked, \(summary.failed) over \(String(format: "%.0e", tolerance)), worst "
+              + String(format: "%.3e", summary.worst) + (summary.worstRow.map { " (\($0))" } ?? ""))
+        if summary.failed > 0 || summary.checked == 0 { throw ExitCode.failure }
     }
-}
-
-func pad(_ s: String, _ width: Int) -> String {
-    s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
 }

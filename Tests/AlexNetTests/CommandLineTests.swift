@@ -56,6 +56,8 @@ final class CommandLineTests: XCTestCase {
             XCTAssertNotNil(json?[key], "missing \(key) in \(last)")
         }
         XCTAssertEqual(json?["batch"] as? Int, 2)
+        for key in ["peak_gflops", "fma_peak_gflops", "matmul_peak_gflops", "fma_kernel"] { XCTAssertNotNil(json?[key], "missing \(key) in \(last)") }
+        XCTAssertTrue(out.contains("peak ") && out.contains("FMA kernel"), "the measured peak is printed: \(out)")
         XCTAssertGreaterThan(json?["train_images_per_second"] as? Double ?? 0, 0)
         XCTAssertTrue(out.contains("conv2") && out.contains("SGD update"), "--layers prints the per-layer table")
     }
@@ -72,9 +74,131 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(err.contains("--threads"), err)
     }
 
+    /// Every command's --help exits 0 and lists each of its flags; every command takes --threads
+    /// (declared once) and lists the choices of its enumerations. The commands come from the
+    /// parser's own description (--experimental-dump-help), checked against the expected list so
+    /// that a command dropped from the tool fails too.
     func testHelpExplainsEveryCommand() throws {
         let (status, out, _) = try alexnet("--help")
         XCTAssertEqual(status, 0)
-        XCTAssertTrue(out.contains("verify") && out.contains("bench"), out)
+        let (dumpStatus, dump, dumpErr) = try alexnet("--experimental-dump-help")
+        XCTAssertEqual(dumpStatus, 0, dumpErr)
+        let root = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [String: Any])["command"] as? [String: Any]
+        var commands: [(path: [String], info: [String: Any])] = []
+        func walk(_ c: [String: Any], _ path: [String]) {
+            let subs = c["subcommands"] as? [[String: Any]] ?? []
+            if subs.isEmpty, !path.isEmpty { commands.append((path, c)) }
+            for s in subs { walk(s, path + [s["commandName"] as? String ?? "?"]) }
+        }
+        walk(try XCTUnwrap(root), [])
+        let names = commands.map { $0.path.joined(separator: " ") }.filter { $0 != "help" }
+        XCTAssertEqual(Set(names), ["preprocess", "stats", "dataset-info", "verify", "bench", "import fashion-mnist", "import idx",
+                                    "train", "evaluate", "classify", "demo"])
+        for name in ["preprocess", "stats", "dataset-info", "verify", "bench", "import", "train", "evaluate", "classify", "demo"] {
+            XCTAssertTrue(out.contains("  \(name) "), "alexnet --help lists \(name)")
+        }
+        for (path, info) in commands where path != ["help"] {
+            let (status, help, err) = try runProcess(Paths.binary, path + ["--help"])
+            let command = path.joined(separator: " ")
+            XCTAssertEqual(status, 0, "\(command) --help: \(err)")
+            var flags: [String] = []
+            for argument in info["arguments"] as? [[String: Any]] ?? [] {
+                guard let spellings = argument["names"] as? [[String: String]], argument["shouldDisplay"] as? Bool != false else { continue }
+                let spelled = spellings.map { ($0["kind"] == "short" ? "-" : "--") + ($0["name"] ?? "") }
+                flags += spelled
+                for flag in spelled { XCTAssertTrue(help.contains(flag), "\(command) --help lists \(flag)") }
+            }
+            XCTAssertTrue(flags.contains("--threads"), "\(command) takes --threads")
+            XCTAssertTrue(flags.contains("--help"), "\(command)")
+        }
+        for (command, values) in [(["bench"], "values: paper, seed"), (["preprocess"], "values: jpeg, png"),
+                                  (["dataset-info"], "values: hf, imagefolder"), (["import", "idx"], "values: train, val")] {
+            let (_, help, _) = try runProcess(Paths.binary, command + ["--help"])
+            // The help wraps lines: compare with its whitespace collapsed.
+            let text = help.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            XCTAssertTrue(text.contains(values), "\(command) --help: \(values)\n\(help)")
+        }
+    }
+
+    /// `alexnet help NAME` for a NAME that is no command is a usage error (it printed the top-level
+    /// help and exited 0); known names still work.
+    func testHelpOnAnUnknownCommandFails() throws {
+        var (status, _, err) = try alexnet("help", "nosuch")
+        XCTAssertEqual(status, 64)
+        XCTAssertTrue(err.contains("nosuch") && err.contains("verify"), err)
+        (status, _, err) = try alexnet("help", "import", "nosuch")
+        XCTAssertEqual(status, 64)
+        XCTAssertTrue(err.contains("'alexnet import' has no command 'nosuch'"), err)
+        var out: String
+        (status, out, _) = try alexnet("help", "import", "idx")
+        XCTAssertEqual(status, 0)
+        XCTAssertTrue(out.contains("--split"), out)
+    }
+
+    /// Counts and sizes are bounded, with an error naming the flag, before any work (issue 8,
+    /// item 10: these exhausted memory or trapped on an allocation).
+    func testCountsAndSizesAreBounded() throws {
+        let images = Paths.repository.appendingPathComponent("Tests/Fixtures/images").path
+        let cases: [([String], String)] = [
+            (["stats", "-s", images, "--threads", "100000"], "--threads"),
+            (["stats", "-s", images, "-z", "100000"], "-z/--size"),
+            (["preprocess", "-s", images, "-d", "/tmp/never", "-z", "65000"], "-z/--size"),
+            (["bench", "--data", images, "--threads", "100000"], "--threads"),
+            (["bench", "--batch", "1000000"], "--batch"),
+            (["dataset-info", images, "--threads", "100000"], "--threads"),
+            (["evaluate", "--data", images, "-w", "x", "--batch", "100000"], "--batch"),
+            (["import", "idx", "a", "b", "--split", "train", "-o", "/tmp/never", "--threads", "0"], "--threads"),
+            (["train", "-c", "x.yml", "--threads", "100000"], "--threads"),
+        ]
+        for (args, flag) in cases {
+            let (status, _, err) = try runProcess(Paths.binary, args)
+            XCTAssertEqual(status, 64, "\(args): \(err)")
+            XCTAssertTrue(err.hasPrefix("Error: \(flag) must be in"), "\(args): \(err)")
+            XCTAssertEqual(err.split(separator: "\n").count, 1, "one line, without the usage text: \(err)")
+        }
+        XCTAssertThrowsError(try Limits.check(threads: 100_000)) { XCTAssertTrue("\($0)".contains("--threads"), "\($0)") }
+        XCTAssertThrowsError(try DatasetStatistics.checkMemory(size: 4096, threads: 1 << 20)) { XCTAssertTrue("\($0)".contains("GB"), "\($0)") }
+    }
+
+    /// `stats -o` is checked before the images are read (it failed after the whole computation
+    /// with "AlexNet.SafetensorsError error 1"), in one line naming the path.
+    func testStatsChecksItsOutputFirst() throws {
+        let dir = try Paths.temporaryDirectory()
+        let folder = dir.appendingPathComponent("somedir")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let images = Paths.repository.appendingPathComponent("Tests/Fixtures/images").path
+        for (output, cause) in [(folder.path, "is a folder"), ("/nonexistent/x.safetensors", "No such file or directory")] {
+            let (status, out, err) = try alexnet("stats", "-s", images, "-o", output)
+            XCTAssertEqual(status, 64, err)
+            XCTAssertEqual(err.split(separator: "\n").count, 1, err)
+            XCTAssertTrue(err.contains(output) && err.contains(cause), err)
+            XCTAssertFalse(err.contains("stats:") || out.contains("stats:"), "nothing was computed: \(out)\(err)")
+        }
+    }
+
+    /// Options the chosen measurement would ignore are refused (issue 8, item 14).
+    func testBenchRefusesOptionsThatDoNotApply() throws {
+        let images = Paths.repository.appendingPathComponent("Tests/Fixtures/images").path
+        for (args, word) in [(["bench", "--val-batch", "4"], "--val-batch"), (["bench", "--stats", "s.safetensors"], "--stats"),
+                             (["bench", "--data", images, "--iters", "3"], "--iters"), (["bench", "--data", images, "--layers"], "--layers"),
+                             (["bench", "--data", images, "--variant", "seed"], "--variant"), (["bench", "--peak", "--layers"], "--layers")] {
+            let (status, _, err) = try runProcess(Paths.binary, args)
+            XCTAssertEqual(status, 64, "\(args): \(err)")
+            XCTAssertTrue(err.hasPrefix("Error: \(word)"), "\(args): \(err)")
+        }
+    }
+
+    /// The peak is measured, not assumed: an FMA kernel and a oneDNN matrix multiply, both printed.
+    func testBenchMeasuresThePeak() throws {
+        let (status, out, err) = try alexnet("bench", "--peak", "--json", "--threads", "1")
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(out.contains("FMA kernel") && out.contains("matrix multiply"), out)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((out.split(separator: "\n").last ?? "").utf8)) as? [String: Any])
+        let fma = try XCTUnwrap(json["fma_peak_gflops"] as? Double), matmul = try XCTUnwrap(json["matmul_peak_gflops"] as? Double)
+        // One core does at least a few GFLOP/s and, with 512-bit FMAs at 5 GHz, at most 320.
+        XCTAssertTrue((1...400).contains(fma) && (0.5...400).contains(matmul), "\(json)")
+        XCTAssertEqual(json["peak_gflops"] as? Double, max(fma, matmul))
+        XCTAssertEqual(json["threads"] as? Int, 1)
+        XCTAssertTrue(["AVX-512F", "AVX2+FMA", "portable"].contains(json["fma_kernel"] as? String ?? ""), "\(json)")
     }
 }

@@ -247,7 +247,7 @@ final class ImportTests: XCTestCase {
         XCTAssertTrue(err.contains("\(f.labels): magic number 0x00000801"), err)
         (status, _, err) = try alexnet("import", "idx", f.images, f.labels, "-o", dst, "--split", "test")
         XCTAssertEqual(status, 64, "a usage error")
-        XCTAssertTrue(err.contains("--split must be train or val"), err)
+        XCTAssertTrue(err.contains("'test' is invalid for '--split") && err.contains("'train' and 'val'"), err)
         (status, _, err) = try alexnet("import", "fashion-mnist", "--source", dir.appendingPathComponent("none").path, "-o", dst)
         XCTAssertEqual(status, 1)
         XCTAssertTrue(err.contains("apt-get install dataset-fashion-mnist"), err)

@@ -56,17 +56,88 @@ final class InitializationTests: XCTestCase {
 }
 
 final class SGDTests: XCTestCase {
+    /// Sets every element of every parameter (or gradient) through the store's own layout, so that
+    /// the tests do not depend on how it pads tensors: element k of the flattened list of
+    /// parameters gets `value(k)`.
+    func fill(_ store: ParameterStore, grad: Bool = false, _ value: (Int) -> Float) {
+        var k = 0
+        for e in store.entries {
+            let base = (grad ? store.grads : store.values).pointer + e.offset
+            for i in 0..<e.count { base[i] = value(k); k += 1 }
+        }
+    }
+
+    /// Every parameter's elements, in the store's order.
+    func flat(_ store: ParameterStore) -> [Float] { store.names.flatMap { (try? store.tensor($0).data) ?? [] } }
+
     /// Runs SGD on a fixed sequence of gradients with the given learning rates.
     func run(_ rule: UpdateRule, rates: [Float]) -> [Float] {
         let store = ParameterStore([("w", [3]), ("b", [2])])
-        store.values.pointer.update(from: [0.5, -1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.1, 0.2], count: 18)
+        let start: [Float] = [0.5, -1, 2, 0.1, 0.2]
+        fill(store) { start[$0] }
         let sgd = SGD(for: store, learningRate: rates[0], momentum: 0.9, weightDecay: 5e-4, rule: rule)
         for (t, lr) in rates.enumerated() {
-            for i in 0..<store.values.count { store.grads.pointer[i] = Float(i % 5) * 0.3 - 0.5 + Float(t) * 0.1 }
+            fill(store, grad: true) { Float($0 % 5) * 0.3 - 0.5 + Float(t) * 0.1 }
             sgd.learningRate = lr
             sgd.step(store)
         }
-        return store.names.flatMap { (try? store.tensor($0).data) ?? [] }
+        return flat(store)
+    }
+
+    /// SPEC section 3's two rules in float64, written from the formulas alone: the reference the
+    /// float32 optimiser is checked against (the golden files hold PyTorch's rule only, so the
+    /// paper's was otherwise compared with nothing but itself).
+    func reference(_ rule: UpdateRule, w0: [Double], grads: (Int) -> [Double], rates: [Double],
+                   momentum mu: Double, weightDecay wd: Double) -> [Double] {
+        var w = w0, v = [Double](repeating: 0, count: w0.count)
+        for (t, lr) in rates.enumerated() {
+            let g = grads(t)
+            for i in w.indices {
+                switch rule {
+                case .pytorch:
+                    let d = g[i] + wd * w[i]
+                    v[i] = t == 0 ? d : mu * v[i] + d
+                    w[i] -= lr * v[i]
+                case .paper:
+                    v[i] = mu * v[i] - wd * lr * w[i] - lr * g[i]
+                    w[i] += v[i]
+                }
+            }
+        }
+        return w
+    }
+
+    /// Both rules against the float64 reference, over steps whose learning rate changes twice
+    /// (where the rules differ), on a store of several tensors split across workers.
+    func testRulesMatchAFloat64Reference() throws {
+        let store = ParameterStore([("a.weight", [37, 41]), ("a.bias", [37]), ("b.weight", [300, 201]), ("b.bias", [3])])
+        let n = store.parameterCount
+        var rng = RandomGenerator(seed: 11)
+        let w0 = (0..<n).map { _ in Double(rng.normal()) * 0.05 }
+        let gradients = (0..<6).map { _ in (0..<n).map { _ in Double(rng.normal()) * 0.01 } }
+        let rates: [Double] = [0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001]
+        for rule in UpdateRule.allCases {
+            fill(store) { Float(w0[$0]) }
+            let sgd = SGD(for: store, learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4, rule: rule, workers: 3)
+            for (t, lr) in rates.enumerated() {
+                fill(store, grad: true) { Float(gradients[t][$0]) }
+                sgd.learningRate = Float(lr)
+                sgd.step(store)
+            }
+            // The float32 inputs, so that the comparison measures the update's arithmetic only.
+            let expected = reference(rule, w0: w0.map { Double(Float($0)) }, grads: { gradients[$0].map { Double(Float($0)) } },
+                                     rates: rates.map { Double(Float($0)) }, momentum: Double(Float(0.9)), weightDecay: Double(Float(5e-4)))
+            let ours = flat(store)
+            var num = 0.0, den = 0.0, moved = 0.0
+            for i in 0..<n {
+                num += (Double(ours[i]) - expected[i]) * (Double(ours[i]) - expected[i])
+                den += expected[i] * expected[i]
+                moved += (expected[i] - w0[i]) * (expected[i] - w0[i])
+            }
+            XCTAssertLessThan((num / den).squareRoot(), 1e-6, "\(rule): relative error against float64")
+            // The error is small next to how far the weights moved, not only next to the weights.
+            XCTAssertLessThan((num / moved).squareRoot(), 1e-3, "\(rule): error relative to the update")
+        }
     }
 
     func testRulesAgreeWhileLearningRateIsConstant() {
@@ -96,12 +167,11 @@ final class SGDTests: XCTestCase {
     func testMomentumStateRoundTripsThroughAFile() throws {
         func store() -> ParameterStore {
             let s = ParameterStore([("w", [4]), ("b", [2])])
-            s.values.pointer.update(from: [0.5, -1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.1, 0.2], count: 18)
+            let start: [Float] = [0.5, -1, 2, 3, 0.1, 0.2]
+            fill(s) { start[$0] }
             return s
         }
-        func setGrads(_ s: ParameterStore, _ t: Float) {
-            for i in 0..<s.grads.count { s.grads.pointer[i] = Float(i % 3) - 1 + t }
-        }
+        func setGrads(_ s: ParameterStore, _ t: Float) { fill(s, grad: true) { Float($0 % 3) - 1 + t } }
         let a = store()
         let original = SGD(for: a, learningRate: 0.1)
         setGrads(a, 0); original.step(a)
@@ -220,6 +290,22 @@ final class NetworkTests: XCTestCase {
         XCTAssertThrowsError(try NetworkConfig(widths: [1, 2, 3]).validate())
         XCTAssertThrowsError(try NetworkConfig(classes: 1).validate())
         XCTAssertThrowsError(try NetworkConfig(inputSize: 30).validate())
+        // Values a file or configuration may hold that used to divide by zero, overflow or exhaust memory.
+        func rejected(_ c: NetworkConfig, _ word: String, line: UInt = #line) {
+            XCTAssertThrowsError(try c.validate(), line: line) { XCTAssertTrue("\($0)".contains(word), "\($0)", line: line) }
+        }
+        rejected(NetworkConfig(conv1Stride: 0), "stride")
+        rejected(NetworkConfig(conv1Kernel: 0), "kernel")
+        rejected(NetworkConfig(conv1Padding: -1), "padding")
+        rejected(NetworkConfig(hidden: -5), "hidden")
+        rejected(NetworkConfig(hidden: 1 << 40), "hidden")
+        rejected(NetworkConfig(widths: [96, 256, 384, 384, Int.max]), "widths")
+        rejected(NetworkConfig(classes: 1 << 62), "class")
+        rejected(NetworkConfig(inputSize: Int.max), "input size")
+        rejected(NetworkConfig(dropout: .nan), "dropout")
+        rejected(NetworkConfig(lrnAlpha: .infinity), "alpha")
+        rejected(NetworkConfig(widths: [65536, 65536, 65536, 65536, 65536], hidden: 1 << 20), "parameters")
+        XCTAssertNoThrow(try NetworkConfig().validate())
         XCTAssertThrowsError(try Network(config: NetworkConfig(), batch: 0, mode: .inference,
                                          parameters: Network.makeParameters(NetworkConfig()), engine: engine))
         let wrong = ParameterStore([("conv1.weight", [1])])

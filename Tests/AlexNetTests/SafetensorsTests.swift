@@ -75,6 +75,88 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertTrue(try readError(file(#"{"__metadata__": {"a": 1}}"#)).contains("metadata"))
     }
 
+    /// Shapes whose byte count overflows 64 bits wrapped to match the offsets (2⁶² × 4 = 2⁶⁴ ≡ 0) and
+    /// the read then ran off the mapping; numbers that are not exact integers were truncated.
+    func testShapesAreCheckedWithoutOverflow() throws {
+        func file(_ json: String) -> Data {
+            var n = UInt64(json.utf8.count).littleEndian
+            return Data(bytes: &n, count: 8) + Data(json.utf8) + Data(count: 16)
+        }
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "F32", "shape": [4611686018427387904, 1, 1, 1], "data_offsets": [0, 0]}}"#)).contains("more elements"))
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}}"#)).contains("more elements"))
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}}"#)).contains("shape"))
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "F32", "shape": [true], "data_offsets": [0, 4]}}"#)).contains("shape"))
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4.5]}}"#)).contains("data_offsets"))
+        XCTAssertTrue(try readError(file(#"{"t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 1e300]}}"#)).contains("data_offsets"))
+    }
+
+    /// A FIFO used to be reported as a permission problem (and opening one for reading can block
+    /// forever); a folder is not a safetensors file either. Both are refused at once, by kind.
+    func testOnlyRegularFilesAreRead() throws {
+        let dir = try Paths.temporaryDirectory()
+        let fifo = dir.appendingPathComponent("pipe.safetensors").path
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        XCTAssertThrowsError(try SafetensorsFile(path: fifo)) { XCTAssertTrue("\($0)".contains(fifo) && "\($0)".contains("FIFO"), "\($0)") }
+        XCTAssertThrowsError(try SafetensorsFile(path: dir.path)) { XCTAssertTrue("\($0)".contains("folder"), "\($0)") }
+        XCTAssertThrowsError(try SafetensorsFile(path: dir.appendingPathComponent("none").path)) {
+            XCTAssertTrue("\($0)".contains("No such file"), "\($0)")
+        }
+    }
+
+    /// A failed write says why in one line naming the file, leaves no temporary file, and keeps
+    /// the previous file (issue 8, item 13).
+    func testFailedWriteIsAClearErrorAndKeepsThePreviousFile() throws {
+        let dir = try Paths.temporaryDirectory()
+        XCTAssertThrowsError(try sample().write(to: dir.appendingPathComponent("missing/x.safetensors").path)) {
+            XCTAssertTrue("\($0)".contains("missing/x.safetensors") && "\($0)".contains("No such file"), "\($0)")
+        }
+        // A folder in the way: the rename fails, the temporary file goes, the folder stays.
+        let folder = dir.appendingPathComponent("x.safetensors")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
+        try Data("keep".utf8).write(to: folder.appendingPathComponent("inside"))
+        XCTAssertThrowsError(try sample().write(to: folder.path)) { XCTAssertTrue("\($0)".contains("rename"), "\($0)") }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["x.safetensors"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["inside"])
+    }
+
+    func testCheckWritableRefusesBeforeAnyWork() throws {
+        let dir = try Paths.temporaryDirectory()
+        XCTAssertNoThrow(try FileIO.checkWritable(dir.appendingPathComponent("new.safetensors").path))
+        XCTAssertThrowsError(try FileIO.checkWritable(dir.path)) { XCTAssertTrue("\($0)".contains("is a folder"), "\($0)") }
+        XCTAssertThrowsError(try FileIO.checkWritable("/nonexistent/x.safetensors")) { XCTAssertTrue("\($0)".contains("/nonexistent"), "\($0)") }
+        XCTAssertThrowsError(try FileIO.checkWritable(dir.path + "/")) { XCTAssertTrue("\($0)".contains("no file name"), "\($0)") }
+    }
+
+    /// A second name for a complete file (epoch-NNN, best): the same bytes, atomically replacing
+    /// an older file, nothing left behind.
+    func testLinkDurablyGivesASecondName() throws {
+        let dir = try Paths.temporaryDirectory()
+        let a = dir.appendingPathComponent("last.safetensors").path, b = dir.appendingPathComponent("best.safetensors").path
+        try sample().write(to: a)
+        try Data("old".utf8).write(to: URL(fileURLWithPath: b))
+        try FileIO.linkDurably(a, to: b)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: b)), try Data(contentsOf: URL(fileURLWithPath: a)))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["best.safetensors", "last.safetensors"])
+        XCTAssertThrowsError(try FileIO.linkDurably(dir.appendingPathComponent("none").path, to: b))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: b)), try Data(contentsOf: URL(fileURLWithPath: a)), "a failed link keeps the file")
+    }
+
+    /// One durable atomic write for every file the project saves (issue 8, item 13): no source
+    /// file outside FileIO renames or links files into place, copies them, or writes them with
+    /// Foundation (Trainer's epoch and best checkpoints did, without flushing the folder).
+    func testFilesAreSavedOnlyThroughFileIO() throws {
+        let sources = Paths.repository.appendingPathComponent("Sources")
+        let files = try XCTUnwrap(FileManager.default.enumerator(atPath: sources.path)).compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }
+        XCTAssertGreaterThan(files.count, 50)
+        for f in files where !f.hasSuffix("Core/FileIO.swift") {
+            let text = try String(contentsOf: sources.appendingPathComponent(f), encoding: .utf8)
+            for pattern in ["rename(", "renameat(", "linkat(", "Foundation.link(", ".copyItem(", ".moveItem(", "createFile(atPath:",
+                            "write(toFile:", "write(to: URL", ".atomic)"] {
+                XCTAssertFalse(text.contains(pattern), "\(f) saves a file itself (\(pattern)); use FileIO.writeDurably or FileIO.linkDurably")
+            }
+        }
+    }
+
     func testWrongDTypeOrShapeIsAnErrorNamingFileAndTensor() throws {
         let path = try Paths.temporaryDirectory().appendingPathComponent("x.safetensors").path
         try sample().write(to: path)

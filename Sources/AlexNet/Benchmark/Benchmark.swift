@@ -64,6 +64,9 @@ public struct Benchmark {
 
     /// Runs the three measurements; `progress` gets a line per phase.
     public func run(progress: (String) -> Void = { _ in }) throws -> Result {
+        try Limits.check(batch: options.batch, flag: "--batch")
+        try Limits.check(options.iterations, in: 1...1_000_000, flag: "--iters")
+        try Limits.check(options.warmup, in: 0...1_000_000, flag: "--warmup")
         let config = options.config
         let params = Network.makeParameters(config)
         Initialization.paper.apply(to: params, seed: 0)

@@ -13,6 +13,10 @@ public struct LoaderBenchmark {
 
     public static func run(directory: String, threads: Int, batchSize: Int = 128, valBatchSize: Int = 32, epochs: Int = 2,
                            statistics: DatasetStatistics? = nil, outputSize: Int = 224) throws -> Result {
+        try Limits.check(threads: threads)
+        try Limits.check(batch: batchSize, flag: "--batch")
+        try Limits.check(batch: valBatchSize, flag: "--val-batch")
+        try Limits.check(epochs, in: 1...1000, flag: "epochs")
         let split = try DatasetSplit.open(directory)
         let labels = try LabelMap(train: split).labels(split)
         // Without a statistics file, a flat mean image from the published channel means keeps the

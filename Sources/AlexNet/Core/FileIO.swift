@@ -109,6 +109,45 @@ public enum FileIO {
         return withSystemPath(path) { stat($0, &st) } == 0 ? st : nil
     }
 
+    /// What a file of mode `mode` is when it is not a regular file ("a folder", "a FIFO", …), for
+    /// messages that say why it cannot be read or replaced; nil for a regular file.
+    public static func nonRegularKind(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a folder"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR, S_IFBLK: return "a device"
+        case S_IFLNK: return "a symbolic link"
+        default: return "an unknown kind of file"
+        }
+    }
+
+    /// What went wrong, for an error Foundation threw: the system's reason (errno's text) or the
+    /// parser's, which Foundation's `localizedDescription` buries under "The operation could not
+    /// be completed" on Linux; with `path`, prefixed by the file the error names. The project's
+    /// own errors are described by their `description`.
+    public static func describe(_ error: Error, path includePath: Bool = false) -> String {
+        guard error is CocoaError || error is POSIXError || type(of: error) is NSError.Type else { return "\(error)" }
+        let ns = error as NSError
+        let path = (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+        var reason: String
+        if let underlying = (ns.userInfo[NSUnderlyingErrorKey] as? Error).map({ $0 as NSError }), underlying.domain == NSPOSIXErrorDomain {
+            reason = String(cString: strerror(Int32(underlying.code)))
+        } else if ns.domain == NSPOSIXErrorDomain {
+            reason = String(cString: strerror(Int32(ns.code)))
+        } else if let debug = ns.userInfo[NSDebugDescriptionErrorKey] as? String {
+            reason = debug
+        } else {
+            reason = ns.localizedDescription
+            for prefix in ["The operation could not be completed. ", "The operation could not be completed"] where reason.hasPrefix(prefix) {
+                reason = String(reason.dropFirst(prefix.count))
+            }
+            if reason.isEmpty { reason = "\(ns.domain) error \(ns.code)" }
+        }
+        return (includePath ? path.map { "\($0): " } ?? "" : "") + reason
+    }
+
     /// Reads a whole file into `buffer` (grown as needed) and returns its size. A file larger than
     /// `limit` bytes is refused before anything is read.
     @discardableResult
@@ -171,10 +210,10 @@ public enum FileIO {
         }
     }
 
-    /// (folder, file name) of a path; "." for a bare name.
+    /// (folder, file name) of a path; "." for a bare name, "/" for a file at the root.
     private static func split(_ path: String) -> (String, String) {
         let slash = path.lastIndex(of: "/")
-        return (slash.map { String(path[..<$0]) } ?? ".", slash.map { String(path[path.index(after: $0)...]) } ?? path)
+        return (slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ".", slash.map { String(path[path.index(after: $0)...]) } ?? path)
     }
 
     /// Creates `path` with `bytes`, atomically and never over an existing file: readers (and a
@@ -221,13 +260,15 @@ public enum FileIO {
         #endif
     }
 
-    /// Writes a file that must survive a crash or power loss whole or not at all (checkpoints,
-    /// manifests): `body` writes into a temporary file in the same folder, which is flushed to
-    /// disk (fsync), renamed over `path` (one atomic step: readers see the old file or the new
-    /// one), and the folder is flushed so the rename itself is durable. The previous file stays
-    /// intact until the new one is complete.
+    /// Writes a file that must survive a crash or power loss whole or not at all (checkpoints):
+    /// `body` writes into a temporary file in the same folder, which is flushed to disk (fsync),
+    /// renamed over `path` (one atomic step: readers see the old file or the new one), and the
+    /// folder is flushed so the rename itself is durable. The previous file stays intact until
+    /// the new one is complete. Every file the project saves for keeps goes through here or
+    /// through `linkDurably` (bulk outputs that a rerun recreates use `createAtomically`).
     public static func writeDurably(to path: String, _ body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let (folder, name) = split(path)
+        guard !name.isEmpty else { throw Failure(path: path, reason: "has no file name") }
         let tmp = folder + "/." + name + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw failure(path, "cannot create \(display(tmp))") }
@@ -242,10 +283,50 @@ public enum FileIO {
         guard withSystemPath(tmp, { t in withSystemPath(path) { rename(t, $0) } }) == 0 else {
             let f = failure(path, "cannot rename into place"); unlinkPath(tmp); throw f
         }
+        try syncFolder(folder)
+    }
+
+    /// Gives the complete file `source` the second name `path` as durably and atomically as
+    /// `writeDurably` writes one (epoch-NNN and best checkpoints): a hard link under a temporary
+    /// name renamed over `path`, then the folder flushed, so no second copy of the bytes is
+    /// written. Where hard links do not work (another file system, FAT) the bytes are copied
+    /// through `writeDurably`.
+    public static func linkDurably(_ source: String, to path: String) throws {
+        let (folder, name) = split(path)
+        guard !name.isEmpty else { throw Failure(path: path, reason: "has no file name") }
+        let tmp = folder + "/." + name + ".tmp-\(getpid())"
+        unlink(tmp)
+        guard link(source, tmp) == 0 else {
+            var buffer: [UInt8] = []
+            let n = try read(source, into: &buffer)
+            try writeDurably(to: path) { write in try buffer.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+            return
+        }
+        guard rename(tmp, path) == 0 else { let f = failure(path, "cannot rename \(tmp) into place"); unlink(tmp); throw f }
+        try syncFolder(folder)
+    }
+
+    /// Flushes a folder's entries to disk, so that a rename or link in it survives a power loss.
+    private static func syncFolder(_ folder: String) throws {
         let dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard dir >= 0 else { throw failure(folder, "cannot open the folder to flush it") }
         defer { close(dir) }
         guard fsync(dir) == 0 else { throw failure(folder, "cannot flush the folder to disk") }
+    }
+
+    /// Checks, before a long computation, that a file can be saved at `path`: it has a file
+    /// name, its folder exists and is writable, and `path` is not a folder, FIFO or device.
+    /// (`stats -o somedir` used to fail only after reading every image.)
+    public static func checkWritable(_ path: String) throws {
+        let (folder, name) = split(path)
+        guard !name.isEmpty, name != ".", name != ".." else { throw Failure(path: path, reason: "has no file name") }
+        var st = stat()
+        if stat(path, &st) == 0, let kind = nonRegularKind(st.st_mode) {
+            throw Failure(path: path, reason: "is \(kind), not a file that can be replaced")
+        }
+        guard stat(folder, &st) == 0 else { throw failure(path, "cannot use the folder \(folder)") }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw Failure(path: path, reason: "\(folder) is not a folder") }
+        guard access(folder, W_OK) == 0 else { throw failure(path, "cannot write into the folder \(folder)") }
     }
 
     public static func writeDurably(_ data: Data, to path: String) throws {

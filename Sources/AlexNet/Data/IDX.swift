@@ -225,6 +225,7 @@ public struct IDXImporter {
     }
 
     public func run(progress: Bool = true) throws -> Report {
+        try Limits.check(threads: options.threads)
         let start = Date()
         require(Set(options.sources.map(\.split)).count == options.sources.count, "IDXImporter: two sources for one split")
         var loaded: [(images: IDXImages, labels: [UInt8])] = []

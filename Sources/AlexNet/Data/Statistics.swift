@@ -32,6 +32,9 @@ public struct DatasetStatistics: Sendable, Equatable {
     public static func compute(_ split: DatasetSplit, size: Int = 256, sample: Int? = nil, seed: UInt64 = 0,
                                threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                                progress: Bool = false) throws -> DatasetStatistics {
+        try Limits.check(threads: threads)
+        try Limits.check(imageSide: size, flag: "-z/--size")
+        try checkMemory(size: size, threads: threads)
         var indices = Array(0..<split.count)
         if let sample, sample < split.count {
             var rng = RandomGenerator(seed: seed, stream: 0x57A7)
@@ -96,6 +99,13 @@ public struct DatasetStatistics: Sendable, Equatable {
         let (values, vectors) = symmetricEigen3(covariance)
         return DatasetStatistics(size: size, meanImage: image.map { Float(Double($0) / Double(n)) }, channelMean: mean,
                                  covariance: covariance, eigenvalues: values, eigenvectors: vectors, imageCount: n)
+    }
+
+    /// Each worker keeps a 64-bit sum per pixel and channel (size² × 3 × 8 bytes): refuses a
+    /// size and thread count whose sums would not fit in memory (issue 8, item 10).
+    public static func checkMemory(size: Int, threads: Int) throws {
+        try Limits.check(memory: size * size * 3 * threads, bytesEach: 8,
+                         what: "the per-thread sums of \(threads) threads at \(size)×\(size)", flags: "-z/--size with --threads")
     }
 
     /// Eigenvalues (descending) and unit eigenvectors of a symmetric 3×3 matrix, by cyclic Jacobi

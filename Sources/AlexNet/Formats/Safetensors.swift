@@ -26,11 +26,32 @@ public struct SafetensorsError: Error, CustomStringConvertible {
     }
 }
 
+/// The number of elements of `shape`, or nil when the product overflows `Int` (checked: the
+/// release build does not trap on overflow, it wraps).
+func elementCount(_ shape: [Int]) -> Int? {
+    var n = 1
+    for d in shape {
+        guard d >= 0, case let (p, false) = n.multipliedReportingOverflow(by: d) else { return nil }
+        n = p
+    }
+    return n
+}
+
+/// A JSON number that is exactly an integer (2 and 2.0, not 2.5, 1e30 or `true`), as an `Int`.
+func jsonInteger(_ value: Any) -> Int? {
+    guard let n = value as? NSNumber else { return nil }
+    // Foundation parses `true` and `false` as char-typed numbers; no JSON integer is one.
+    if String(cString: n.objCType) == "c" { return nil }
+    return n as? Int
+}
+
 public struct SafetensorsFile {
     public struct Info: Sendable, Equatable {
         public let dtype: DType
         public let shape: [Int]
         public let range: Range<Int>
+        /// Elements (the reader checked that the shape's product fits and matches the bytes).
+        public var count: Int { range.count / dtype.size }
     }
 
     public let path: String
@@ -50,10 +71,7 @@ public struct SafetensorsFile {
         func fail(_ reason: String, _ tensor: String? = nil) -> SafetensorsError {
             SafetensorsError(path: path, tensor: tensor, reason: reason)
         }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-            throw fail("cannot read the file (\(error.localizedDescription))")
-        }
+        let data = try Self.map(path)
         guard data.count >= 8 else { throw fail("file is \(data.count) bytes, shorter than the 8-byte header length") }
         var headerLength: UInt64 = 0
         for i in 0..<8 { headerLength |= UInt64(data[data.startIndex + i]) << (8 * UInt64(i)) }
@@ -63,7 +81,7 @@ public struct SafetensorsFile {
         let start = 8 + Int(headerLength)
         let json: Any
         do { json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<start)) } catch {
-            throw fail("header is not valid JSON (\(error.localizedDescription))")
+            throw fail("header is not valid JSON (\(FileIO.describe(error)))")
         }
         guard let header = json as? [String: Any] else { throw fail("header is not a JSON object") }
         var meta: [String: String] = [:]
@@ -83,22 +101,22 @@ public struct SafetensorsFile {
             guard let ds = entry["dtype"] as? String, let dtype = DType(rawValue: ds) else {
                 throw fail("unknown or missing dtype \(entry["dtype"] ?? "nil")", name)
             }
-            guard let shapeAny = entry["shape"] as? [Any], let shape = shapeAny.map({ ($0 as? NSNumber)?.intValue }) as? [Int],
+            guard let shapeAny = entry["shape"] as? [Any], let shape = shapeAny.map(jsonInteger) as? [Int],
                   shape.allSatisfy({ $0 >= 0 }) else {
-                throw fail("missing or invalid shape", name)
+                throw fail("missing or invalid shape \(entry["shape"] ?? "nil") (a list of non-negative integers)", name)
             }
             guard let offs = entry["data_offsets"] as? [Any], offs.count == 2,
-                  let b = (offs[0] as? NSNumber)?.intValue, let e = (offs[1] as? NSNumber)?.intValue, 0 <= b, b <= e else {
-                throw fail("missing or invalid data_offsets", name)
+                  let b = jsonInteger(offs[0]), let e = jsonInteger(offs[1]), 0 <= b, b <= e else {
+                throw fail("missing or invalid data_offsets \(entry["data_offsets"] ?? "nil") (two integers, 0 ≤ begin ≤ end)", name)
             }
             guard e <= payload else {
                 throw fail("data ends at byte \(e) but the file holds only \(payload) bytes of data (truncated?)", name)
             }
-            // Overflow-checked: a wrapped product (2^62 × 2 × 4 bytes = 0) passed the size check
-            // and the reads then ran 2^63 elements past the data.
-            var (expected, overflow) = (dtype.size, false)
-            for d in shape where !overflow { (expected, overflow) = expected.multipliedReportingOverflow(by: d) }
-            guard !overflow else { throw fail("shape \(shape) of \(dtype.rawValue) has more bytes than an Int can count", name) }
+            // Checked products: the release build wraps on overflow, and a wrapped byte count
+            // could match the offsets (2⁶² × 4 bytes is 0 modulo 2⁶⁴).
+            guard let count = elementCount(shape), case let (expected, false) = count.multipliedReportingOverflow(by: dtype.size) else {
+                throw fail("shape \(shape) has more elements than memory can address", name)
+            }
             guard e - b == expected else {
                 throw fail("shape \(shape) of \(dtype.rawValue) needs \(expected) bytes, data_offsets give \(e - b)", name)
             }
@@ -108,6 +126,27 @@ public struct SafetensorsFile {
         self.dataStart = start
         self.metadata = meta
         self.tensors = infos
+    }
+
+    /// The file's bytes, mapped read-only. Only a regular file is opened: a FIFO would block the
+    /// reader until some writer appeared, and a folder or device is not a safetensors file; the
+    /// message says which it is (Foundation's mapping error calls all of them a permission problem).
+    private static func map(_ path: String) throws -> Data {
+        func fail(_ reason: String) -> SafetensorsError { SafetensorsError(path: path, tensor: nil, reason: reason) }
+        func posix(_ what: String) -> SafetensorsError { fail("\(what) (\(String(cString: strerror(errno))))") }
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw posix("cannot open the file") }
+        if let kind = FileIO.nonRegularKind(st.st_mode) { throw fail("is \(kind), not a regular file") }
+        // O_NONBLOCK: should a FIFO take the file's place after the stat, opening it cannot hang.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw posix("cannot open the file") }
+        defer { close(fd) }
+        guard fstat(fd, &st) == 0 else { throw posix("cannot stat the file") }
+        if let kind = FileIO.nonRegularKind(st.st_mode) { throw fail("is \(kind), not a regular file") }
+        let size = Int(st.st_size)
+        guard size > 0 else { return Data() }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { throw posix("cannot map the file") }
+        return Data(bytesNoCopy: p, count: size, deallocator: .custom { p, n in munmap(p, n) })
     }
 
     public func info(_ name: String) throws -> Info {
@@ -138,7 +177,7 @@ public struct SafetensorsFile {
     /// A float tensor (F32, or F64 narrowed), optionally checked against `shape`.
     public func tensor(_ name: String, shape: [Int]? = nil) throws -> Tensor {
         let i = try check(name, [.f32, .f64], shape)
-        let n = i.shape.reduce(1, *)
+        let n = i.count
         let values: [Float] = withBytes(i) { raw in
             if i.dtype == .f32 {
                 return (0..<n).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
@@ -190,12 +229,12 @@ public struct SafetensorsWriter {
     }
 
     public mutating func add(_ name: String, doubles: [Double], shape: [Int]) {
-        require(shape.reduce(1, *) == doubles.count, "\(name): \(doubles.count) values for shape \(shape)")
+        require(elementCount(shape) == doubles.count, "\(name): \(doubles.count) values for shape \(shape)")
         add(name, dtype: .f64, shape: shape, bytes: doubles.map(\.bitPattern.littleEndian).withUnsafeBufferPointer { Data(buffer: $0) })
     }
 
     public mutating func add(_ name: String, integers: [Int], shape: [Int]) {
-        require(shape.reduce(1, *) == integers.count, "\(name): \(integers.count) values for shape \(shape)")
+        require(elementCount(shape) == integers.count, "\(name): \(integers.count) values for shape \(shape)")
         add(name, dtype: .i64, shape: shape, bytes: integers.map { Int64($0).littleEndian }.withUnsafeBufferPointer { Data(buffer: $0) })
     }
 
@@ -206,7 +245,7 @@ public struct SafetensorsWriter {
 
     /// Floats straight from memory (a parameter or momentum view), copied once.
     public mutating func add(_ name: String, floats: UnsafeBufferPointer<Float>, shape: [Int]) {
-        require(shape.reduce(1, *) == floats.count, "\(name): \(floats.count) values for shape \(shape)")
+        require(elementCount(shape) == floats.count, "\(name): \(floats.count) values for shape \(shape)")
         // Little-endian hosts only (x86-64, arm64): the bytes in memory are the file's.
         add(name, dtype: .f32, shape: shape, bytes: Data(buffer: floats))
     }
@@ -240,14 +279,17 @@ public struct SafetensorsWriter {
     /// Writes the file durably (see `FileIO.writeDurably`): a crash at any moment leaves either
     /// the previous file or the complete new one under `path`. Tensors stream out one by one.
     public func write(to path: String) throws {
+        let head: Data
+        do { head = try header() } catch {
+            throw SafetensorsError(path: path, tensor: nil, reason: "cannot encode the header as JSON (\(error))")
+        }
         do {
-            let head = try header()
             try FileIO.writeDurably(to: path) { write in
                 try head.withUnsafeBytes(write)
                 for e in entries { try e.bytes.withUnsafeBytes(write) }
             }
         } catch let e as FileIO.Failure {
-            throw SafetensorsError(path: path, tensor: nil, reason: e.reason)
+            throw SafetensorsError(path: e.path, tensor: nil, reason: e.reason)
         }
     }
 }

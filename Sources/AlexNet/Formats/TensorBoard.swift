@@ -64,7 +64,7 @@ public final class TensorBoardWriter {
     /// Creates `directory` if needed and a new event file in it, and writes the file_version event.
     public init(directory: String) throws {
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
-            throw TensorBoardError(path: directory, reason: "cannot create the folder (\(error.localizedDescription))")
+            throw TensorBoardError(path: directory, reason: "cannot create the folder (\(FileIO.describe(error)))")
         }
         let stem = "\(directory)/events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(Self.hostname()).\(getpid())."
         var path: String, fd: Int32

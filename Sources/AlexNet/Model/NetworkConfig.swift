@@ -62,14 +62,42 @@ public struct NetworkConfig: Sendable, Equatable, Codable {
             + linears.flatMap { [("\($0.name).weight", [$0.outFeatures, $0.inFeatures]), ("\($0.name).bias", [$0.outFeatures])] }
     }
 
+    /// Largest channel count of a convolution, and width of fc6/fc7 or class count: far beyond
+    /// AlexNet's (384, 4096, 1000), small enough that no shape product below can overflow.
+    public static let maxWidth = 1 << 16, maxHidden = 1 << 20, maxClasses = 1 << 20
+    /// Largest input side, and conv1 kernel, stride or padding.
+    public static let maxInputSize = 4096, maxConv1 = 64
+    /// Largest parameter count (2³¹, about 34 times AlexNet's 62 M): values, gradients and
+    /// momentum of that many floats are already 26 GB.
+    public static let maxParameters = 1 << 31
+
+    /// Checks every field before anything is sized from it: widths, classes and sizes within the
+    /// limits above, conv1's geometry able to produce an output, and the parameter count summed
+    /// with overflow checks (a golden file's metadata or a configuration may say anything, and
+    /// the release build wraps instead of trapping).
     public func validate() throws {
         func bad(_ s: String) -> ConfigError { ConfigError(message: s) }
-        guard widths.count == 5, widths.allSatisfy({ $0 > 0 }) else { throw bad("widths must be 5 positive channel counts, got \(widths)") }
-        guard hidden > 0 else { throw bad("hidden width must be positive, got \(hidden)") }
-        guard classes > 1 else { throw bad("class count must be at least 2, got \(classes)") }
+        guard widths.count == 5, widths.allSatisfy({ (1...Self.maxWidth).contains($0) }) else {
+            throw bad("widths must be 5 channel counts in 1…\(Self.maxWidth), got \(widths)")
+        }
+        guard (1...Self.maxHidden).contains(hidden) else { throw bad("hidden width must be in 1…\(Self.maxHidden), got \(hidden)") }
+        guard (2...Self.maxClasses).contains(classes) else { throw bad("class count must be in 2…\(Self.maxClasses), got \(classes)") }
         guard (0..<1).contains(dropout) else { throw bad("dropout probability must be in [0, 1), got \(dropout)") }
-        guard convolutions[0].geometry.outputSize(inputSize) >= 3, pool5Size >= 1 else {
+        if let lrnAlpha, !(lrnAlpha.isFinite && lrnAlpha >= 0) { throw bad("LRN alpha must be a finite number ≥ 0, got \(lrnAlpha)") }
+        guard (1...Self.maxInputSize).contains(inputSize) else { throw bad("input size must be in 1…\(Self.maxInputSize), got \(inputSize)") }
+        guard (1...Self.maxConv1).contains(conv1Kernel), (1...Self.maxConv1).contains(conv1Stride),
+              (0...Self.maxConv1).contains(conv1Padding) else {
+            throw bad("conv1 kernel and stride must be in 1…\(Self.maxConv1) and padding in 0…\(Self.maxConv1), got kernel \(conv1Kernel), stride \(conv1Stride), padding \(conv1Padding)")
+        }
+        guard inputSize + 2 * conv1Padding >= conv1Kernel, convolutions[0].geometry.outputSize(inputSize) >= 3, pool5Size >= 1 else {
             throw bad("input size \(inputSize) is too small for AlexNet's three poolings")
+        }
+        var total = 0
+        for (name, shape) in parameterShapes {
+            guard let n = elementCount(shape), case let (sum, false) = total.addingReportingOverflow(n), sum <= Self.maxParameters else {
+                throw bad("the network would have more than \(Self.maxParameters) parameters (at \(name), shape \(shape))")
+            }
+            total = sum
         }
     }
 }

@@ -133,7 +133,7 @@ public final class Trainer {
         let logDirectory = (config.path.logDir as NSString).appendingPathComponent(state.runName)
         for dir in [checkpointDirectory, logDirectory] {
             do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                throw TrainingError.setup("cannot create \(dir): \(error.localizedDescription)")
+                throw TrainingError.setup("cannot create \(dir): \(FileIO.describe(error))")
             }
         }
         let tensorboard = try TensorBoardWriter(directory: logDirectory)
@@ -315,19 +315,11 @@ public final class Trainer {
 
     private func path(_ s: Session, _ name: String) -> String { (s.checkpointDirectory as NSString).appendingPathComponent(name) }
 
-    /// Gives `source`'s complete file a second name atomically (a hard link renamed into place),
-    /// so epoch-NNN and best cost no second write; falls back to a copy where links do not work.
+    /// Gives `source`'s complete file a second name, atomically and durably (see
+    /// `FileIO.linkDurably`), so epoch-NNN and best cost no second write.
     private func link(_ source: String, to destination: String) throws {
-        let tmp = destination + ".tmp-\(getpid())"
-        unlink(tmp)
-        if Foundation.link(source, tmp) != 0 {
-            do { try FileManager.default.copyItem(atPath: source, toPath: tmp) } catch {
-                throw TrainingError.setup("cannot write \(destination): \(error.localizedDescription)")
-            }
-        }
-        guard rename(tmp, destination) == 0 else {
-            unlink(tmp)
-            throw TrainingError.setup("cannot rename \(tmp) to \(destination): \(String(cString: strerror(errno)))")
+        do { try FileIO.linkDurably(source, to: destination) } catch {
+            throw TrainingError.setup("cannot save \(destination): \(error)")
         }
     }
 

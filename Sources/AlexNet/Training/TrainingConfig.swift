@@ -105,7 +105,7 @@ extension TrainingConfig {
         let render: @Sendable (TrainingConfig) -> String
     }
 
-    private struct Invalid: Error { let allowed: String }
+    private struct Invalid: Error, CustomStringConvertible { let allowed: String; var description: String { "expected \(allowed)" } }
 
     private static func scalar(_ node: Node) -> String? {
         guard case let .scalar(s) = node else { return nil }
@@ -272,7 +272,7 @@ extension TrainingConfig {
     public static func load(file path: String) throws -> TrainingConfig {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigurationError(source: path, key: nil, message: "cannot read the configuration (\(error.localizedDescription))")
+            throw ConfigurationError(source: path, key: nil, message: "cannot read the configuration (\(FileIO.describe(error)))")
         }
         var config = TrainingConfig()
         try config.apply(yaml: text, source: path)
@@ -403,6 +403,13 @@ extension TrainingConfig {
         }
         if training.threads > 0 && training.loaderThreads > training.threads {
             throw fail("training.loader_threads", "\(training.loaderThreads) is more than the budget training.threads = \(training.threads)")
+        }
+        // The bounds of `Limits` (issue 8, item 10), so that a configuration cannot ask for what the command line refuses.
+        for (key, value) in [("training.threads", training.threads), ("training.loader_threads", training.loaderThreads)] where value > Limits.maxThreads {
+            throw fail(key, "\(value) is more than \(Limits.maxThreads) (4 threads per core on this machine)")
+        }
+        for (key, value) in [("training.batch_size", training.batchSize), ("training.eval_batch_size", training.evalBatchSize)] where value > Limits.maxBatch {
+            throw fail(key, "\(value) is more than \(Limits.maxBatch)")
         }
     }
 
