@@ -9,7 +9,7 @@ import Foundation
 public struct MachinePeak: Sendable, Equatable {
     /// GFLOP/s of the FMA kernel on `threads` threads at once.
     public var fmaGFLOPs: Double
-    /// GFLOP/s of an n×n×n `dnnl_sgemm` (2n³ floating-point operations).
+    /// GFLOP/s of an n×n×n oneDNN single-precision GEMM (2n³ floating-point operations).
     public var matmulGFLOPs: Double
     /// The FMA kernel's path: "AVX-512F", "AVX2+FMA" or "portable".
     public var fmaKernel: String
