@@ -189,3 +189,16 @@ final class PreprocessSafetyTests: XCTestCase {
         XCTAssertTrue(out.contains("not attempted"), "the summary is printed: \(out)")
     }
 }
+
+/// Thread counts and sizes are bounded in the library too, not only by the command line (issue 8,
+/// item 10): a library caller asking for 100 000 threads gets an error naming the setting.
+final class LibraryLimitsTests: XCTestCase {
+    func testThreadCountsAreBoundedInTheLibrary() throws {
+        let root = try Paths.temporaryDirectory()
+        var options = Preprocessor.Options(source: root.path, destination: root.appendingPathComponent("out").path)
+        options.threads = 100_000
+        XCTAssertThrowsError(try Preprocessor(options: options).run(progress: false)) { XCTAssertTrue("\($0)".contains("threads"), "\($0)") }
+        XCTAssertThrowsError(try Engine(threads: 100_000)) { XCTAssertTrue("\($0)".contains("threads"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("out").path), "refused before anything is made")
+    }
+}

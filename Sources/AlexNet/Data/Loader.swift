@@ -61,6 +61,8 @@ public final class BatchLoader: @unchecked Sendable {
     public init(split: DatasetSplit, labels: [Int], kind: Kind, augmentation: Augmentation, batchSize: Int, seed: UInt64,
                 epoch: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 1, startBatch: Int = 0) throws {
         guard batchSize > 0 else { throw DatasetError(message: "batch size must be positive, got \(batchSize)") }
+        try Limits.check(threads: threads, flag: "loader threads")
+        try Limits.check(batch: batchSize, flag: "batch size")
         guard labels.count == split.count else { throw DatasetError(message: "\(labels.count) labels for \(split.count) files") }
         try augmentation.validate()
         (self.split, self.labels, self.kind, self.augmentation, self.batchSize) = (split, labels, kind, augmentation, batchSize)

@@ -204,6 +204,8 @@ public struct Preprocessor {
     }
 
     public func run(progress: Bool = true) throws -> Report {
+        try Limits.check(threads: options.threads, flag: "threads")
+        try Limits.check(imageSide: options.size, flag: "size")
         try Self.checkSeparate(source: options.source, destination: options.destination)
         try FileIO.checkLength(options.destination)
         // A link inside the source that leads into the destination must not be followed either.

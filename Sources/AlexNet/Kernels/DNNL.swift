@@ -29,6 +29,7 @@ public final class Engine: @unchecked Sendable {
 
     /// - Parameter threads: worker threads; nil or 0 means one per core.
     public init(threads: Int? = nil) throws {
+        if let threads, threads > 0 { try Limits.check(threads: threads) }
         if let threads, threads > 0 { omp_set_num_threads(Int32(threads)) }
         self.threads = Int(omp_get_max_threads())
         var e: dnnl_engine_t?
