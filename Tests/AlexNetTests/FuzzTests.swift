@@ -12,7 +12,7 @@ import XCTest
 /// the input is written to a file and the test stops. With ALEXNET_FUZZ_TRACE=FILE each input is
 /// written there before it runs, so after a crash FILE holds the input that crashed.
 final class FuzzTests: XCTestCase {
-    static let maxCases = 20_000
+    static let maxCases = 100_000
     static let hangSeconds = 30.0
 
     static let budget: Double = {
