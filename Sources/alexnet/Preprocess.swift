@@ -69,6 +69,7 @@ struct Preprocess: ParsableCommand {
               + (unattempted > 0 ? ", \(unattempted) not attempted" : "")
               + (report.ignored > 0 ? ", \(report.ignored) non-image files ignored" : "")
               + String(format: " in %.1f s (%.1f images/s, %d threads)", report.seconds, report.imagesPerSecond, options.threads))
+        for note in report.notes { print("note: " + FileIO.display(note)) }
         if !report.skippedFolders.isEmpty {
             print("note: \(report.skippedFolders.count) folder(s) of the source not entered again (reached before through another link, e.g. a loop): "
                   + report.skippedFolders.prefix(3).map(FileIO.display).joined(separator: ", "))

@@ -202,3 +202,25 @@ final class LibraryLimitsTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("out").path), "refused before anything is made")
     }
 }
+
+final class PreprocessOutputSizeTests: XCTestCase {
+    /// A valid 100000×1 PNG (a few hundred bytes) would become 25.6 M × 256 pixels without -c:
+    /// refused for that file, with -c made as usual.
+    func testVeryLongImageIsRefusedWithoutCrop() throws {
+        let root = try Paths.temporaryDirectory()
+        let src = root.appendingPathComponent("s")
+        try FileManager.default.createDirectory(at: src, withIntermediateDirectories: true)
+        let pixels = [UInt8](repeating: 128, count: 100_000)
+        try pixels.withUnsafeBytes { raw in
+            try ImageCodec().encodeGrayPNG(raw, width: 100_000, height: 1) { try Data($0).write(to: src.appendingPathComponent("long.png")) }
+        }
+        var options = Preprocessor.Options(source: src.path, destination: root.appendingPathComponent("d").path)
+        var report = try Preprocessor(options: options).run(progress: false)
+        XCTAssertEqual(report.failures.count, 1)
+        XCTAssertTrue(report.failures.first?.reason.contains("would become 25600000×256") ?? false, "\(report.failures)")
+        options.destination = root.appendingPathComponent("c").path
+        options.centerCrop = true
+        report = try Preprocessor(options: options).run(progress: false)
+        XCTAssertEqual(report.written, 1, "\(report.failures)")
+    }
+}

@@ -40,6 +40,8 @@ public struct Preprocessor {
         /// Set when the run stopped early because writing cannot succeed (a full disk, a
         /// read-only file system): the reason, naming the path.
         public var stoppedBy: String?
+        /// Worth knowing but not failures: images large enough to be noted (`ImageLimits.warnPixels`).
+        public var notes: [String] = []
         /// Set when `preprocess-errors.tsv` could not be written (the failures are still here).
         public var errorsFileProblem: String?
         public var seconds = 0.0
@@ -253,7 +255,14 @@ public struct Preprocessor {
                 do {
                     try FileIO.checkLength(dst)
                     try shared.ensureFolder((dst as NSString).deletingLastPathComponent)
-                    switch try codec.decode(file: src, minimumSize: options.size, preferPlanes: options.format == .jpeg && !options.resizeInRGB) {
+                    let decodedPixels = try codec.decode(file: src, minimumSize: options.size, preferPlanes: options.format == .jpeg && !options.resizeInRGB)
+                    let warnings = codec.takeWarnings()
+                    if !warnings.isEmpty { shared.update { $0.notes += warnings.map(\.description) } }
+                    switch decodedPixels {
+                    case .planes(let p): try Self.checkOutputSize(p.sourceWidth, p.sourceHeight, options)
+                    case .rgb(let d): try Self.checkOutputSize(d.sourceWidth, d.sourceHeight, options)
+                    }
+                    switch decodedPixels {
                     case .planes(let planes):
                         let image = planes.resizedShorterSide(to: options.size, crop: options.centerCrop)
                         try codec.encodeJPEG(image, quality: options.quality) { try FileIO.createAtomically($0, at: dst, tag: tag) }
@@ -294,6 +303,20 @@ public struct Preprocessor {
             report.errorsFileProblem = "\(error)"
         }
         return report
+    }
+
+    /// Without `-c` the output keeps the aspect ratio, so a tiny but very long image (100000×1)
+    /// would become 25.6 M × 256 pixels: refused, as an input that large is (`ImageLimits`).
+    static func checkOutputSize(_ width: Int, _ height: Int, _ options: Options) throws {
+        guard !options.centerCrop, width > 0, height > 0 else { return }
+        let (short, long) = (min(width, height), max(width, height))
+        let (scaled, overflow) = long.multipliedReportingOverflow(by: options.size)
+        let longOut = overflow ? Int.max : (scaled + short / 2) / short
+        let (pixels, o2) = longOut.multipliedReportingOverflow(by: options.size)
+        let cap = ImageLimits().maxPixels
+        if overflow || o2 || pixels > cap {
+            throw ImageError(path: "", reason: "a \(width)×\(height) image would become \(longOut)×\(options.size) pixels, more than the \(cap) an image may have; use -c (the central crop) or leave it out")
+        }
     }
 
     /// `preprocess-errors.tsv`: a header, then one line per failure, each field escaped by
