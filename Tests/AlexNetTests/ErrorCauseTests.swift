@@ -127,7 +127,7 @@ final class ErrorCauseTests: XCTestCase {
 
     func testMissingGoldenPathIsAFileError() throws {
         let path = "/nonexistent/golden-\(getpid())"
-        assertThrows(FileIO.Failure.self, [path, "no such file"]) { _ = try GoldenVerifier.files(in: [path]) }
+        assertThrows(GoldenFileError.self, [path, "no such file"]) { _ = try GoldenVerifier.files(in: [path]) }
     }
 
     func testPlainFloatsOnlyForPlainTensors() throws {
