@@ -18,6 +18,8 @@ public enum PickleValue: CustomStringConvertible {
     case list(PickleList)
     case dict(PickleDict)
     case storage(TorchStorage)
+    /// A typed storage class (`torch.FloatStorage`, …): only ever the type in a persistent id.
+    case storageType(TorchDType)
     case tensor(TorchTensor)
     /// One of the allowed callables, before REDUCE applies it.
     case global(PickleGlobal)
@@ -34,6 +36,7 @@ public enum PickleValue: CustomStringConvertible {
         case .list(let l): return "[\(l.items.count) items]"
         case .dict(let d): return "{\(d.entries.count) entries}"
         case .storage(let s): return "storage \(s.key) (\(s.dtype.rawValue) × \(s.count))"
+        case .storageType(let d): return "torch.\(d.rawValue)"
         case .tensor(let t): return "tensor \(t.shape) \(t.storage.dtype.rawValue)"
         case .global(let g): return g.rawValue
         }
@@ -73,7 +76,6 @@ public enum PickleGlobal: String, Sendable {
     case orderedDict = "collections.OrderedDict"
     case rebuildTensor = "torch._utils._rebuild_tensor_v2"
     case rebuildParameter = "torch._utils._rebuild_parameter"
-    case storageType
 }
 
 /// The element types of PyTorch's typed storages.
@@ -165,8 +167,8 @@ public struct Unpickler {
         }
         func global(_ module: String, _ name: String) throws -> PickleValue {
             let full = module + "." + name
-            if let g = PickleGlobal(rawValue: full), g != .storageType { return .global(g) }
-            if module == "torch", let dtype = TorchDType(rawValue: name) { return .storage(TorchStorage(key: "", dtype: dtype, count: 0)) }
+            if let g = PickleGlobal(rawValue: full) { return .global(g) }
+            if module == "torch", let dtype = TorchDType(rawValue: name) { return .storageType(dtype) }
             throw fail("refuses the global \(full): a state dict holds only tensors, numbers, strings and containers")
         }
 
@@ -273,14 +275,14 @@ public struct Unpickler {
 
     /// ('storage', storage type, key, location, element count), as `torch.save` writes it.
     private static func storage(_ pid: PickleValue, _ fail: (String) -> PickleError) throws -> PickleValue {
-        guard case .tuple(let t) = pid, t.count == 5, t[0].string == "storage", case .storage(let type) = t[1],
+        guard case .tuple(let t) = pid, t.count == 5, t[0].string == "storage", case .storageType(let dtype) = t[1],
               let key = t[2].string, let count = t[4].int, count >= 0 else {
             throw fail("persistent id \(pid) is not ('storage', type, key, location, count)")
         }
         guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
             throw fail("storage key '\(key)' is not a plain name")
         }
-        return .storage(TorchStorage(key: key, dtype: type.dtype, count: count))
+        return .storage(TorchStorage(key: key, dtype: dtype, count: count))
     }
 
     private static func reduce(_ g: PickleGlobal, _ args: [PickleValue], _ fail: (String) -> PickleError) throws -> PickleValue {
@@ -293,7 +295,7 @@ public struct Unpickler {
             return args[0]
         case .rebuildTensor:
             // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
-            guard args.count >= 4, case .storage(let s) = args[0], !s.key.isEmpty, let offset = args[1].int,
+            guard args.count >= 4, case .storage(let s) = args[0], let offset = args[1].int,
                   let size = args[2].items?.map(\.int), let stride = args[3].items?.map(\.int) else {
                 throw fail("_rebuild_tensor_v2 arguments are not (storage, offset, size, stride, …)")
             }
@@ -303,8 +305,6 @@ public struct Unpickler {
             }
             try checkView(storage: s, offset: offset, shape: shape, stride: strides, fail)
             return .tensor(TorchTensor(storage: s, offset: offset, shape: shape, stride: strides))
-        case .storageType:
-            throw fail("a storage type is not callable")
         }
     }
 
