@@ -127,63 +127,56 @@ public struct LoadedWeights {
     public var mean: MeanMode?
 
     public init(path: String, variant: Variant? = nil, inputSize: Int? = nil) throws {
+        // Where the tensors come from, and how each format names its errors.
+        let copy: (_ name: String, _ shape: [Int], _ destination: UnsafeMutablePointer<Float>) throws -> Void
+        let fail: (String) -> Error
         if Self.isPyTorch(path) {
+            fail = { PyTorchFile.Failure(path: path, reason: $0) }
             let torch = try PyTorchWeights(path: path)
-            let implied: Variant
-            switch torch.naming {
-            case .seed: implied = .seed
-            case .native: implied = variant ?? .paper
-            case .torchvision:
-                throw PyTorchFile.Failure(path: path, reason: "torchvision's architecture (no LRN, adaptive average pool) cannot be built yet")
-            }
-            if let variant, variant != implied {
-                throw PyTorchFile.Failure(path: path, reason: "these are \(torch.naming.rawValue)-named weights, the \(implied.rawValue) architecture, not \(variant.rawValue)")
-            }
-            network = try Self.infer(path: path, shapes: torch.shapes, metadata: [:], variant: implied, inputSize: inputSize)
-            if let inputSize { network.inputSize = inputSize }
-            do { try network.validate() } catch { throw PyTorchFile.Failure(path: path, reason: "\(error)") }
-            parameters = Network.makeParameters(network)
-            for e in parameters.entries { try torch.copy(e.name, shape: e.shape, into: parameters.values.pointer + e.offset) }
+            network = try Self.plainNetwork(path, naming: torch.naming, shapes: torch.shapes, metadata: [:], variant: variant,
+                                            inputSize: inputSize, fail: fail)
             // The seed normalises by the channel mean on the 0–255 scale (SPEC section 6).
             mean = .channel
-            return
-        }
-        let file: SafetensorsFile
-        if let contents = try? Checkpoint.read(path) {
+            copy = { try torch.copy($0, shape: $1, into: $2) }
+        } else if let contents = try? Checkpoint.read(path) {
+            fail = { SafetensorsError(path: path, tensor: nil, reason: $0) }
             network = contents.network
             if let variant, variant != network.variant {
-                throw SafetensorsError(path: path, tensor: nil, reason: "this checkpoint is the \(network.variant.rawValue) variant, not \(variant.rawValue)")
+                throw fail("this checkpoint is the \(network.variant.rawValue) variant, not \(variant.rawValue)")
             }
-            (classes, statistics, mean, file) = (contents.classes, contents.statistics, contents.mean, contents.file)
+            (classes, statistics, mean) = (contents.classes, contents.statistics, contents.mean)
+            copy = { try contents.file.copyFloats($0, shape: $1, into: $2) }
         } else {
-            file = try SafetensorsFile(path: path)
+            fail = { SafetensorsError(path: path, tensor: nil, reason: $0) }
+            let file = try SafetensorsFile(path: path)
             // A plain file may use the seed's or torchvision's names (as `convert --names` writes).
             let naming: ParameterNaming
-            do { naming = file.tensors["conv1.weight"] != nil ? .native : try ParameterNaming.detect(file.names) } catch {
-                throw SafetensorsError(path: path, tensor: nil, reason: "\(error)")
-            }
-            if naming == .torchvision {
-                throw SafetensorsError(path: path, tensor: nil, reason: "torchvision's architecture (no LRN, adaptive average pool) cannot be built yet")
-            }
+            do { naming = file.tensors["conv1.weight"] != nil ? .native : try ParameterNaming.detect(file.names) } catch { throw fail("\(error)") }
             let stored = { (native: String) in naming.foreignName(native) ?? native }
             let shapes = Dictionary(uniqueKeysWithValues: ParameterNaming.layers.flatMap { [$0 + ".weight", $0 + ".bias"] }.compactMap { n in
                 file.tensors[stored(n)].map { (n, $0.shape) }
             })
-            let implied = naming == .seed ? Variant.seed : variant ?? Variant(rawValue: file.metadata["variant"] ?? "") ?? .paper
-            if let variant, variant != implied {
-                throw SafetensorsError(path: path, tensor: nil, reason: "these are \(naming.rawValue)-named weights, the \(implied.rawValue) architecture, not \(variant.rawValue)")
-            }
-            network = try Self.infer(path: path, shapes: shapes, metadata: file.metadata, variant: implied, inputSize: inputSize)
-            if let inputSize { network.inputSize = inputSize }
-            do { try network.validate() } catch { throw SafetensorsError(path: path, tensor: nil, reason: "\(error)") }
-            parameters = Network.makeParameters(network)
-            for e in parameters.entries { try file.copyFloats(stored(e.name), shape: e.shape, into: parameters.values.pointer + e.offset) }
-            return
+            network = try Self.plainNetwork(path, naming: naming, shapes: shapes, metadata: file.metadata, variant: variant,
+                                            inputSize: inputSize, fail: fail)
+            copy = { try file.copyFloats(stored($0), shape: $1, into: $2) }
         }
         if let inputSize { network.inputSize = inputSize }
-        do { try network.validate() } catch { throw SafetensorsError(path: path, tensor: nil, reason: "\(error)") }
+        do { try network.validate() } catch { throw fail("\(error)") }
         parameters = Network.makeParameters(network)
-        try Checkpoint.load(file, into: parameters.values, layout: parameters)
+        for e in parameters.entries { try copy(e.name, e.shape, parameters.values.pointer + e.offset) }
+    }
+
+    /// The network of a file without a training checkpoint's metadata: the variant its names
+    /// imply (the seed's names: the seed variant), else the one asked for or recorded, else the
+    /// paper's; the rest from the shapes (`infer`).
+    private static func plainNetwork(_ path: String, naming: ParameterNaming, shapes: [String: [Int]], metadata: [String: String],
+                                     variant: Variant?, inputSize: Int?, fail: (String) -> Error) throws -> NetworkConfig {
+        if naming == .torchvision { throw fail("torchvision's architecture (no LRN, adaptive average pool) cannot be built yet") }
+        let implied = naming == .seed ? Variant.seed : variant ?? Variant(rawValue: metadata["variant"] ?? "") ?? .paper
+        if let variant, variant != implied {
+            throw fail("these are \(naming.rawValue)-named weights, the \(implied.rawValue) architecture, not \(variant.rawValue)")
+        }
+        return try infer(path: path, shapes: shapes, metadata: metadata, variant: implied, inputSize: inputSize)
     }
 
     /// Writes these weights for another tool (`alexnet convert`): a `.pt` / `.pth` as the state
