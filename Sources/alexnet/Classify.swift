@@ -18,7 +18,7 @@ struct Classify: ParsableCommand {
     @Option(name: .shortAndLong, help: "An image file (JPEG or PNG); repeat for several.")
     var image: [String]
 
-    @Option(name: .shortAndLong, help: "Checkpoint or safetensors weights.")
+    @Option(name: .shortAndLong, help: "A checkpoint, a safetensors file, or a PyTorch file (the seed's or torchvision's state dict, the seed's _full.pt).")
     var weights: String
 
     @Option(name: .customShort("k"), help: "Classes to show per image.")
@@ -27,7 +27,7 @@ struct Classify: ParsableCommand {
     @Flag(help: "Average the ten crops (four corners, centre, and their mirror images) instead of the central crop.")
     var tenCrop = false
 
-    @Option(help: "Variant of a plain weights file: paper or seed (a checkpoint knows its own).")
+    @Option(help: "Variant of a plain safetensors file with native names (a checkpoint knows its own; the seed's and torchvision's names imply theirs).")
     var variant: Variant?
 
     @Flag(help: "Print on the last line a JSON list of {index, class, name, probability} (a list of such lists for several images).")

@@ -30,7 +30,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Parameter names to write: native, seed or torchvision.")
     var names: ParameterNaming?
 
-    @Option(help: "Variant of a plain weights file with native names: paper or seed.")
+    @Option(help: "Variant of a plain safetensors file with native names (the seed's and torchvision's names imply theirs).")
     var variant: Variant?
 
     func validate() throws {

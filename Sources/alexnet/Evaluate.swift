@@ -14,9 +14,12 @@ struct Evaluate: ParsableCommand {
         top-1 and top-5 error and the image count.
 
         WEIGHTS is a checkpoint written by alexnet train (network, class names and mean image \
-        come from it) or a plain safetensors file with conv1.weight … fc8.bias in PyTorch's \
+        come from it), a plain safetensors file with conv1.weight … fc8.bias in PyTorch's \
         shapes (widths and classes read from the shapes; --variant says which variant; the \
-        channel mean unless -c gives a statistics file).
+        channel mean unless -c gives a statistics file), or a PyTorch file saved by torch.save \
+        (the seed's or torchvision's names; the architecture is the one the names imply, and \
+        the normalisation its own: the seed's channel mean, torchvision's mean and standard \
+        deviation).
         """
     )
 
@@ -26,10 +29,10 @@ struct Evaluate: ParsableCommand {
     @Option(help: "A dataset root (or a split folder) whose validation split to use; classes are the sorted names found.")
     var data: String?
 
-    @Option(name: .shortAndLong, help: "Checkpoint or safetensors weights.")
+    @Option(name: .shortAndLong, help: "A checkpoint, a safetensors file, or a PyTorch file (the seed's or torchvision's state dict, the seed's _full.pt).")
     var weights: String
 
-    @Option(help: "Variant of a plain weights file: paper or seed (a checkpoint knows its own).")
+    @Option(help: "Variant of a plain safetensors file with native names (a checkpoint knows its own; the seed's and torchvision's names imply theirs).")
     var variant: Variant?
 
     @Option(help: "Images per ten-crop batch (each is ten forward passes).")

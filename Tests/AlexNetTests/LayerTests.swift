@@ -105,6 +105,43 @@ final class LayerTests: XCTestCase {
         }
     }
 
+    /// torchvision's adaptive average pool against PyTorch's `adaptive_avg_pool2d` (values
+    /// printed by PyTorch 2.15): overlapping windows (5 → 3, 4 → 3) and repeated ones (2 → 3); x is
+    /// 0.5·i − 3, ∂y is i + 1.
+    func testAdaptiveAveragePoolMatchesPyTorch() throws {
+        let cases: [(h: Int, w: Int, y: [Float], dx: [Float])] = [
+            (5, 4, [-1.75, -1.25, -0.75, 1.25, 1.75, 2.25, 4.25, 4.75, 5.25, 8.25, 8.75, 9.25, 11.25, 11.75, 12.25, 14.25, 14.75, 15.25],
+             [0.25, 0.75, 1.25, 0.75, 0.916667, 2.25, 3.083333, 1.75, 0.666667, 1.5, 1.833333, 1.0, 2.416667, 5.25, 6.083333, 3.25,
+              1.75, 3.75, 4.25, 2.25, 2.5, 5.25, 5.75, 3.0, 4.666667, 9.75, 10.583333, 5.5, 2.166667, 4.5, 4.833333, 2.5,
+              6.166667, 12.75, 13.583333, 7.0, 4.0, 8.25, 8.75, 4.5]),
+            (2, 2, [-3.0, -2.75, -2.5, -2.5, -2.25, -2.0, -2.0, -1.75, -1.5, -1.0, -0.75, -0.5, -0.5, -0.25, 0.0, 0.0, 0.25, 0.5],
+             [5.25, 8.25, 14.25, 17.25, 25.5, 28.5, 34.5, 37.5]),
+        ]
+        for t in cases {
+            let x = Tensor(shape: [1, 2, t.h, t.w], data: (0..<(2 * t.h * t.w)).map { Float($0) * 0.5 - 3 })
+            let dy = Tensor(shape: [1, 2, 3, 3], data: (0..<18).map { Float($0 + 1) })
+            let input = try plainInput(x.shape)
+            let pool = try AdaptiveAveragePool(name: "avgpool", size: 3, input: input.layout, mode: .training, engine: engine)
+            let (y, dx) = try run(pool, input: input, x: x, dy: dy)
+            assertClose(y, Tensor(shape: [1, 2, 3, 3], data: t.y), 1e-6, "\(t.h)×\(t.w) y")
+            assertClose(dx!, Tensor(shape: x.shape, data: t.dx), 1e-6, "\(t.h)×\(t.w) dx")
+        }
+        // From the blocked layout a convolution writes (pool5's, in the network): the same values.
+        let g = Conv2d.Geometry(inChannels: 16, outChannels: 16, kernel: 1)
+        let params = ParameterStore([("c.weight", g.weightShape), ("c.bias", [16])])
+        let blocked = try Conv2d(name: "c", geometry: g, input: try plainInput([2, 16, 5, 4]).layout, fusedReLU: false,
+                                 mode: .inference, parameters: params, engine: engine).output.layout
+        XCTAssertFalse(blocked.isPlain, "the test needs a blocked layout")
+        let x = Tensor(randomNormal: [2, 16, 5, 4], seed: 7), dy = Tensor(randomNormal: [2, 16, 3, 3], seed: 8)
+        let plainRun = try run(AdaptiveAveragePool(name: "p", size: 3, input: try plainInput(x.shape).layout, mode: .training, engine: engine),
+                               input: try plainInput(x.shape), x: x, dy: dy)
+        let blockedInput = try DeviceTensor(blocked, engine: engine)
+        let blockedRun = try run(AdaptiveAveragePool(name: "b", size: 3, input: blocked, mode: .training, engine: engine),
+                                 input: blockedInput, x: x, dy: dy)
+        assertClose(blockedRun.0, plainRun.0, 0, "y from a blocked input")
+        assertClose(blockedRun.1!, plainRun.1!, 0, "dx into a blocked input")
+    }
+
     func testLinearMatchesReference() throws {
         for (i, t) in [(n: 3, i: 17, o: 5, relu: false), (n: 1, i: 8, o: 33, relu: true), (n: 7, i: 64, o: 10, relu: true)].enumerated() {
             let x = Tensor(randomNormal: [t.n, t.i], seed: UInt64(90 + i))

@@ -210,11 +210,55 @@ final class NetworkTests: XCTestCase {
 
     func testFullSizeShapesAndParameterCount() throws {
         let config = NetworkConfig()
-        XCTAssertEqual(config.pool5Size, 6)
+        let shapes = try config.shapes()
+        XCTAssertEqual(shapes.first { $0.spec.name == "pool5" }?.output, [256, 6, 6])
         XCTAssertEqual(config.flatFeatures, 9216)
         // One tower: 62 378 344 parameters (torchvision's AlexNet has 61.1 M with its narrower trunk).
         XCTAssertEqual(Network.makeParameters(config).parameterCount, 62_378_344)
-        XCTAssertEqual(Benchmark.forwardMACs(config) / 1e9, 1.14, accuracy: 0.01)   // SPEC section 7: about 1.135 G
+        // SPEC section 7, layer by layer (millions of multiply-accumulates per image), and about 1.139 G in all.
+        let macs = Dictionary(uniqueKeysWithValues: shapes.map { ($0.spec.name, $0.spec.multiplyAccumulates(output: $0.output) / 1e6) })
+        for (layer, want) in [("conv1", 109.3), ("conv2", 447.9), ("conv3", 149.5), ("conv4", 224.3), ("conv5", 149.5),
+                              ("fc6", 37.7), ("fc7", 16.8), ("fc8", 4.1)] {
+            XCTAssertEqual(macs[layer]!, want, accuracy: 0.05, layer)
+        }
+        XCTAssertEqual(config.forwardMACs / 1e9, 1.139, accuracy: 0.001)
+        XCTAssertEqual(macs.values.filter { $0 > 0 }.count, 8, "only the convolutions and linear layers count")
+    }
+
+    /// The seed's and torchvision's module paths, derived from their layer lists, are SPEC
+    /// section 6's.
+    func testNameTablesAreSPECs() {
+        XCTAssertEqual(ParameterNaming.layers, ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"])
+        XCTAssertEqual(ParameterNaming.seed.modules, ["block1.0", "block2.0", "block3.0", "block4.0", "block5.0", "head.2", "head.5", "head.7"])
+        XCTAssertEqual(ParameterNaming.torchvision.modules, ["features.0", "features.3", "features.6", "features.8", "features.10",
+                                                             "classifier.1", "classifier.4", "classifier.6"])
+    }
+
+    func testTorchvisionArchitecture() throws {
+        let config = NetworkConfig.torchvision()
+        XCTAssertEqual(config.layers.map(\.name), ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "conv4", "relu4",
+                                                   "conv5", "relu5", "pool5", "avgpool", "flatten", "dropout5", "fc6", "relu6",
+                                                   "dropout6", "fc7", "relu7", "fc8"])
+        // torchvision's alexnet: 61 100 840 parameters.
+        XCTAssertEqual(Network.makeParameters(config).parameterCount, 61_100_840)
+        XCTAssertEqual(config.flatFeatures, 9216)
+        // Any input size reaches fc6 as 6×6 maps: at 100 pixels pool5 is 2×2 and the pool repeats it.
+        var small = NetworkConfig(variant: .torchvision, widths: [8, 8, 16, 16, 8], hidden: 16, classes: 3, inputSize: 100, conv1Padding: 2)
+        XCTAssertEqual(try small.shapes().first { $0.spec.name == "avgpool" }?.input, [8, 2, 2])
+        XCTAssertEqual(small.flatFeatures, 8 * 36)
+        let params = Network.makeParameters(small)
+        Initialization.pytorch.apply(to: params, seed: 3)
+        let net = try Network(config: small, batch: 2, mode: .training, parameters: params, engine: engine)
+        XCTAssertTrue(net.layers.contains { $0 is AdaptiveAveragePool })
+        XCTAssertFalse(net.layers.contains { $0 is LocalResponseNorm })
+        try net.setInput(Tensor(randomNormal: [2, 3, 100, 100], std: 50, seed: 4))
+        try net.forward()
+        XCTAssertTrue(try net.loss(labels: [0, 2]).isFinite)
+        try net.backward()
+        XCTAssertGreaterThan(try params.tensor("conv1.weight", grad: true).data.map(abs).max()!, 0, "gradients reach conv1 through the pool")
+        small.inputSize = 224
+        let full = try Network(config: small, batch: 1, mode: .inference, parameters: Network.makeParameters(small), engine: engine)
+        XCTAssertFalse(full.layers.contains { $0 is AdaptiveAveragePool }, "6×6 maps: the pool is the identity and left out")
     }
 
     func testLayerOrderFollowsTheVariant() throws {

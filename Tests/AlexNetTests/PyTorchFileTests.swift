@@ -12,12 +12,10 @@ final class PyTorchFileTests: XCTestCase {
 
     /// The logits of `weights` on the expected file's `x`, one forward pass.
     private func logits(_ weights: LoadedWeights, _ x: Tensor) throws -> Tensor {
-        let networks = InferenceNetworks(config: weights.network, parameters: weights.parameters, engine: sharedEngine)
-        var input = x.data
-        let out = try input.withUnsafeMutableBufferPointer {
-            try networks.averagedOutputs(images: $0.baseAddress!, count: x.shape[0], crops: 1)
-        }
-        return Tensor(shape: [x.shape[0], weights.network.classes], data: out.map(Float.init))
+        let net = try Network(config: weights.network, batch: x.shape[0], mode: .inference, parameters: weights.parameters, engine: sharedEngine)
+        try net.setInput(x)
+        try net.forward()
+        return net.logitsTensor()
     }
 
     func testSeedStateDictAndFullCheckpointGivePyTorchsLogits() throws {
@@ -32,22 +30,40 @@ final class PyTorchFileTests: XCTestCase {
         }
     }
 
-    /// `classify` with the seed's `.pt` on the photos: PyTorch's top 5, probabilities within 1e-4.
-    func testClassifyWithSeedFileGivesPyTorchsTopFive() throws {
+    func testTorchvisionStateDictGivesPyTorchsLogits() throws {
+        let reference = try expected()
+        let weights = try LoadedWeights(path: torch.appendingPathComponent("torchvision_small.pt").path)
+        XCTAssertEqual(weights.network.variant, .torchvision)
+        XCTAssertEqual(weights.network.widths, [16, 48, 96, 64, 64])
+        XCTAssertEqual([weights.network.hidden, weights.network.classes, weights.network.inputSize, weights.network.conv1Stride,
+                        weights.network.conv1Padding], [256, 10, 224, 4, 2])
+        XCTAssertEqual(weights.channelStd, [0.229, 0.224, 0.225].map { $0 * 255 }, "torchvision's normalisation")
+        assertClose(try logits(weights, try reference.tensor("x")), try reference.tensor("torchvision_small.logits"), 1e-4, "torchvision_small")
+        XCTAssertThrowsError(try LoadedWeights(path: torch.appendingPathComponent("torchvision_small.pt").path, variant: .paper)) {
+            XCTAssertTrue("\($0)".contains("torchvision"), "\($0)")
+        }
+    }
+
+    /// `classify` with the seed's and torchvision's `.pt` on the photos, each with its own
+    /// normalisation (SPEC section 6): PyTorch's top 5, probabilities within 1e-4.
+    func testClassifyWithPyTorchFilesGivesPyTorchsTopFive() throws {
         let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: torch.appendingPathComponent("images_expected.json")))
             as? [String: [String: [[Double]]]])
         let photos = expected.keys.sorted()
-        let args = ["classify", "-w", torch.appendingPathComponent("seed_small.pt").path, "-k", "5", "--json"]
-            + photos.flatMap { ["-i", Paths.shared.appendingPathComponent("images/\($0)").path] }
-        let (status, out, err) = try runProcess(Paths.binary, args)
-        XCTAssertEqual(status, 0, err)
-        let last = try XCTUnwrap(out.split(separator: "\n").last)
-        let lists = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(last.utf8)) as? [[[String: Any]]], String(last))
-        for (photo, predictions) in zip(photos, lists) {
-            let reference = try XCTUnwrap(expected[photo]?["seed_small.pt"])
-            XCTAssertEqual(predictions.map { $0["index"] as? Int }, reference.map { Int($0[0]) }, photo)
-            for (p, r) in zip(predictions, reference) {
-                XCTAssertEqual(p["probability"] as? Double ?? .nan, r[1], accuracy: 1e-4, photo)
+        for file in ["seed_small.pt", "torchvision_small.pt"] {
+            let args = ["classify", "-w", torch.appendingPathComponent(file).path, "-k", "5", "--json"]
+                + photos.flatMap { ["-i", Paths.shared.appendingPathComponent("images/\($0)").path] }
+            let (status, out, err) = try runProcess(Paths.binary, args)
+            XCTAssertEqual(status, 0, err)
+            let last = try XCTUnwrap(out.split(separator: "\n").last)
+            let lists = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(last.utf8)) as? [[[String: Any]]], String(last))
+            XCTAssertEqual(lists.count, photos.count, file)
+            for (photo, predictions) in zip(photos, lists) {
+                let reference = try XCTUnwrap(expected[photo]?[file])
+                XCTAssertEqual(predictions.map { $0["index"] as? Int }, reference.map { Int($0[0]) }, "\(file) \(photo)")
+                for (p, r) in zip(predictions, reference) {
+                    XCTAssertEqual(p["probability"] as? Double ?? .nan, r[1], accuracy: 1e-4, "\(file) \(photo)")
+                }
             }
         }
     }
@@ -118,7 +134,7 @@ final class ConvertTests: XCTestCase {
             if naming != .torchvision {
                 let back = try LoadedWeights(path: out)
                 XCTAssertEqual(back.network, original.network, "\(naming): read back as the same network")
-for (a, b) in zip(back.parameters.entries, original.parameters.entries) {
+                for (a, b) in zip(back.parameters.entries, original.parameters.entries) {
                     XCTAssertEqual(Array(UnsafeBufferPointer(start: back.parameters.values.pointer + a.offset, count: a.count)),
                                    Array(UnsafeBufferPointer(start: original.parameters.values.pointer + b.offset, count: b.count)),
                                    "\(naming) \(a.name): bit for bit")

@@ -210,6 +210,75 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["last.safetensors"])
     }
 
+    /// The seed's full checkpoint resumes (interop issue, item 3): its weights, its epoch, where
+    /// its plateau schedule stood, and its momentum buffers, which the paper's update rule takes
+    /// as −lr·v: one step from the file under either rule gives the same weights and momenta.
+    /// A state dict starts a run instead (training.start_from) and cannot be resumed.
+    func testResumeFromTheSeedsFullCheckpoint() throws {
+        let torch = Paths.shared.appendingPathComponent("golden/torch")
+        let full = torch.appendingPathComponent("seed_small_full.pt").path
+        let data = try makeTrainingDataset(try Paths.temporaryDirectory("seed-resume"), classes: 10, train: 2, val: 1)
+        func config(_ run: String, _ rule: UpdateRule) -> TrainingConfig {
+            var c = tinyConfig(data, run: run)
+            c.model = NetworkConfig(variant: .seed, widths: [24, 64, 96, 96, 64], hidden: 256, classes: 10)
+            c.augmentations.mean = .channel   // the 73×73 mean image is smaller than the 224 crops
+            c.training.epochs = 5
+            c.optimizer.updateRule = rule
+            c.scheduler.plateau.patience = 10
+            c.scheduler.plateau.threshold = 1e-4
+            c.training.resumeFrom = full
+            return c
+        }
+        func stopped(_ run: String, _ c: TrainingConfig) throws -> Checkpoint.Contents {
+            XCTAssertThrowsError(try train(c, stopAt: (4, 1))) { XCTAssertTrue($0 is TrainingError, "\($0)") }
+            return try Checkpoint.read(data.root.appendingPathComponent("checkpoints/\(run)/last.safetensors").path)
+        }
+        let torchRule = try stopped("torch", config("torch", .pytorch))
+        XCTAssertEqual([torchRule.state.epoch, torchRule.state.batch], [3, 1], "the file's 3 epochs done, one step into the 4th")
+        XCTAssertEqual(torchRule.state.schedule.state.lr, 0.01)
+        XCTAssertEqual(torchRule.state.schedule.state.best, 0.9)
+        XCTAssertEqual(torchRule.state.schedule.state.badEpochs, 0)
+        let file = try LoadedWeights(path: full)
+        for e in file.parameters.entries {
+            let start = try torchRule.file.tensor("epoch_start." + e.name)
+            XCTAssertEqual(start.data, Array(UnsafeBufferPointer(start: file.parameters.values.pointer + e.offset, count: e.count)),
+                           "\(e.name): the epoch starts from the file's weights")
+        }
+        // Without momentum the same step gives v′ = ∇ + wd·w, so v − v′ = 0.9 · the file's buffer.
+        var still = config("still", .pytorch)
+        still.optimizer.momentum = 0
+        let stillRule = try stopped("still", still)
+        let torchFile = try PyTorchWeights(path: full)
+        for e in file.parameters.entries {
+            var buffer = [Float](repeating: .nan, count: e.count)
+            try buffer.withUnsafeMutableBufferPointer { try torchFile.copyMomentum(e.name, shape: e.shape, into: $0.baseAddress!) }
+            let v = try torchRule.file.tensor("momentum." + e.name).data, v0 = try stillRule.file.tensor("momentum." + e.name).data
+            assertClose(Tensor(shape: e.shape, data: zip(v, v0).map { ($0 - $1) / 0.9 }), Tensor(shape: e.shape, data: buffer), 1e-4,
+                        "momentum.\(e.name) continues the file's")
+        }
+        let paperRule = try stopped("paper", config("paper", .paper))
+        for e in file.parameters.entries {
+            assertClose(try paperRule.file.tensor(e.name), try torchRule.file.tensor(e.name), 1e-5, e.name)
+            let v = try torchRule.file.tensor("momentum." + e.name)
+            assertClose(try paperRule.file.tensor("momentum." + e.name), Tensor(shape: v.shape, data: v.data.map { -0.01 * $0 }), 1e-5,
+                        "momentum.\(e.name): −lr·v")
+        }
+
+        var stateDict = config("dict", .pytorch)
+        stateDict.training.resumeFrom = torch.appendingPathComponent("seed_small.pt").path
+        XCTAssertThrowsError(try train(stateDict)) { XCTAssertTrue("\($0)".contains("training.start_from"), "\($0)") }
+        stateDict.training.resumeFrom = ""
+        stateDict.training.startFrom = torch.appendingPathComponent("seed_small.pt").path
+        XCTAssertThrowsError(try train(stateDict, stopAt: (1, 1)))
+        let started = try Checkpoint.read(data.root.appendingPathComponent("checkpoints/dict/last.safetensors").path)
+        XCTAssertEqual([started.state.epoch, started.state.batch], [0, 1])
+        let dict = try LoadedWeights(path: stateDict.training.startFrom)
+        XCTAssertEqual(try started.file.tensor("epoch_start.fc8.weight"), try dict.parameters.tensor("fc8.weight"))
+        var wrong = config("wrong", .pytorch)
+        wrong.model.hidden = 128
+        XCTAssertThrowsError(try train(wrong)) { XCTAssertTrue("\($0)".contains("hidden 256"), "\($0)") }
+    }
+
     func testResumeRefusesACheckpointOfAnotherNetwork() throws {
         var c = tinyConfig(Self.data, run: "other")
         c.training.epochs = 1

@@ -48,20 +48,6 @@ public struct Benchmark {
         self.engine = engine
     }
 
-    /// Forward MACs per image of `config`: convolutions and linear layers (SPEC section 7).
-    public static func forwardMACs(_ config: NetworkConfig) -> Double {
-        var size = config.inputSize
-        var macs = 0.0
-        for (i, conv) in config.convolutions.enumerated() {
-            let g = conv.geometry
-            size = g.outputSize(size)
-            macs += Double(g.outChannels * size * size * g.inChannels * g.kernel * g.kernel)
-            if i < 2 || i == 4 { size = (size - 3) / 2 + 1 }
-        }
-        for l in config.linears { macs += Double(l.inFeatures * l.outFeatures) }
-        return macs
-    }
-
     /// Runs the three measurements; `progress` gets a line per phase.
     public func run(progress: (String) -> Void = { _ in }) throws -> Result {
         try Limits.check(batch: options.batch, flag: "--batch")
@@ -71,7 +57,7 @@ public struct Benchmark {
         let params = Network.makeParameters(config)
         Initialization.paper.apply(to: params, seed: 0)
         var rng = RandomGenerator(seed: 1)
-        let macs = Self.forwardMACs(config)
+        let macs = config.forwardMACs
         var result = Result()
         result.threads = engine.threads
         result.batch = options.batch

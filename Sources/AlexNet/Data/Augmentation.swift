@@ -48,6 +48,13 @@ public struct Augmentation: Sendable {
     public var lightingStd: Float = 0.1
     public var mean: MeanMode = .pixel
     public var statistics: DatasetStatistics
+    /// Per-channel divisors (0–255 scale) applied after the mean is subtracted, or nil for none
+    /// (the paper and the seed divide by nothing). torchvision's weights expect
+    /// `torchvisionStd` (SPEC section 6: x/255 − mean, divided by (0.229, 0.224, 0.225)).
+    public var channelStd: [Double]?
+    /// torchvision's ImageNet standard deviations on the 0–255 scale; its means × 255 are
+    /// `DatasetStatistics.imagenetFallback.channelMean` already (123.675, 116.28, 103.53).
+    public static let torchvisionStd = [0.229, 0.224, 0.225].map { $0 * 255 }
     /// The mean image rounded to 8 bits, for resampling with `random_resized` windows.
     private let meanImage8: RGBImage?
     /// The mean image in planar order (3, S, S), so crops read it row by row.
@@ -82,6 +89,9 @@ public struct Augmentation: Sendable {
         if mean == .pixel && !statistics.meanImage.isEmpty && s < outputSize {
             throw AugmentationError(message: "mean image of \(s)×\(s) is smaller than the \(outputSize)×\(outputSize) crop: "
                                     + "the statistics must be computed at the crop size or larger (alexnet stats --size)")
+        }
+        if let std = channelStd, std.count != 3 || !std.allSatisfy({ $0.isFinite && $0 > 0 }) {
+            throw AugmentationError(message: "channel standard deviations \(std) must be 3 finite positive numbers")
         }
     }
 
@@ -165,7 +175,11 @@ public struct Augmentation: Sendable {
     /// The colour added to every pixel: Σᵢ αᵢ λᵢ pᵢ (paper section 4.1).
     public func lightingShift(_ alphas: [Float]) -> [Float] {
         let lambda = statistics.lightingScales, p = statistics.eigenvectors
-        return (0..<3).map { c in Float((0..<3).reduce(0.0) { $0 + Double(alphas[$1]) * lambda[$1] * p[$1][c] }) }
+        return (0..<3).map { c in
+            let shift: Double = (0..<3).reduce(0.0) { $0 + Double(alphas[$1]) * lambda[$1] * p[$1][c] }
+            let std: Double = channelStd?[c] ?? 1
+            return Float(shift / std)
+        }
     }
 
     /// Writes the sample (3, outputSize, outputSize), planar, into `out`: the window, mirrored if
@@ -208,7 +222,8 @@ public struct Augmentation: Sendable {
     }
 
     /// The image as planar floats (3, H, W) minus the mean: `meanPlanar` when given (already
-    /// aligned with the image), else the pixel mean image or the channel mean.
+    /// aligned with the image), else the pixel mean image or the channel mean; then divided by
+    /// `channelStd` when set.
     func planarMinusMean(_ image: RGBImage, meanPlanar given: [Float]?, into planar: inout [Float]) {
         let plane = image.width * image.height
         if planar.count < 3 * plane { planar = [Float](repeating: 0, count: 3 * plane) }
@@ -230,6 +245,12 @@ public struct Augmentation: Sendable {
                     for i in 0..<plane { r[i] -= c0 }
                     for i in 0..<plane { g[i] -= c1 }
                     for i in 0..<plane { b[i] -= c2 }
+                }
+                if let std = channelStd {
+                    for c in 0..<3 {
+                        let scale = Float(1 / std[c]), p = r + c * plane
+                        for i in 0..<plane { p[i] *= scale }
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 import Foundation
 
-/// AlexNet (SPEC section 1), built for one batch size and one mode.
+/// AlexNet (SPEC section 1), built for one batch size and one mode from the configuration's list
+/// of layers (`NetworkConfig.layers`, in Architecture.swift), one kernel-backed layer per entry:
 ///
 ///   x (N, 3, S, S) plain
 ///   conv1 + ReLU → LRN → max-pool      (N, w1, 27, 27) for S = 224
@@ -9,6 +10,7 @@ import Foundation
 ///   flatten                            (N, w5·36)
 ///   paper: fc6 + ReLU → dropout → fc7 + ReLU → dropout → fc8          → logits (N, classes)
 ///   seed:  dropout → fc6 + ReLU → dropout → fc7 + ReLU → fc8 + ReLU   → logits
+///   (torchvision: no LRN, a 6×6 adaptive average pool before flatten, the seed's dropouts, logits)
 ///
 /// The trunk runs in the blocked layouts the convolution kernels choose, each layer built for its
 /// predecessor's `output.layout`; the classifier runs plain. Parameters live in a `ParameterStore` that several networks may
@@ -40,33 +42,37 @@ public final class Network {
         var dropouts: [Dropout] = []
         var layout = input.layout
         func add(_ layer: Layer) { layers.append(layer); layout = layer.output.layout }
-        func dropout(_ name: String) throws {
-            guard mode == .training else { return }
-            let d = try Dropout(name: name, probability: config.dropout, input: layout, engine: engine)
-            dropouts.append(d); add(d)
-        }
-
-        for (i, conv) in config.convolutions.enumerated() {
-            add(try Conv2d(name: conv.name, geometry: conv.geometry, input: layout, fusedReLU: true, mode: mode,
-                           inputGradient: i > 0, parameters: parameters, engine: engine))
-            if i < 2 { add(try LocalResponseNorm(name: "lrn\(i + 1)", constants: config.lrn, input: layout, mode: mode, engine: engine)) }
-            if i < 2 || i == 4 { add(try MaxPool(name: "pool\(i == 4 ? 5 : i + 1)", input: layout, mode: mode, engine: engine)) }
-        }
-        add(try Flatten(input: layout, mode: mode, engine: engine))
-        let (fc6, fc7, fc8) = (config.linears[0], config.linears[1], config.linears[2])
-        func linear(_ l: (name: String, inFeatures: Int, outFeatures: Int), relu: Bool) throws {
-            add(try Linear(name: l.name, inFeatures: l.inFeatures, outFeatures: l.outFeatures, input: layout, fusedReLU: relu,
-                           mode: mode, parameters: parameters, engine: engine))
-        }
-        switch config.variant {
-        case .paper:
-            try linear(fc6, relu: true); try dropout("dropout6")
-            try linear(fc7, relu: true); try dropout("dropout7")
-            try linear(fc8, relu: false)
-        case .seed:
-            try dropout("dropout5"); try linear(fc6, relu: true)
-            try dropout("dropout6"); try linear(fc7, relu: true)
-            try linear(fc8, relu: true)
+        let specs = config.layers
+        for (i, spec) in specs.enumerated() {
+            // A ReLU right after a convolution or linear layer runs fused into it (a post-op, and
+            // its backward in place on their ∂output).
+            let fuseReLU = i + 1 < specs.count && specs[i + 1].isReLU
+            switch spec {
+            case .convolution(let name, let g):
+                add(try Conv2d(name: name, geometry: g, input: layout, fusedReLU: fuseReLU, mode: mode,
+                               inputGradient: !layers.isEmpty, parameters: parameters, engine: engine))
+            case .linear(let name, let inFeatures, let outFeatures):
+                add(try Linear(name: name, inFeatures: inFeatures, outFeatures: outFeatures, input: layout, fusedReLU: fuseReLU,
+                               mode: mode, parameters: parameters, engine: engine))
+            case .relu(let name):
+                if i == 0 || !specs[i - 1].takesFusedReLU { add(try ReLU(name: name, input: layout, mode: mode, engine: engine)) }
+            case .lrn(let name, let constants):
+                add(try LocalResponseNorm(name: name, constants: constants, input: layout, mode: mode, engine: engine))
+            case .maxPool(let name, let kernel, let stride):
+                add(try MaxPool(name: name, kernel: kernel, stride: stride, input: layout, mode: mode, engine: engine))
+            case .adaptiveAveragePool(let name, let size):
+                // Maps of the pool's size already (torchvision at 224 pixels) pass unchanged.
+                if layout.dims[2] != size || layout.dims[3] != size {
+                    add(try AdaptiveAveragePool(name: name, size: size, input: layout, mode: mode, engine: engine))
+                }
+            case .flatten(let name):
+                add(try Flatten(name: name, input: layout, mode: mode, engine: engine))
+            case .dropout(let name, let probability):
+                // Inference keeps every unit (PyTorch's inverted dropout scales at training time).
+                guard mode == .training else { continue }
+                let d = try Dropout(name: name, probability: probability, input: layout, engine: engine)
+                dropouts.append(d); add(d)
+            }
         }
         self.layers = layers
         self.dropouts = dropouts

@@ -1,9 +1,17 @@
-/// The two AlexNet variants of SPEC section 1 and everything that shapes the network.
+/// The AlexNet variants of SPEC section 1 (their layers: `NetworkConfig.layers`).
 public enum Variant: String, Sendable, Codable, CaseIterable {
     /// The paper: LRN α/n = 1e-4, dropout on fc6's and fc7's outputs, logits straight from fc8.
     case paper
     /// The seed's reading: LRN PyTorch alpha 1e-3, dropout on fc6's and fc7's inputs, ReLU after fc8.
     case seed
+    /// torchvision's `alexnet`, for weights trained there: no LRN, a 6×6 adaptive average pool
+    /// before fc6, dropout on fc6's and fc7's inputs.
+    case torchvision
+
+    /// Whether ten-crop averages the softmax outputs (the paper's) rather than the raw outputs
+    /// (the seed's, after its final ReLU) (SPEC section 5). torchvision has no ten-crop rule of
+    /// its own; its outputs are logits, so the paper's applies.
+    public var averagesProbabilities: Bool { self != .seed }
 }
 
 public struct NetworkConfig: Sendable, Equatable, Codable {
@@ -34,32 +42,14 @@ public struct NetworkConfig: Sendable, Equatable, Codable {
         return c
     }
 
-    /// conv1…conv5 as (name, geometry).
-    public var convolutions: [(name: String, geometry: Conv2d.Geometry)] {
-        [("conv1", .init(inChannels: 3, outChannels: widths[0], kernel: conv1Kernel, stride: conv1Stride, padding: conv1Padding)),
-         ("conv2", .init(inChannels: widths[0], outChannels: widths[1], kernel: 5, padding: 2)),
-         ("conv3", .init(inChannels: widths[1], outChannels: widths[2], kernel: 3, padding: 1)),
-         ("conv4", .init(inChannels: widths[2], outChannels: widths[3], kernel: 3, padding: 1)),
-         ("conv5", .init(inChannels: widths[3], outChannels: widths[4], kernel: 3, padding: 1))]
-    }
+    /// Parameter names and PyTorch shapes, in the order of the flat buffer (and of checkpoints):
+    /// the layers' (`layers`), conv1.weight first.
+    public var parameterShapes: [(name: String, shape: [Int])] { layers.flatMap(\.parameters) }
 
-    /// Spatial size after pool5 (6 for a 224 input).
-    public var pool5Size: Int {
-        let pool = { (s: Int) in (s - 3) / 2 + 1 }
-        return pool(pool(pool(convolutions[0].geometry.outputSize(inputSize))))
-    }
-
-    public var flatFeatures: Int { widths[4] * pool5Size * pool5Size }
-
-    /// (name, in, out) of fc6…fc8.
-    public var linears: [(name: String, inFeatures: Int, outFeatures: Int)] {
-        [("fc6", flatFeatures, hidden), ("fc7", hidden, hidden), ("fc8", hidden, classes)]
-    }
-
-    /// Parameter names and PyTorch shapes, in the order of the flat buffer (and of checkpoints).
-    public var parameterShapes: [(name: String, shape: [Int])] {
-        convolutions.flatMap { [("\($0.name).weight", $0.geometry.weightShape), ("\($0.name).bias", [$0.geometry.outChannels])] }
-            + linears.flatMap { [("\($0.name).weight", [$0.outFeatures, $0.inFeatures]), ("\($0.name).bias", [$0.outFeatures])] }
+    /// torchvision's `alexnet` (SPEC section 1) for `classes` outputs: 64/192/384/256/256
+    /// channels, conv1 11×11 stride 4 padding 2, 4096 hidden, 224 pixels.
+    public static func torchvision(classes: Int = 1000) -> NetworkConfig {
+        NetworkConfig(variant: .torchvision, widths: [64, 192, 384, 256, 256], classes: classes, conv1Padding: 2)
     }
 
     /// Largest channel count of a convolution, and width of fc6/fc7 or class count: far beyond
@@ -89,9 +79,10 @@ public struct NetworkConfig: Sendable, Equatable, Codable {
               (0...Self.maxConv1).contains(conv1Padding) else {
             throw bad("conv1 kernel and stride must be in 1…\(Self.maxConv1) and padding in 0…\(Self.maxConv1), got kernel \(conv1Kernel), stride \(conv1Stride), padding \(conv1Padding)")
         }
-        guard inputSize + 2 * conv1Padding >= conv1Kernel, convolutions[0].geometry.outputSize(inputSize) >= 3, pool5Size >= 1 else {
-            throw bad("input size \(inputSize) is too small for AlexNet's three poolings")
+        guard inputSize + 2 * conv1Padding >= conv1Kernel else {
+            throw bad("input size \(inputSize) is smaller than conv1's \(conv1Kernel)×\(conv1Kernel) kernel with padding \(conv1Padding)")
         }
+        _ = try shapes()
         var total = 0
         for (name, shape) in parameterShapes {
             guard let n = elementCount(shape), case let (sum, false) = total.addingReportingOverflow(n), sum <= Self.maxParameters else {

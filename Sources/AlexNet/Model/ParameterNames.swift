@@ -4,18 +4,54 @@
 public enum ParameterNaming: String, Sendable, CaseIterable {
     case native, seed, torchvision
 
-    /// This project's layer names, the order every scheme follows.
-    public static let layers = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+    /// This project's names of the layers with parameters, in order (conv1 … fc8): the order
+    /// every scheme follows.
+    public static let layers = NetworkConfig().layers.filter { !$0.parameters.isEmpty }.map(\.name)
 
     /// The scheme's module path of each layer in `layers`.
     public var modules: [String] {
+        let paths: [String: String]
         switch self {
         case .native: return Self.layers
-        case .seed: return ["block1.0", "block2.0", "block3.0", "block4.0", "block5.0", "head.2", "head.5", "head.7"]
-        case .torchvision: return ["features.0", "features.3", "features.6", "features.8", "features.10",
-                                   "classifier.1", "classifier.4", "classifier.6"]
+        case .seed: paths = Self.seedModules
+        case .torchvision: paths = Self.torchvisionModules
         }
+        return Self.layers.map { paths[$0]! }
     }
+
+    /// The seed's model, read off the seed variant's layers: an `nn.Sequential` `block<k>` starts
+    /// at the k-th convolution and `head` at flatten, and PyTorch numbers each one's modules from
+    /// 0, ReLU, LRN, pooling and dropout included (conv2 is `block2.0`, fc6 `head.2`).
+    static let seedModules: [String: String] = {
+        var paths: [String: String] = [:], container = "", index = 0, convolutions = 0
+        for spec in NetworkConfig(variant: .seed).layers {
+            switch spec {
+            case .convolution: convolutions += 1; (container, index) = ("block\(convolutions)", 0)
+            case .flatten: (container, index) = ("head", 0)
+            default: break
+            }
+            if !spec.parameters.isEmpty { paths[spec.name] = "\(container).\(index)" }
+            index += 1
+        }
+        return paths
+    }()
+
+    /// torchvision's `alexnet`, read off its layers: `features` (an `nn.Sequential` from conv1
+    /// to pool5), `avgpool`, then `torch.flatten` (a call, not a module) and `classifier`
+    /// (conv1 is `features.0`, fc6 `classifier.1`).
+    static let torchvisionModules: [String: String] = {
+        var paths: [String: String] = [:], container = "features", index = 0
+        for spec in NetworkConfig.torchvision().layers {
+            switch spec {
+            case .adaptiveAveragePool: container = "avgpool"; continue
+            case .flatten: (container, index) = ("classifier", 0); continue
+            default: break
+            }
+            if !spec.parameters.isEmpty { paths[spec.name] = "\(container).\(index)" }
+            index += 1
+        }
+        return paths
+    }()
 
     /// This project's name for one of the scheme's (`head.2.weight` → `fc6.weight`), nil for a name
     /// the scheme does not have.

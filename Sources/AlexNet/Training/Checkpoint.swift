@@ -125,6 +125,9 @@ public struct LoadedWeights {
     public var classes: [String]?
     public var statistics: DatasetStatistics?
     public var mean: MeanMode?
+    /// torchvision's division by the ImageNet standard deviations (`Augmentation.channelStd`),
+    /// for its weights; nil for everything else.
+    public var channelStd: [Double]?
 
     public init(path: String, variant: Variant? = nil, inputSize: Int? = nil) throws {
         // Where the tensors come from, and how each format names its errors.
@@ -135,8 +138,10 @@ public struct LoadedWeights {
             let torch = try PyTorchWeights(path: path)
             network = try Self.plainNetwork(path, naming: torch.naming, shapes: torch.shapes, metadata: [:], variant: variant,
                                             inputSize: inputSize, fail: fail)
-            // The seed normalises by the channel mean on the 0–255 scale (SPEC section 6).
+            // Each file expects its own normalisation (SPEC section 6): the seed's the channel mean
+            // on the 0–255 scale; torchvision's also divides by its standard deviations.
             mean = .channel
+            if network.variant == .torchvision { channelStd = Augmentation.torchvisionStd }
             copy = { try torch.copy($0, shape: $1, into: $2) }
         } else if let contents = try? Checkpoint.read(path) {
             fail = { SafetensorsError(path: path, tensor: nil, reason: $0) }
@@ -158,6 +163,7 @@ public struct LoadedWeights {
             })
             network = try Self.plainNetwork(path, naming: naming, shapes: shapes, metadata: file.metadata, variant: variant,
                                             inputSize: inputSize, fail: fail)
+            if network.variant == .torchvision && naming == .torchvision { (mean, channelStd) = (.channel, Augmentation.torchvisionStd) }
             copy = { try file.copyFloats(stored($0), shape: $1, into: $2) }
         }
         if let inputSize { network.inputSize = inputSize }
@@ -166,13 +172,19 @@ public struct LoadedWeights {
         for e in parameters.entries { try copy(e.name, e.shape, parameters.values.pointer + e.offset) }
     }
 
-    /// The network of a file without a training checkpoint's metadata: the variant its names
-    /// imply (the seed's names: the seed variant), else the one asked for or recorded, else the
+    /// The network of a file without a training checkpoint's metadata: the variant recorded in
+    /// it (`convert` writes one into safetensors files), else the one its names imply (the seed's
+    /// names: the seed variant; torchvision's: torchvision's), else the one asked for, else the
     /// paper's; the rest from the shapes (`infer`).
     private static func plainNetwork(_ path: String, naming: ParameterNaming, shapes: [String: [Int]], metadata: [String: String],
                                      variant: Variant?, inputSize: Int?, fail: (String) -> Error) throws -> NetworkConfig {
-        if naming == .torchvision { throw fail("torchvision's architecture (no LRN, adaptive average pool) cannot be built yet") }
-        let implied = naming == .seed ? Variant.seed : variant ?? Variant(rawValue: metadata["variant"] ?? "") ?? .paper
+        let recorded = Variant(rawValue: metadata["variant"] ?? "")
+        let implied: Variant
+        switch naming {
+        case .seed: implied = recorded ?? .seed
+        case .torchvision: implied = recorded ?? .torchvision
+        case .native: implied = variant ?? recorded ?? .paper
+        }
         if let variant, variant != implied {
             throw fail("these are \(naming.rawValue)-named weights, the \(implied.rawValue) architecture, not \(variant.rawValue)")
         }
@@ -232,7 +244,7 @@ public struct LoadedWeights {
         let convs = try (1...5).map { try shape("conv\($0).weight", rank: 4) }
         let fc6 = try shape("fc6.weight", rank: 2), fc8 = try shape("fc8.weight", rank: 2)
         var config = NetworkConfig(variant: variant, widths: convs.map { $0[0] }, hidden: fc6[0], classes: fc8[0],
-                                   conv1Kernel: convs[0][2])
+                                   conv1Kernel: convs[0][2], conv1Padding: variant == .torchvision ? 2 : 5)
         if let s = metadata["conv1_stride"].flatMap(Int.init) { config.conv1Stride = s }
         if let p = metadata["conv1_padding"].flatMap(Int.init) { config.conv1Padding = p }
         if let s = inputSize ?? metadata["input_size"].flatMap(Int.init) {
@@ -240,7 +252,7 @@ public struct LoadedWeights {
         } else if config.flatFeatures != fc6[1] {
             guard let s = (config.conv1Kernel...2048).first(where: { size in
                 var c = config; c.inputSize = size
-                return c.convolutions[0].geometry.outputSize(size) >= 3 && c.pool5Size >= 1 && c.flatFeatures == fc6[1]
+                return (try? c.shapes()) != nil && c.flatFeatures == fc6[1]
             }) else {
                 throw SafetensorsError(path: path, tensor: "fc6.weight",
                                        reason: "\(fc6[1]) input features fit no input size for conv5's \(config.widths[4]) channels")

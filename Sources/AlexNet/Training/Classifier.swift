@@ -25,6 +25,7 @@ public struct Classifier {
         networks = InferenceNetworks(config: weights.network, parameters: weights.parameters, engine: engine)
         var a = Augmentation(statistics: weights.statistics ?? .imagenetFallback, mean: weights.mean ?? .channel)
         a.outputSize = weights.network.inputSize
+        a.channelStd = weights.channelStd
         augmentation = a
         let k = weights.network.classes
         if let classes = weights.classes, classes.count == k {

@@ -53,7 +53,7 @@ public final class InferenceNetworks {
             let logits = try net.logits.plainFloats().baseAddress!
             for b in 0..<count {
                 let row = logits + b * k
-                if config.variant == .seed {
+                if !config.variant.averagesProbabilities {
                     for j in 0..<k { sum[b * k + j] += Double(row[j]) }
                 } else {
                     let m = (0..<k).reduce(-Double.infinity) { max($0, Double(row[$1])) }
@@ -68,7 +68,7 @@ public final class InferenceNetworks {
     /// Class probabilities from `averagedOutputs`: already probabilities for the paper; the
     /// softmax of the averaged outputs for the seed (what its loss reads).
     public func probabilities(fromAveraged averaged: [Double]) -> [Double] {
-        guard config.variant == .seed else { return averaged }
+        guard !config.variant.averagesProbabilities else { return averaged }
         let k = config.classes
         var p = averaged
         for b in 0..<(averaged.count / k) {
@@ -95,7 +95,7 @@ public final class InferenceNetworks {
             let averaged = try averagedOutputs(images: batch.images, count: batch.count, crops: batch.crops)
             for b in 0..<batch.count {
                 let row = Array(averaged[(b * k)..<((b + 1) * k)]), y = batch.labels[b]
-                if config.variant == .seed {
+                if !config.variant.averagesProbabilities {
                     let m = row.max()!
                     loss += log(row.reduce(0.0) { $0 + exp($1 - m) }) + m - row[y]
                 } else {
@@ -162,6 +162,7 @@ public struct EvaluationJob {
             a = Augmentation(statistics: .imagenetFallback, mean: .channel)
         }
         a.outputSize = weights.network.inputSize
+        a.channelStd = weights.channelStd
         augmentation = a
     }
 

@@ -86,7 +86,16 @@ public final class Trainer {
         let tensorboard: TensorBoardWriter
     }
 
-    private func prepare(_ state: inout TrainingState, resumed: Checkpoint.Contents?) throws -> Session {
+    /// Where a resumed run stands, and how its file fills the parameters and buffers.
+    private struct Resumption {
+        /// The class names the weights were trained on; nil where the file keeps none (PyTorch's).
+        var classes: [String]?
+        /// Fills the parameters, the momentum buffers (in the configured update rule's terms)
+        /// and, mid-epoch, the weights at the epoch's start.
+        let load: (_ parameters: ParameterStore, _ sgd: SGD, _ epochStart: FloatBuffer) throws -> Void
+    }
+
+    private func prepare(_ state: inout TrainingState, resumed: Resumption?) throws -> Session {
         let budget = config.training.threads > 0 ? config.training.threads : ProcessInfo.processInfo.activeProcessorCount
         // The loader needs a few percent of a core (README: about 2000 img/s per core against
         // 22–31 img/s of full-size training, and 12 000 against 1800 for the demo's network), so
@@ -106,7 +115,7 @@ public final class Trainer {
             throw ConfigurationError(source: "configuration", key: "model.classes",
                                      message: "is \(config.model.classes) but \(config.path.dataset) has \(classes.count) classes; set model.classes: \(classes.count)")
         }
-        if let resumed, resumed.classes != classes {
+        if let resumed, let saved = resumed.classes, saved != classes {
             throw ConfigurationError(source: config.training.resumeFrom, key: "path.dataset",
                                      message: "the checkpoint was trained on other classes than those of \(config.path.dataset)")
         }
@@ -121,10 +130,10 @@ public final class Trainer {
                       weightDecay: Float(config.optimizer.weightDecay), rule: config.optimizer.updateRule, workers: engine.threads)
         let epochStart = FloatBuffer(count: parameters.values.count)
         if let resumed {
-            try Checkpoint.load(resumed.file, into: parameters.values, layout: parameters)
-            try Checkpoint.load(resumed.file, prefix: "momentum.", into: sgd.velocity, layout: parameters)
-            if state.batch > 0 { try Checkpoint.load(resumed.file, prefix: "epoch_start.", into: epochStart, layout: parameters) }
+            try resumed.load(parameters, sgd, epochStart)
             sgd.steps = state.sgdSteps
+        } else if !config.training.startFrom.isEmpty {
+            try startingWeights(into: parameters)
         } else {
             config.initialization.apply(to: parameters, seed: config.training.seed)
         }
@@ -146,13 +155,33 @@ public final class Trainer {
                        checkpointDirectory: checkpointDirectory, logDirectory: logDirectory, tensorboard: tensorboard)
     }
 
-    /// The state to start from: fresh, or the checkpoint's, after checking it fits this configuration.
-    private func initialState() throws -> (TrainingState, Checkpoint.Contents?) {
-        guard !config.training.resumeFrom.isEmpty else {
-            let name = config.path.runName.isEmpty ? RunName.generate() : config.path.runName
-            return (TrainingState(runName: name, seed: config.training.seed, schedule: config.makeSchedule()), nil)
+    /// `training.start_from`'s weights, which must have this network's parameters.
+    private func startingWeights(into parameters: ParameterStore) throws {
+        let path = config.training.startFrom
+        let weights = try LoadedWeights(path: path, inputSize: config.model.inputSize)
+        try requireSameParameters(weights.network, path, key: "training.start_from")
+        parameters.values.pointer.update(from: weights.parameters.values.pointer, count: parameters.values.count)
+        logger.info("starting from the weights of \(path)")
+    }
+
+    /// Throws unless `network` (a file's) has the configured variant and parameter shapes.
+    private func requireSameParameters(_ network: NetworkConfig, _ path: String, key: String) throws {
+        guard network.variant == config.model.variant, network.parameterShapes.elementsEqual(config.model.parameterShapes, by: { $0 == $1 }) else {
+            throw ConfigurationError(source: path, key: key,
+                                     message: "the file holds \(Self.describe(network)); the configuration asks for \(Self.describe(config.model))")
         }
+    }
+
+    private func freshState() -> TrainingState {
+        let name = config.path.runName.isEmpty ? RunName.generate() : config.path.runName
+        return TrainingState(runName: name, seed: config.training.seed, schedule: config.makeSchedule())
+    }
+
+    /// The state to start from: fresh, or the checkpoint's, after checking it fits this configuration.
+    private func initialState() throws -> (TrainingState, Resumption?) {
+        guard !config.training.resumeFrom.isEmpty else { return (freshState(), nil) }
         let path = config.training.resumeFrom
+        if LoadedWeights.isPyTorch(path) { return try seedResumption(path) }
         let contents = try Checkpoint.read(path)
         if contents.network != config.model {
             throw ConfigurationError(source: path, key: "model",
@@ -178,7 +207,49 @@ public final class Trainer {
             schedule.state.lr = config.optimizer.lr
         }
         state.schedule = schedule
-        return (state, contents)
+        return (state, Resumption(classes: contents.classes) { parameters, sgd, epochStart in
+            try Checkpoint.load(contents.file, into: parameters.values, layout: parameters)
+            try Checkpoint.load(contents.file, prefix: "momentum.", into: sgd.velocity, layout: parameters)
+            if state.batch > 0 { try Checkpoint.load(contents.file, prefix: "epoch_start.", into: epochStart, layout: parameters) }
+        })
+    }
+
+    /// Resuming the seed's full checkpoint (`alexnet_<epoch>_<metric>_full.pt`, interop issue
+    /// item 3): its weights, its SGD momentum buffers, the epochs it completed, and where its
+    /// ReduceLROnPlateau stood (best, bad epochs, cooldown, the current rate). PyTorch's buffer v
+    /// moves the weights by −lr·v, so for the paper's update rule (w ← w + v) it is taken as
+    /// −lr·v, which continues the same trajectory while the rate holds. The run continues at the
+    /// next epoch's first batch; the seed's files keep no class names, so the dataset's are used.
+    private func seedResumption(_ path: String) throws -> (TrainingState, Resumption) {
+        let torch = try PyTorchWeights(path: path)
+        guard let epoch = torch.epoch, let optimizer = torch.optimizer else {
+            throw ConfigurationError(source: path, key: "training.resume_from",
+                                     message: "is a PyTorch state dict without the epoch and optimizer state a resumed run needs (the seed's _full.pt has them); start from its weights with training.start_from")
+        }
+        let weights = try LoadedWeights(path: path, inputSize: config.model.inputSize)
+        try requireSameParameters(weights.network, path, key: "training.resume_from")
+        var state = freshState()
+        state.epoch = epoch
+        state.sgdSteps = optimizer.buffers.isEmpty ? 0 : 1
+        if let saved = torch.scheduler {
+            if config.scheduler.name == .plateau {
+                state.schedule.state = saved
+            } else {
+                logger.info("the checkpoint's plateau schedule is not resumed (scheduler.name is \(config.scheduler.name.rawValue)); its rate \(saved.lr) is")
+                state.schedule.state.lr = saved.lr
+            }
+        } else {
+            state.schedule.state.lr = optimizer.lr
+        }
+        let lr = Float(optimizer.lr), rule = config.optimizer.updateRule
+        return (state, Resumption(classes: nil) { parameters, sgd, _ in
+            parameters.values.pointer.update(from: weights.parameters.values.pointer, count: parameters.values.count)
+            for e in parameters.entries {
+                let v = sgd.velocity.pointer + e.offset
+                try torch.copyMomentum(e.name, shape: e.shape, into: v)
+                if rule == .paper { for i in 0..<e.count { v[i] *= -lr } }
+            }
+        })
     }
 
     static func describe(_ n: NetworkConfig) -> String {
@@ -198,7 +269,7 @@ public final class Trainer {
         var lastCheckpointTime = DispatchTime.now().uptimeNanoseconds
         logger.info("run \(state.runName): \(s.dataset.train.count) training and \(s.val.count) validation images in \(s.classes.count) classes; \(Self.describe(config.model)); \(s.engine.threads) threads for oneDNN, \(s.loaderThreads) for the loader")
         logger.info("checkpoints in \(s.checkpointDirectory), TensorBoard logs in \(s.logDirectory)")
-        if let resumed { logger.info("resuming \(config.training.resumeFrom) at epoch \(resumed.state.epoch + 1), batch \(resumed.state.batch)") }
+        if resumed != nil { logger.info("resuming \(config.training.resumeFrom) at epoch \(state.epoch + 1), batch \(state.batch)") }
 
         func save(_ file: String, midEpoch: Bool) throws {
             try Checkpoint.write(to: file, state: state, network: config.model, configYAML: config.yaml(comments: false), classes: s.classes,

@@ -28,8 +28,13 @@ public struct TrainingConfig: Sendable, Equatable {
         public var checkpointEveryEpochs = 1
         /// Also a checkpoint every this many minutes of training, mid-epoch (0: never).
         public var checkpointEveryMinutes = 30.0
-        /// A checkpoint to continue exactly (empty: start afresh).
+        /// A checkpoint to continue exactly (empty: start afresh): this project's, or the seed's
+        /// full PyTorch checkpoint (`alexnet_<epoch>_<metric>_full.pt`).
         public var resumeFrom = ""
+        /// Weights to start from instead of the initialisation (empty: initialise): any file
+        /// `evaluate` reads (a checkpoint, safetensors, a PyTorch state dict), with this network's
+        /// parameter shapes; the run itself starts at epoch 1.
+        public var startFrom = ""
         public var printFreq = 50
         /// Validate once before the first epoch (the seed logs the untrained error first).
         public var evaluateBeforeTraining = true
@@ -181,7 +186,7 @@ extension TrainingConfig {
         string("path.log_dir", \.path.logDir, "TensorBoard logs go to <log_dir>/<run_name>"),
         string("path.checkpoint_dir", \.path.checkpointDir, "checkpoints go to <checkpoint_dir>/<run_name>"),
 
-        choice("model.variant", \.model.variant, "paper (LRN α/n = 1e-4, dropout after fc6/fc7) or seed (its LRN, dropout before, ReLU after fc8)"),
+        choice("model.variant", \.model.variant, "paper (LRN α/n = 1e-4, dropout after fc6/fc7), seed (its LRN, dropout before, ReLU after fc8) or torchvision (no LRN, 6×6 adaptive average pool, dropout before; its own sizes are widths [64, 192, 384, 256, 256] and conv1_padding 2)"),
         int("model.classes", \.model.classes, min: 2, "output classes; must match the dataset's"),
         Field(path: "model.widths", allowed: "a list of 5 integers ≥ 1", help: "output channels of conv1…conv5",
               parse: { c, n in
@@ -213,7 +218,8 @@ extension TrainingConfig {
         int("training.checkpoint_every_epochs", \.training.checkpointEveryEpochs, min: 0, "an epoch-NNN checkpoint every N epochs; 0: none"),
         double("training.checkpoint_every_minutes", \.training.checkpointEveryMinutes, 0...Double.infinity,
                "also save last.safetensors mid-epoch every M minutes; 0: never"),
-        string("training.resume_from", \.training.resumeFrom, "checkpoint to continue exactly; empty: start afresh"),
+        string("training.resume_from", \.training.resumeFrom, "checkpoint to continue exactly (this project's, or the seed's _full.pt); empty: start afresh"),
+        string("training.start_from", \.training.startFrom, "weights to start from instead of the initialisation (checkpoint, safetensors or PyTorch state dict); empty: initialise"),
         int("training.print_freq", \.training.printFreq, min: 1, "without a terminal, a progress line every N batches"),
         bool("training.evaluate_before_training", \.training.evaluateBeforeTraining, "validate the untrained network first (epoch 0)"),
         int("training.validate_every_epochs", \.training.validateEveryEpochs, min: 1,
@@ -372,6 +378,10 @@ extension TrainingConfig {
             config = try load(file: file)
             source = file
         } else if let resume {
+            if LoadedWeights.isPyTorch(resume) {
+                throw ConfigurationError(source: resume, key: nil,
+                                         message: "a PyTorch checkpoint keeps no configuration of this project's: give one with -c (configs/seed.yml for the seed's)")
+            }
             let contents = try Checkpoint.read(resume)
             try config.apply(yaml: contents.configYAML, source: "\(resume) (its configuration)")
             source = resume
@@ -395,8 +405,12 @@ extension TrainingConfig {
         if !augmentations.statistics.isEmpty && !FileManager.default.fileExists(atPath: augmentations.statistics) {
             throw fail("augmentations.statistics", "no such file '\(augmentations.statistics)'")
         }
-        if !training.resumeFrom.isEmpty && !FileManager.default.fileExists(atPath: training.resumeFrom) {
-            throw fail("training.resume_from", "no such file '\(training.resumeFrom)'")
+        for (key, file) in [("training.resume_from", training.resumeFrom), ("training.start_from", training.startFrom)]
+        where !file.isEmpty && !FileManager.default.fileExists(atPath: file) {
+            throw fail(key, "no such file '\(file)'")
+        }
+        if !training.resumeFrom.isEmpty && !training.startFrom.isEmpty {
+            throw fail("training.start_from", "cannot be combined with training.resume_from (a resumed run has its weights)")
         }
         if !path.runName.isEmpty && (path.runName.contains("/") || path.runName.hasPrefix(".")) {
             throw fail("path.run_name", "'\(path.runName)' must be a plain folder name (no '/', not starting with '.')")

@@ -362,9 +362,12 @@ public struct GoldenVerifier {
                 throw check.fail("tensor 'init.\(name)' has shape \(info.shape), the configuration in the metadata needs \(shape)")
             }
         }
-        // Dropout sits on fc6's and fc7's outputs (paper) or on their inputs (seed: the flattened pool5, then fc6's output).
-        let maskShapes = config.variant == .paper ? [[batch, config.hidden], [batch, config.hidden]]
-                                                  : [[batch, config.flatFeatures], [batch, config.hidden]]
+        // One mask per dropout layer, shaped as what it drops: fc6's and fc7's outputs (paper) or
+        // their inputs (seed: the flattened pool5, then fc6's output).
+        let maskShapes = try config.shapes().compactMap { l -> [Int]? in
+            if case .dropout = l.spec { return [batch] + l.input }
+            return nil
+        }
         let masks = try zip(["mask_a", "mask_b"], maskShapes).map { try check.tensor($0, shape: $1) }
         let params = Network.makeParameters(config)
         for e in params.entries { try params.set(e.name, try file.tensor("init.\(e.name)", shape: e.shape)) }
