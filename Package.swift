@@ -22,12 +22,16 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // libpng behind two C functions, since its errors longjmp (Debian's libpng-dev).
         .target(name: "CPNG", path: "Sources/CPNG", linkerSettings: [.linkedLibrary("png16")]),
+        // Open MPI's C API (Debian's libopenmpi-dev: headers found through its pkg-config file
+        // ompi-c), and the few calls distributed training makes, as plain C functions.
+        .systemLibrary(name: "COpenMPI", path: "Sources/COpenMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "CMPI", dependencies: ["COpenMPI"], path: "Sources/CMPI"),
         // SIMD inner loops (AVX2 where the CPU has it, chosen at run time) for the image resampler.
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(
             name: "AlexNet",
             dependencies: [
-                "CDNNL", "CTurboJPEG", "CPNG", "CKernels", "CZlib",
+                "CDNNL", "CTurboJPEG", "CPNG", "CKernels", "CZlib", "CMPI",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

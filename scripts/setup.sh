@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Set-up on a fresh Debian 12 machine: installs the system packages the build needs (oneDNN's C
-# API with its OpenMP runtime, libjpeg-turbo, libpng, zlib, and Debian's Fashion-MNIST for the demo), then builds `alexnet` in release mode (.build/release/alexnet).
+# API with its OpenMP runtime, libjpeg-turbo, libpng, zlib, Open MPI for distributed training, and
+# Debian's Fashion-MNIST for the demo), then builds `alexnet` in release mode (.build/release/alexnet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libdnnl-dev libturbojpeg0-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
+packages=(libdnnl-dev libturbojpeg0-dev libpng-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

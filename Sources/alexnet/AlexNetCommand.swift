@@ -7,7 +7,7 @@ struct AlexNetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "alexnet",
         abstract: "AlexNet (Krizhevsky, Sutskever, Hinton 2012) on the CPU with oneDNN.",
-        subcommands: [Preprocess.self, Stats.self, DatasetInfo.self, Verify.self, Bench.self, Import.self, Train.self, Evaluate.self, Classify.self, DemoCommand.self, Convert.self]
+        subcommands: [Preprocess.self, Stats.self, DatasetInfo.self, Verify.self, Bench.self, Import.self, Train.self, Evaluate.self, Classify.self, DemoCommand.self, Convert.self, Export.self]
     )
 
     /// ArgumentParser's own entry point, with three changes (issue 8, item 14 and "Done when"):

@@ -55,6 +55,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Also time training steps fed by the loader from this folder of preprocessed (256×256) images, with the paper's augmentation, against the synthetic step in the same run.")
     var trainData: String?
 
+    @Flag(help: "Under mpirun: time the allreduce of the full-size network's gradient (62 378 344 floats) over the ranks instead (the median of --iters).")
+    var allreduce = false
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -73,6 +76,10 @@ struct Bench: ParsableCommand {
         if data != nil, let given = networkOnly.first(where: \.1) {
             throw ValidationError("\(given.0) does not apply to --data (the input pipeline's benchmark)")
         }
+        if allreduce, let given = [("--data", data != nil), ("--layers", layers), ("--train-data", trainData != nil), ("--peak", peak),
+                                   ("--config", config != nil), ("--variant", variant != nil)].first(where: \.1) {
+            throw ValidationError("\(given.0) does not apply to --allreduce (which times no network)")
+        }
         if data == nil, valBatch != nil { throw ValidationError("--val-batch applies only with --data") }
         if data == nil, trainData == nil, stats != nil { throw ValidationError("--stats applies only with --data or --train-data") }
         if peak, let given = [("--layers", layers), ("--train-data", trainData != nil), ("--peak-gflops", peakGflops != nil),
@@ -83,6 +90,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let data { return try runLoader(data) }
+        if allreduce { return try runAllreduce() }
         let engine = try compute.makeEngine()
         let f = { (x: Double, d: Int) in String(format: "%.\(d)f", x) }
         let measured: MachinePeak?
@@ -206,5 +214,20 @@ private struct LoaderJSON: Encodable {
         loader_train_images_per_second_per_core = rounded(r.trainImagesPerSecondPerCore, 2)
         loader_val_images_per_second_per_core = rounded(r.valImagesPerSecondPerCore, 2)
         self.threads = threads
+    }
+}
+
+extension Bench {
+    func runAllreduce() throws {
+        let communicator = try Communicator.join()
+        defer { communicator.finalize() }
+        let r = try AllreduceBenchmark.run(communicator: communicator, iterations: iters ?? 5, warmup: warmup ?? 1)
+        guard communicator.isRoot else { return }
+        let mb = Double(r.floats * 4) / 1e6
+        print(String(format: "allreduce of %d floats (%.1f MB) on %d ranks: %.4f s (median of %d), bus bandwidth %.2f GB/s",
+                     r.floats, mb, r.ranks, r.seconds, iters ?? 5, r.busGigabytesPerSecond))
+        if json {
+            print(jsonLine(["ranks": Double(r.ranks), "floats": Double(r.floats), "seconds": r.seconds, "bus_gigabytes_per_second": r.busGigabytesPerSecond]))
+        }
     }
 }

@@ -16,7 +16,8 @@ struct Convert: ParsableCommand {
         model (--names seed) or torchvision's (--names torchvision); anything else writes a \
         plain safetensors file. Names (SPEC section 6): native is conv1.weight … fc8.bias; \
         seed is block1.0 … block5.0, head.2, head.5, head.7; torchvision is features.0/3/6/8/10, \
-        classifier.1/4/6. The default is seed for the seed variant and native otherwise. OUT \
+        classifier.1/4/6. The default is the variant's own: seed for the seed variant, torchvision for \
+        torchvision's, native for the paper's. OUT \
         is written to a temporary file, flushed and renamed.
         """
     )
@@ -42,6 +43,6 @@ struct Convert: ParsableCommand {
         do { loaded = try LoadedWeights(path: input, variant: variant) } catch { throw usageError("\(input): \(error)") }
         try loaded.write(to: output, names: names)
         let n = loaded.network
-        print("convert: \(input) → \(output) (\(n.variant.rawValue) variant, widths \(n.widths), hidden \(n.hidden), \(n.classes) classes, names \((names ?? (n.variant == .seed ? .seed : .native)).rawValue))")
+        print("convert: \(input) → \(output) (\(n.variant.rawValue) variant, widths \(n.widths), hidden \(n.hidden), \(n.classes) classes, names \((names ?? .default(for: n.variant)).rawValue))")
     }
 }

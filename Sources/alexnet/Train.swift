@@ -64,19 +64,36 @@ struct Train: ParsableCommand {
         } catch let e as ConfigurationError {
             throw usageError(e)
         }
-        let logger = ConsoleLogHandler.logger("train")
+        // Under mpirun, one of several ranks (see the README's "Many machines"); alone otherwise.
+        let communicator = try Communicator.join(timeout: resolved.training.collectiveTimeout)
+        var logger = ConsoleLogHandler.logger(communicator.size > 1 ? "train[\(communicator.rank)]" : "train")
+        if !communicator.isRoot { logger.logLevel = .error }
         let stop = StopRequest()
-        stop.installSignalHandlers { signal in
+        stop.installSignalHandlers { [logger] signal in
             logger.warning("signal \(signal): stopping after this step and saving a checkpoint (again to quit at once)")
         }
-        let trainer = Trainer(config: resolved, logger: logger, stop: stop)
+        let trainer = Trainer(config: resolved, logger: logger, stop: stop, communicator: communicator)
         let summary: TrainingSummary
-        do { summary = try trainer.run() } catch let e as TrainingError {
-            logger.error("\(e)")
-            throw ExitCode(e.exitCode)
-        } catch let e as ConfigurationError {
-            throw usageError(e)
+        do { summary = try trainer.run() } catch {
+            let code: Int32
+            switch error {
+            case let e as TrainingError: code = e.exitCode
+            case is ConfigurationError: code = 64
+            default: code = 1
+            }
+            if communicator.size > 1 {
+                // One rank's failure ends the whole job at once, naming the rank and the cause,
+                // rather than leaving the others waiting in a collective.
+                if case TrainingError.interrupted = error { communicator.finalize(); throw ExitCode(code) }
+                FileHandle.standardError.write(Data("alexnet train: rank \(communicator.rank) of \(communicator.size): \(describe(error))\n".utf8))
+                communicator.abort(code: code)
+            }
+            if let e = error as? ConfigurationError { throw usageError(e) }
+            if let e = error as? TrainingError { logger.error("\(e)"); throw ExitCode(e.exitCode) }
+            throw error
         }
+        communicator.finalize()
+        guard communicator.isRoot else { return }
         let final = summary.final
         print("run \(summary.runName): \(summary.history.filter { $0.epoch > 0 }.count) epochs"
               + (final.map { String(format: ", val loss %.4f, top-1 error %.2f %%, top-5 error %.2f %%", $0.loss, 100 * $0.top1Error, 100 * $0.top5Error) } ?? "")

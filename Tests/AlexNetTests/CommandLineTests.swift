@@ -93,8 +93,9 @@ final class CommandLineTests: XCTestCase {
         walk(try XCTUnwrap(root), [])
         let names = commands.map { $0.path.joined(separator: " ") }.filter { $0 != "help" }
         XCTAssertEqual(Set(names), ["preprocess", "stats", "dataset-info", "verify", "bench", "import fashion-mnist", "import idx",
-                                    "train", "evaluate", "classify", "demo", "convert"])
-        for name in ["preprocess", "stats", "dataset-info", "verify", "bench", "import", "train", "evaluate", "classify", "demo", "convert"] {
+                                    "train", "evaluate", "classify", "demo", "convert", "export"])
+        for name in ["preprocess", "stats", "dataset-info", "verify", "bench", "import", "train", "evaluate", "classify", "demo", "convert",
+                     "export"] {
             XCTAssertTrue(out.contains("  \(name) "), "alexnet --help lists \(name)")
         }
         for (path, info) in commands where path != ["help"] {
@@ -108,8 +109,8 @@ final class CommandLineTests: XCTestCase {
                 flags += spelled
                 for flag in spelled { XCTAssertTrue(help.contains(flag), "\(command) --help lists \(flag)") }
             }
-            // convert copies tensors and computes nothing: no thread budget to set.
-            if command != "convert" { XCTAssertTrue(flags.contains("--threads"), "\(command) takes --threads") }
+            // convert and export copy tensors and compute nothing: no thread budget to set.
+            if command != "convert" && command != "export" { XCTAssertTrue(flags.contains("--threads"), "\(command) takes --threads") }
             XCTAssertTrue(flags.contains("--help"), "\(command)")
         }
         for (command, values) in [(["bench"], "values: paper, seed"), (["preprocess"], "values: jpeg, png"),

@@ -16,6 +16,17 @@ enum Paths {
         Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("alexnet")
     }
 
+    /// The Python with the PyPI packages the read-back tests use (scripts/test.sh makes it and
+    /// sets ALEXNET_TEST_PYTHON): those tests skip without it, and fail under CI.
+    static func python(needing packages: String) throws -> URL {
+        let env = ProcessInfo.processInfo.environment
+        guard let python = env["ALEXNET_TEST_PYTHON"] else {
+            if env["CI"] != nil { XCTFail("ALEXNET_TEST_PYTHON is not set: run the tests through scripts/test.sh") }
+            throw XCTSkip("set ALEXNET_TEST_PYTHON to a python with \(packages) (scripts/test.sh does)")
+        }
+        return URL(fileURLWithPath: python)
+    }
+
     static func temporaryDirectory(_ name: String = #function) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("alexnet-tests-\(getpid())-\(name.filter(\.isLetter))")
         try? FileManager.default.removeItem(at: url)

@@ -30,3 +30,5 @@ extension PickleError: LocalizedError { public var errorDescription: String? { d
 extension ShapeError: LocalizedError { public var errorDescription: String? { description } }
 extension ZipArchive.Failure: LocalizedError { public var errorDescription: String? { description } }
 extension PyTorchFile.Failure: LocalizedError { public var errorDescription: String? { description } }
+extension ONNXError: LocalizedError { public var errorDescription: String? { description } }
+extension CommunicationError: LocalizedError { public var errorDescription: String? { description } }

@@ -42,6 +42,22 @@ public final class BatchLoader: @unchecked Sendable {
     public let batchCount: Int
     public let crops: Int
     public let sampleFloats: Int
+    public let shard: Shard
+
+    /// One rank's part of every batch in a distributed run (distributed issue): batches (and the
+    /// shuffled order) are the global ones, and rank r of n takes positions ⌊r·L/n⌋ ..< ⌊(r+1)·L/n⌋
+    /// of a batch of L samples, so the parts are disjoint, cover the batch, and differ in size by
+    /// at most one (a part may be empty when L < n).
+    public struct Shard: Sendable, Equatable {
+        public var rank: Int, ranks: Int
+        public init(rank: Int, ranks: Int) { (self.rank, self.ranks) = (rank, ranks) }
+        public static let whole = Shard(rank: 0, ranks: 1)
+
+        public func part(of batch: Range<Int>) -> Range<Int> {
+            let n = batch.count
+            return (batch.lowerBound + rank * n / ranks)..<(batch.lowerBound + (rank + 1) * n / ranks)
+        }
+    }
 
     private let slots: [FloatBuffer]
     private let condition = NSCondition()
@@ -58,9 +74,15 @@ public final class BatchLoader: @unchecked Sendable {
     ///   - prefetch: batches prepared beyond one per thread.
     ///   - startBatch: the first batch to make (a run resumed mid-epoch skips the ones it trained on;
     ///     the order and every batch's content are those of the whole epoch).
+    ///   - shard: this rank's part of each batch (`batchSize` is the global batch).
     public init(split: DatasetSplit, labels: [Int], kind: Kind, augmentation: Augmentation, batchSize: Int, seed: UInt64,
-                epoch: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 1, startBatch: Int = 0) throws {
+                epoch: Int, threads: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 1, startBatch: Int = 0,
+                shard: Shard = .whole) throws {
         guard batchSize > 0 else { throw DatasetError(message: "batch size must be positive, got \(batchSize)") }
+        guard shard.ranks > 0, (0..<shard.ranks).contains(shard.rank) else {
+            throw DatasetError(message: "shard \(shard.rank) of \(shard.ranks) does not exist")
+        }
+        self.shard = shard
         try Limits.check(threads: threads, flag: "loader threads")
         try Limits.check(batch: batchSize, flag: "batch size")
         guard labels.count == split.count else { throw DatasetError(message: "\(labels.count) labels for \(split.count) files") }
@@ -80,7 +102,8 @@ public final class BatchLoader: @unchecked Sendable {
         if case .validation(tenCrop: true) = kind { crops = 10 } else { crops = 1 }
         sampleFloats = 3 * augmentation.outputSize * augmentation.outputSize
         let workers = max(1, threads)
-        let slotFloats = batchSize * crops * sampleFloats
+        // A part holds at most ⌈batch / ranks⌉ samples.
+        let slotFloats = (batchSize + shard.ranks - 1) / shard.ranks * crops * sampleFloats
         slots = (0..<(workers + max(0, prefetch))).map { _ in FloatBuffer(count: slotFloats, zeroed: false) }
         counter = WorkCounter(batchCount, start: startBatch)
         nextBatch = startBatch
@@ -134,7 +157,8 @@ public final class BatchLoader: @unchecked Sendable {
                      samples: range.map { order[$0] }, crops: crops)
     }
 
-    private func members(_ b: Int) -> Range<Int> { (b * batchSize)..<min(split.count, (b + 1) * batchSize) }
+    /// Positions in `order` of batch b's samples: the global batch's, or this rank's part of it.
+    private func members(_ b: Int) -> Range<Int> { shard.part(of: (b * batchSize)..<min(split.count, (b + 1) * batchSize)) }
 
     private func work() {
         let codec = ImageCodec()

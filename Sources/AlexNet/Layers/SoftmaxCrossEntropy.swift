@@ -1,7 +1,8 @@
 import Foundation
 
 /// Softmax cross-entropy averaged over the batch (SPEC section 1).
-/// Shapes: logits (N, K), labels N integers in 0..<K → loss (scalar); ∂logits = (softmax − onehot) / N.
+/// Shapes: logits (N, K), labels N integers in 0..<K → loss (scalar); ∂logits = (softmax − onehot) / N
+/// (N: the batch, or `normalizer`).
 /// Plain Swift: at (128, 1000) it is a few hundred microseconds, not worth a primitive.
 public final class SoftmaxCrossEntropy {
     public let batch: Int, classes: Int
@@ -11,6 +12,10 @@ public final class SoftmaxCrossEntropy {
     public let dLogits: DeviceTensor
     private let dLogitValues: UnsafeMutablePointer<Float>
     private var labels: [Int] = []
+    /// What ∂logits divides by: the batch (the mean's gradient), or, in a distributed run, the
+    /// image count of the global batch this shard is part of, so that the ranks' gradients sum
+    /// to the global mean's.
+    public var normalizer: Int?
 
     public init(batch: Int, classes: Int, engine: Engine) throws {
         (self.batch, self.classes) = (batch, classes)
@@ -45,7 +50,7 @@ public final class SoftmaxCrossEntropy {
 
     public func backward() {
         let d = dLogitValues, p = probabilities.pointer
-        let scale = 1 / Float(batch)
+        let scale = 1 / Float(normalizer ?? batch)
         for i in 0..<(batch * classes) { d[i] = p[i] * scale }
         for (b, y) in labels.enumerated() { d[b * classes + y] -= scale }
     }

@@ -120,7 +120,9 @@ public final class Network {
     }
 
     /// Fills every parameter gradient (overwriting, not accumulating) from the last `loss`.
-    public func backward() throws {
+    /// `afterEach` runs after each layer's backward, fc8 first (a distributed run starts summing
+    /// the gradients that are final while the rest of the pass runs).
+    public func backward(afterEach: ((Layer) throws -> Void)? = nil) throws {
         guard let criterion else { throw LayerError.notTraining("network") }
         criterion.backward()
         var dOutput = criterion.dLogits
@@ -129,6 +131,7 @@ public final class Network {
             let t0 = profiler == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             try layer.backward(input: i == 0 ? input : layers[i - 1].output, dOutput: dOutput)
             if let profiler { profiler.add(layer.name, .backward, since: t0) }
+            try afterEach?(layer)
             guard let d = layer.dInput else { break }
             dOutput = d
         }

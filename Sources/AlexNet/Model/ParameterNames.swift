@@ -8,6 +8,15 @@ public enum ParameterNaming: String, Sendable, CaseIterable {
     /// every scheme follows.
     public static let layers = NetworkConfig().layers.filter { !$0.parameters.isEmpty }.map(\.name)
 
+    /// The names a variant's files carry by default: its own framework's.
+    public static func `default`(for variant: Variant) -> ParameterNaming {
+        switch variant {
+        case .paper: return .native
+        case .seed: return .seed
+        case .torchvision: return .torchvision
+        }
+    }
+
     /// The scheme's module path of each layer in `layers`.
     public var modules: [String] {
         let paths: [String: String]

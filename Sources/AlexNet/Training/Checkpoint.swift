@@ -195,9 +195,9 @@ public struct LoadedWeights {
     /// dict `torch.save(model.state_dict())` writes, loadable with `torch.load(weights_only=True)`
     /// and `load_state_dict` into the seed's or torchvision's model; anything else as a plain
     /// safetensors file (with the network's geometry in its metadata, so it reads back here).
-    /// `names` defaults to the seed's for the seed variant and this project's otherwise.
+    /// `names` defaults to the variant's own (`ParameterNaming.default(for:)`).
     public func write(to path: String, names: ParameterNaming? = nil) throws {
-        let naming = names ?? (network.variant == .seed ? .seed : .native)
+        let naming = names ?? .default(for: network.variant)
         let entries = parameters.entries
         let floats = entries.map { Array(UnsafeBufferPointer(start: parameters.values.pointer + $0.offset, count: $0.count)) }
         let ext = (path as NSString).pathExtension.lowercased()
@@ -215,6 +215,29 @@ public struct LoadedWeights {
             for (e, values) in zip(entries, floats) { w.add(naming.foreignName(e.name) ?? e.name, Tensor(shape: e.shape, data: values)) }
             try w.write(to: path)
         }
+    }
+
+    /// Writes the network at inference as an ONNX model (`ONNXExport`), with what a user of
+    /// the graph needs to feed it in the model's metadata: the variant, the input size, the
+    /// normalisation (the input is what the network sees: 0–255 values minus the mean, divided
+    /// by the standard deviations where there are some) and the class names, when known.
+    /// Returns the number of nodes.
+    @discardableResult
+    public func exportONNX(to path: String, batch: ONNXExport.Batch) throws -> Int {
+        var metadata = [("variant", network.variant.rawValue), ("input_size", "\(network.inputSize)"),
+                        ("input", "RGB, planar (N, 3, S, S), 0–255 minus the mean" + (channelStd == nil ? "" : ", divided by channel_std"))]
+        let stats = statistics ?? .imagenetFallback
+        if (mean ?? .channel) == .pixel && stats.size > 0 {
+            metadata.append(("mean", "the training set's mean image (\(stats.size)×\(stats.size)), cropped as the input is"))
+        } else {
+            metadata.append(("channel_mean", stats.channelMean.map { "\($0)" }.joined(separator: ",")))
+        }
+        if let channelStd { metadata.append(("channel_std", channelStd.map { "\($0)" }.joined(separator: ","))) }
+        if let classes { metadata.append(("classes", classes.joined(separator: ","))) }
+        let model = try ONNXExport.model(network: network, parameters: parameters, batch: batch)
+        let bytes = try model.serialized(producer: "alexnet", version: "1", metadata: metadata)
+        try FileIO.writeDurably(to: path) { write in try bytes.withUnsafeBytes { try write($0) } }
+        return model.nodeCount
     }
 
     /// Whether a file starts as `torch.save`'s zip archives (or PyTorch's legacy pickles) do.

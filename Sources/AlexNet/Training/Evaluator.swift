@@ -83,15 +83,22 @@ public final class InferenceNetworks {
     /// Ten-crop validation of a split (SPEC section 5): loss −log p̄(label) (the paper) or the
     /// cross-entropy of the averaged outputs (the seed), top-1 and top-5 error, averaged over
     /// the images. The loader's batches feed the network in place.
+    /// In a distributed run (`communicator` of several ranks) each rank evaluates its part of
+    /// every batch (`BatchLoader.Shard`) and the sums are added over the ranks, so every image
+    /// counts exactly once and every rank returns the whole split's result.
     public func evaluate(split: DatasetSplit, labels: [Int], augmentation: Augmentation, batchSize: Int, threads: Int,
-                         tenCrop: Bool = true, progress: ((_ done: Int, _ total: Int) throws -> Void)? = nil) throws -> EvaluationResult {
+                         tenCrop: Bool = true, communicator: Communicator = .single(),
+                         progress: ((_ done: Int, _ total: Int) throws -> Void)? = nil) throws -> EvaluationResult {
+        let shard = BatchLoader.Shard(rank: communicator.rank, ranks: communicator.size)
         let loader = try BatchLoader(split: split, labels: labels, kind: .validation(tenCrop: tenCrop), augmentation: augmentation,
-                                     batchSize: batchSize, seed: 0, epoch: 0, threads: threads)
+                                     batchSize: batchSize * communicator.size, seed: 0, epoch: 0, threads: threads, shard: shard)
         defer { loader.stop() }
         let k = config.classes
         var loss = 0.0, wrong1 = 0, wrong5 = 0, images = 0
         while let batch = loader.next() {
             if let failure = loader.failures.first { throw failure }
+            // A rank's part of the last batch is empty when it has fewer images than there are ranks.
+            guard batch.count > 0 else { continue }
             let averaged = try averagedOutputs(images: batch.images, count: batch.count, crops: batch.crops)
             for b in 0..<batch.count {
                 let row = Array(averaged[(b * k)..<((b + 1) * k)]), y = batch.labels[b]
@@ -110,8 +117,10 @@ public final class InferenceNetworks {
             try progress?(images, split.count)
         }
         if let failure = loader.failures.first { throw failure }
-        let n = Double(max(images, 1))
-        return EvaluationResult(loss: loss / n, top1Error: Double(wrong1) / n, top5Error: Double(wrong5) / n, images: images)
+        var totals = [loss, Double(wrong1), Double(wrong5), Double(images)]
+        try communicator.sum(&totals, what: "validation metrics")
+        let n = max(totals[3], 1)
+        return EvaluationResult(loss: totals[0] / n, top1Error: totals[1] / n, top5Error: totals[2] / n, images: Int(totals[3]))
     }
 }
 

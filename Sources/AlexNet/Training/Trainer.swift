@@ -57,9 +57,12 @@ public final class Trainer {
     /// Called after every training step with (epoch counted from 1, batches done): tests stop a
     /// run at a chosen batch through `stop`.
     public var afterStep: ((_ epoch: Int, _ batch: Int) -> Void)?
+    /// This process's place in a distributed run (`Communicator.single()` alone). Every rank
+    /// trains its part of each global batch; rank 0 alone writes checkpoints and TensorBoard.
+    public let communicator: Communicator
 
-    public init(config: TrainingConfig, logger: Logger, stop: StopRequest = StopRequest()) {
-        (self.config, self.logger, self.stop) = (config, logger, stop)
+    public init(config: TrainingConfig, logger: Logger, stop: StopRequest = StopRequest(), communicator: Communicator = .single()) {
+        (self.config, self.logger, self.stop, self.communicator) = (config, logger, stop, communicator)
     }
 
     /// The paper's reference error rates, logged beside ours as the seed does (SPEC section 6).
@@ -83,7 +86,10 @@ public final class Trainer {
         let epochStart: FloatBuffer
         let inference: InferenceNetworks
         let checkpointDirectory: String, logDirectory: String
-        let tensorboard: TensorBoardWriter
+        /// Rank 0's; nil on the other ranks.
+        let tensorboard: TensorBoardWriter?
+        /// Sums the gradients over the ranks during backward (distributed runs only).
+        let reducer: GradientReducer?
     }
 
     /// Where a resumed run stands, and how its file fills the parameters and buffers.
@@ -96,7 +102,9 @@ public final class Trainer {
     }
 
     private func prepare(_ state: inout TrainingState, resumed: Resumption?) throws -> Session {
-        let budget = config.training.threads > 0 ? config.training.threads : ProcessInfo.processInfo.activeProcessorCount
+        // Several ranks on one machine share its cores (distributed issue, item 5).
+        let budget = config.training.threads > 0 ? config.training.threads
+            : max(1, ProcessInfo.processInfo.activeProcessorCount / communicator.localSize)
         // The loader needs a few percent of a core (README: about 2000 img/s per core against
         // 22–31 img/s of full-size training, and 12 000 against 1800 for the demo's network), so
         // oneDNN keeps the whole budget and the loader's workers share its cores. Running them
@@ -137,22 +145,29 @@ public final class Trainer {
         } else {
             config.initialization.apply(to: parameters, seed: config.training.seed)
         }
+        // Every rank starts from rank 0's weights and momentum (distributed issue, item 1).
+        try communicator.broadcastAndWait(parameters.values.pointer, count: parameters.values.count, what: "the initial weights")
+        try communicator.broadcastAndWait(sgd.velocity.pointer, count: sgd.velocity.count, what: "the momentum buffers")
 
         let checkpointDirectory = (config.path.checkpointDir as NSString).appendingPathComponent(state.runName)
         let logDirectory = (config.path.logDir as NSString).appendingPathComponent(state.runName)
-        for dir in [checkpointDirectory, logDirectory] {
-            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                throw TrainingError.setup("cannot create \(dir): \(FileIO.describe(error))")
+        var tensorboard: TensorBoardWriter?
+        if communicator.isRoot {
+            for dir in [checkpointDirectory, logDirectory] {
+                do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+                    throw TrainingError.setup("cannot create \(dir): \(FileIO.describe(error))")
+                }
             }
+            tensorboard = try TensorBoardWriter(directory: logDirectory)
+            // Events a crashed run wrote after its last checkpoint are superseded by the rerun's.
+            if resumed != nil { try tensorboard?.sessionStart(step: state.epoch + 1) }
         }
-        let tensorboard = try TensorBoardWriter(directory: logDirectory)
-        // Events a crashed run wrote after its last checkpoint are superseded by the rerun's.
-        if resumed != nil { try tensorboard.sessionStart(step: state.epoch + 1) }
         return Session(engine: engine, loaderThreads: loaderThreads, dataset: dataset, val: val,
                        trainLabels: dataset.labels.labels(dataset.train), valLabels: dataset.labels.labels(val), classes: classes,
                        statistics: statistics, augmentation: train, parameters: parameters, sgd: sgd,
                        epochStart: epochStart, inference: InferenceNetworks(config: config.model, parameters: parameters, engine: engine),
-                       checkpointDirectory: checkpointDirectory, logDirectory: logDirectory, tensorboard: tensorboard)
+                       checkpointDirectory: checkpointDirectory, logDirectory: logDirectory, tensorboard: tensorboard,
+                       reducer: communicator.size > 1 ? GradientReducer(communicator: communicator, parameters: parameters) : nil)
     }
 
     /// `training.start_from`'s weights, which must have this network's parameters.
@@ -263,7 +278,7 @@ public final class Trainer {
         let started = DispatchTime.now().uptimeNanoseconds
         var (state, resumed) = try initialState()
         let s = try prepare(&state, resumed: resumed)
-        defer { s.tensorboard.close() }
+        defer { s.tensorboard?.close() }
         let paths = (last: path(s, "last.safetensors"), best: path(s, "best.safetensors"))
         var lastCheckpoint = resumed == nil ? nil as String? : config.training.resumeFrom
         var lastCheckpointTime = DispatchTime.now().uptimeNanoseconds
@@ -272,11 +287,13 @@ public final class Trainer {
         if resumed != nil { logger.info("resuming \(config.training.resumeFrom) at epoch \(state.epoch + 1), batch \(state.batch)") }
 
         func save(_ file: String, midEpoch: Bool) throws {
+            lastCheckpoint = file
+            lastCheckpointTime = DispatchTime.now().uptimeNanoseconds
+            // The ranks hold the same weights; rank 0 alone writes them.
+            guard communicator.isRoot else { return }
             try Checkpoint.write(to: file, state: state, network: config.model, configYAML: config.yaml(comments: false), classes: s.classes,
                                  statistics: s.statistics, mean: config.augmentations.mean, parameters: s.parameters,
                                  momentum: s.sgd.velocity, epochStart: midEpoch ? s.epochStart : nil)
-            lastCheckpoint = file
-            lastCheckpointTime = DispatchTime.now().uptimeNanoseconds
         }
         /// Saves the state where it stands and reports the interruption.
         func interrupted(_ signal: Int32) throws -> Never {
@@ -286,8 +303,10 @@ public final class Trainer {
         func validate(label: String) throws -> EvaluationResult {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let result = try s.inference.evaluate(split: s.val, labels: s.valLabels, augmentation: s.augmentation,
-                                                  batchSize: config.training.evalBatchSize, threads: s.loaderThreads) { _, _ in
-                if let signal = self.stop.signal { try interrupted(signal) }
+                                                  batchSize: config.training.evalBatchSize, threads: s.loaderThreads,
+                                                  communicator: communicator) { _, _ in
+                // Several ranks agree on stopping at a training step, not inside a collective.
+                if self.communicator.size == 1, let signal = self.stop.signal { try interrupted(signal) }
             }
             logger.info("\(label): val loss \(fixed(result.loss, 4)), top-1 error \(fixed(100 * result.top1Error, 2)) %, top-5 error \(fixed(100 * result.top5Error, 2)) % (\(result.images) images, ten-crop, \(fixed(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, 1)) s)")
             return result
@@ -311,7 +330,10 @@ public final class Trainer {
             if state.batch == 0 { s.epochStart.pointer.update(from: s.parameters.values.pointer, count: s.epochStart.count) }
             let loader = try BatchLoader(split: s.dataset.train, labels: s.trainLabels, kind: .training, augmentation: s.augmentation,
                                          batchSize: config.training.batchSize, seed: config.training.seed, epoch: state.epoch,
-                                         threads: s.loaderThreads, startBatch: state.batch)
+                                         threads: s.loaderThreads, startBatch: state.batch,
+                                         shard: BatchLoader.Shard(rank: communicator.rank, ranks: communicator.size))
+            s.reducer?.resetTimes()
+            var stepSeconds = 0.0
             defer { loader.stop() }
             let progress = TrainingProgress(label: "epoch \(epoch)/\(config.training.epochs)", batches: batchesPerEpoch,
                                             startingAt: state.batch, printFrequency: config.training.printFreq, logger: logger)
@@ -322,25 +344,50 @@ public final class Trainer {
                 if let failure = loader.failures.first {
                     throw TrainingError.setup("cannot read a training image: \(failure) (alexnet dataset-info --decode lists every broken file)")
                 }
-                let net: Network
-                if let n = trainingNetworks[batch.count] { net = n } else {
-                    net = try Network(config: config.model, batch: batch.count, mode: .training, parameters: s.parameters, engine: s.engine)
-                    trainingNetworks[batch.count] = net
+                let s0 = DispatchTime.now().uptimeNanoseconds
+                // The global batch's size: this rank's part is `batch.count` of it.
+                let images = min(s.dataset.train.count, (batch.index + 1) * config.training.batchSize) - batch.index * config.training.batchSize
+                var loss: Float = 0
+                if batch.count > 0 {
+                    let net: Network
+                    if let n = trainingNetworks[batch.count] { net = n } else {
+                        net = try Network(config: config.model, batch: batch.count, mode: .training, parameters: s.parameters, engine: s.engine)
+                        trainingNetworks[batch.count] = net
+                    }
+                    try net.bindInput(batch.images)
+                    net.drawDropoutMasks(seed: config.training.seed, epoch: state.epoch, samples: batch.samples)
+                    try net.forward()
+                    loss = try net.loss(labels: batch.labels)
+                    if let reducer = s.reducer {
+                        net.criterion?.normalizer = images
+                        reducer.begin()
+                        try net.backward { try reducer.layerDone($0.name) }
+                    } else {
+                        try net.backward()
+                    }
+                } else {
+                    // An empty part of a short last batch adds nothing to the sum.
+                    s.parameters.grads.pointer.update(repeating: 0, count: s.parameters.grads.count)
+                    s.reducer?.begin()
                 }
-                try net.bindInput(batch.images)
-                net.drawDropoutMasks(seed: config.training.seed, epoch: state.epoch, samples: batch.samples)
-                try net.forward()
-                let loss = try net.loss(labels: batch.labels)
+                if communicator.size > 1 {
+                    try s.reducer?.finish()
+                    // The global batch's mean loss, and whether any rank was asked to stop, agreed by all.
+                    var totals = [Double(loss) * Double(batch.count), stop.signal == nil ? 0 : 1]
+                    try communicator.sum(&totals, what: "the loss")
+                    loss = Float(totals[0] / Double(images))
+                    if totals[1] > 0 && stop.signal == nil { stop.request(SIGTERM) }
+                }
                 guard loss.isFinite else {
                     throw TrainingError.nonFinite(epoch: epoch, batch: batch.index + 1, loss: loss, checkpoint: lastCheckpoint)
                 }
-                try net.backward()
                 s.sgd.step(s.parameters)
+                stepSeconds += Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9
                 state.batch = batch.index + 1
                 state.sgdSteps += 1
-                state.epochLossSum += Double(loss) * Double(batch.count)
-                state.epochImages += batch.count
-                progress.batch(batch.index, count: batch.count, loss: Double(loss), dataWait: wait)
+                state.epochLossSum += Double(loss) * Double(images)
+                state.epochImages += images
+                progress.batch(batch.index, count: images, loss: Double(loss), dataWait: wait)
                 afterStep?(epoch, state.batch)
                 if let signal = stop.signal { progress.finish(); try interrupted(signal) }
                 let minutes = config.training.checkpointEveryMinutes
@@ -352,6 +399,11 @@ public final class Trainer {
             let trainSeconds = progress.seconds
             let trainLoss = state.epochLossSum / Double(max(state.epochImages, 1))
             logger.info("epoch \(epoch)/\(config.training.epochs): train loss \(fixed(trainLoss, 4)), \(fixed(Double(progress.images) / max(trainSeconds, 1e-9), 1)) img/s, \(fixed(trainSeconds, 1)) s, of which \(fixed(100 * progress.dataSeconds / max(trainSeconds, 1e-9), 1)) % waiting for data")
+            if let r = s.reducer {
+                // The overlap made visible (distributed issue, "Speed"): time in the steps split into
+                // computing, MPI calls that start and progress the sums, and waiting for them.
+                logger.info("epoch \(epoch)/\(config.training.epochs) on \(communicator.size) ranks: compute \(fixed(stepSeconds - r.communicationSeconds - r.waitSeconds, 1)) s, communication \(fixed(r.communicationSeconds, 2)) s, waiting for communication \(fixed(r.waitSeconds, 2)) s")
+            }
             let validated = epoch % config.training.validateEveryEpochs == 0 || epoch == config.training.epochs
             let result = validated ? try validate(label: "epoch \(epoch)/\(config.training.epochs)") : nil
             let lr = state.schedule.learningRate
@@ -378,7 +430,7 @@ public final class Trainer {
             if let signal = stop.signal { throw TrainingError.interrupted(signal: signal, checkpoint: paths.last) }
         }
         if lastCheckpoint == nil { try save(paths.last, midEpoch: false) }
-        try s.tensorboard.flush()
+        try s.tensorboard?.flush()
         return TrainingSummary(runName: state.runName, checkpointDirectory: s.checkpointDirectory, logDirectory: s.logDirectory,
                                lastCheckpoint: paths.last, bestCheckpoint: state.bestEpoch == nil ? nil : paths.best,
                                history: state.history, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
@@ -389,6 +441,7 @@ public final class Trainer {
     /// Gives `source`'s complete file a second name, atomically and durably (see
     /// `FileIO.linkDurably`), so epoch-NNN and best cost no second write.
     private func link(_ source: String, to destination: String) throws {
+        guard communicator.isRoot else { return }
         do { try FileIO.linkDurably(source, to: destination) } catch {
             throw TrainingError.setup("cannot save \(destination): \(error)")
         }
@@ -398,7 +451,8 @@ public final class Trainer {
 
     /// One epoch's scalars (the seed's tags) and histograms; `epoch` 0 is the untrained network.
     private func log(_ record: EpochRecord, _ s: Session, epochStartAvailable: Bool) throws {
-        let tb = s.tensorboard, step = record.epoch
+        guard let tb = s.tensorboard else { return }
+        let step = record.epoch
         if let v = record.validation {
             try tb.scalar("Metrics/val_error_rate@1", v.top1Error, step: step)
             try tb.scalar("Metrics/val_error_rate@5", v.top5Error, step: step)

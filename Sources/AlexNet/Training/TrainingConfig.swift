@@ -28,6 +28,9 @@ public struct TrainingConfig: Sendable, Equatable {
         public var checkpointEveryEpochs = 1
         /// Also a checkpoint every this many minutes of training, mid-epoch (0: never).
         public var checkpointEveryMinutes = 30.0
+        /// Under mpirun: seconds a rank waits in a collective for the others before it declares
+        /// the job stuck and ends it (a rank that died or hangs).
+        public var collectiveTimeout = 600.0
         /// A checkpoint to continue exactly (empty: start afresh): this project's, or the seed's
         /// full PyTorch checkpoint (`alexnet_<epoch>_<metric>_full.pt`).
         public var resumeFrom = ""
@@ -218,6 +221,8 @@ extension TrainingConfig {
         int("training.checkpoint_every_epochs", \.training.checkpointEveryEpochs, min: 0, "an epoch-NNN checkpoint every N epochs; 0: none"),
         double("training.checkpoint_every_minutes", \.training.checkpointEveryMinutes, 0...Double.infinity,
                "also save last.safetensors mid-epoch every M minutes; 0: never"),
+        double("training.collective_timeout", \.training.collectiveTimeout, 0...Double.infinity, openLow: true,
+               "under mpirun: seconds a rank waits for the others in a collective before ending the job"),
         string("training.resume_from", \.training.resumeFrom, "checkpoint to continue exactly (this project's, or the seed's _full.pt); empty: start afresh"),
         string("training.start_from", \.training.startFrom, "weights to start from instead of the initialisation (checkpoint, safetensors or PyTorch state dict); empty: initialise"),
         int("training.print_freq", \.training.printFreq, min: 1, "without a terminal, a progress line every N batches"),
