@@ -76,6 +76,22 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// A checkpoint written by 2 ranks resumes on 3 with the same global batch and continues the
+    /// same trajectory: epoch 1 on 2 ranks and epoch 2 on 3 give one process's two epochs.
+    func testACheckpointOfTwoRanksResumesOnThree() throws {
+        let (program, prefix3) = try launcher(3)
+        let single = try train(config("resume-single", batch: 16, epochs: 2), ranks: 1)
+        let first = try train(config("resume-2to3", batch: 16, epochs: 1), ranks: 2)
+        XCTAssertEqual(first.state.epoch, 1)
+        let last = Self.data.root.appendingPathComponent("checkpoints/resume-2to3/last.safetensors").path
+        let (status, out, err) = try runProcess(program, prefix3 + ["train", "--resume", last, "--set", "training.epochs=2"])
+        XCTAssertEqual(status, 0, out + err)
+        let resumed = try Checkpoint.read(last)
+        XCTAssertEqual(resumed.state.epoch, 2)
+        XCTAssertEqual(resumed.state.sgdSteps, single.state.sgdSteps)
+        try assertSameWeights(single, resumed, "2 ranks, then 3")
+    }
+
     /// 2 ranks on 7 validation images (batches of 3: parts of 1 and 2, and of 0 and 1) count each
     /// image once: the same error rates and loss as one process.
     func testValidationCountsEveryImageOnce() throws {
