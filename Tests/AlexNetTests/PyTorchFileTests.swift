@@ -96,17 +96,8 @@ final class PyTorchFileTests: XCTestCase {
 /// PyTorch (CI cannot install it: scripts/check_torch_file.py reads the zip and pickle with the
 /// globals torch.load(weights_only=True) allows) and by this project.
 final class ConvertTests: XCTestCase {
-    func python() throws -> URL {
-        let env = ProcessInfo.processInfo.environment
-        guard let python = env["ALEXNET_TEST_PYTHON"] else {
-            if env["CI"] != nil { XCTFail("ALEXNET_TEST_PYTHON is not set: run the tests through scripts/test.sh") }
-            throw XCTSkip("set ALEXNET_TEST_PYTHON to a python with numpy and safetensors (scripts/test.sh does)")
-        }
-        return URL(fileURLWithPath: python)
-    }
-
     func testConvertWritesStateDictsPythonReadsAndRoundTrips() throws {
-        let python = try python()
+        let python = try Paths.python(needing: "numpy and safetensors")
         let dir = try Paths.temporaryDirectory()
         let source = Paths.shared.appendingPathComponent("golden/torch/seed_small_full.pt").path
         let original = try LoadedWeights(path: source)

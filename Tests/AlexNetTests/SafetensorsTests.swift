@@ -186,11 +186,7 @@ final class SafetensorsTests: XCTestCase {
     /// Python's `safetensors` and numpy read a file this library wrote. The test script provides an
     /// interpreter with both (ALEXNET_TEST_PYTHON); under CI the test must not be skipped.
     func testPythonReadsOurFile() throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let python = env["ALEXNET_TEST_PYTHON"] else {
-            if env["CI"] != nil { XCTFail("ALEXNET_TEST_PYTHON is not set: run the tests through scripts/test.sh") }
-            throw XCTSkip("set ALEXNET_TEST_PYTHON to a python with safetensors and numpy (scripts/test.sh does)")
-        }
+        let python = try Paths.python(needing: "safetensors and numpy").path
         let path = try Paths.temporaryDirectory().appendingPathComponent("x.safetensors").path
         try sample().write(to: path)
         let script = """

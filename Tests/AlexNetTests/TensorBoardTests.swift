@@ -183,11 +183,7 @@ final class TensorBoardTests: XCTestCase {
     /// The python the test script provides, if it can import tensorboard; nil to skip.
     func tensorboardPython() throws -> URL? {
         let env = ProcessInfo.processInfo.environment
-        guard let python = env["ALEXNET_TEST_PYTHON"] else {
-            if env["CI"] != nil { XCTFail("ALEXNET_TEST_PYTHON is not set: run the tests through scripts/test.sh") }
-            throw XCTSkip("set ALEXNET_TEST_PYTHON to a python with tensorboard (scripts/test.sh does)")
-        }
-        let url = URL(fileURLWithPath: python)
+        let url = try Paths.python(needing: "tensorboard"), python = url.path
         let (status, _, err) = try runProcess(url, ["-c", "import tensorboard"])
         guard status == 0 else {
             if env["CI"] != nil { XCTFail("\(python) cannot import tensorboard: \(err)"); return nil }

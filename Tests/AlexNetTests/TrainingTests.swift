@@ -290,10 +290,7 @@ final class TrainingTests: XCTestCase {
 
     /// The event files, read back by TensorBoard's own reader: the seed's tags, one step per epoch.
     func testTensorBoardLogsReadBackWithTensorBoard() throws {
-        guard let python = ProcessInfo.processInfo.environment["ALEXNET_TEST_PYTHON"] else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("CI must set ALEXNET_TEST_PYTHON (a Python with tensorboard)") }
-            throw XCTSkip("ALEXNET_TEST_PYTHON is not set")
-        }
+        let python = try Paths.python(needing: "tensorboard").path
         let summary = try train(tinyConfig(Self.data, run: "tensorboard"))
         let script = """
         import json, sys
