@@ -149,6 +149,13 @@ struct Bench: ParsableCommand {
             print(pad("SGD update", 14) + f(r.updateSeconds * 1000, 1))
             let total = r.trainLayers.reduce(0) { $0 + $1.forward + $1.backward } + r.updateSeconds + r.lossSeconds
             print(pad("sum", 14) + f(total * 1000, 1))
+            print("reorders (weights into the kernels' layouts, tensors between layers' layouts): "
+                  + "\(f(r.reordersPerStep, 0)) per training step, \(f(r.reorderSecondsPerStep * 1000, 1)) ms of the step")
+            print("\noneDNN implementations (training network):")
+            for layer in r.implementations.map(\.layer).reduce(into: [String](), { if !$0.contains($1) { $0.append($1) } }) {
+                let passes = r.implementations.filter { $0.layer == layer }.map { "\($0.pass) \($0.implementation)" }
+                print(pad(layer, 14) + passes.joined(separator: ", "))
+            }
         }
         if json { print(jsonLine(NetworkJSON(r, variant: options.config.variant, peak: peakValue, measured: measured))) }
     }
@@ -179,6 +186,9 @@ private struct NetworkJSON: Encodable {
     let peak_gflops: JSONNullable<Double>
     let fma_peak_gflops, matmul_peak_gflops: JSONNullable<Double>?
     let fma_kernel: String?
+    /// With --layers: "conv2 forward" → "jit:avx2", and the reorders of a training step.
+    let implementations: [String: String]?
+    let reorders_per_training_step, reorder_ms_per_training_step: JSONNullable<Double>?
 
     init(_ r: Benchmark.Result, variant: Variant, peak: Double, measured: MachinePeak?) {
         (train_images_per_second, inference_images_per_second) = (rounded(r.trainImagesPerSecond, 3), rounded(r.inferenceImagesPerSecond, 3))
@@ -192,6 +202,10 @@ private struct NetworkJSON: Encodable {
         fma_peak_gflops = measured.map { rounded($0.fmaGFLOPs, 2) }
         matmul_peak_gflops = measured.map { rounded($0.matmulGFLOPs, 2) }
         fma_kernel = measured?.fmaKernel
+        let layered = !r.implementations.isEmpty
+        implementations = layered ? Dictionary(r.implementations.map { ("\($0.layer) \($0.pass)", $0.implementation) }, uniquingKeysWith: { a, _ in a }) : nil
+        reorders_per_training_step = layered ? rounded(r.reordersPerStep, 1) : nil
+        reorder_ms_per_training_step = layered ? rounded(r.reorderSecondsPerStep * 1000, 3) : nil
     }
 }
 

@@ -34,6 +34,11 @@ public struct Benchmark {
         public var updateSeconds = 0.0
         public var lossSeconds = 0.0
         public var inferenceLayers: [(name: String, forward: Double)] = []
+        /// With `profileLayers`: oneDNN's implementation of each pass of the training network's
+        /// layers, and the reorders (layout changes) a training step runs and their time.
+        public var implementations: [(layer: String, pass: String, implementation: String)] = []
+        public var reordersPerStep = 0.0
+        public var reorderSecondsPerStep = 0.0
         /// With `trainData`: training steps through the loader, and the fraction of their time
         /// spent waiting for a batch.
         public var loaderTrainImagesPerSecond: Double?
@@ -72,8 +77,9 @@ public struct Benchmark {
             let labels = (0..<options.batch).map { _ in Int(rng.next() % UInt64(config.classes)) }
             let sgd = SGD(for: params, workers: engine.threads)
             let profiler = Profiler()
-            var lossTime = 0.0, updateTime = 0.0, iteration = 0
+            var lossTime = 0.0, updateTime = 0.0, iteration = 0, timing = false
             let times = try measure { timed in
+                if timed && !timing { engine.resetReorderStatistics(); timing = true }
                 net.drawDropoutMasks(seed: 1, epoch: iteration, samples: Array(0..<options.batch))
                 iteration += 1
                 net.profiler = timed && options.profileLayers ? profiler : nil
@@ -87,6 +93,7 @@ public struct Benchmark {
                 let t3 = DispatchTime.now().uptimeNanoseconds
                 if timed { lossTime += Double(t1 - t0) / 1e9; updateTime += Double(t3 - t2) / 1e9 }
             }
+            let reorders = (count: engine.reorderCount, seconds: engine.reorderSeconds)
             let step = median(times)
             result.trainImagesPerSecond = Double(options.batch) / step
             result.trainGFLOPsPerSecond = 6 * macs * Double(options.batch) / step / 1e9
@@ -101,6 +108,9 @@ public struct Benchmark {
                                                           (profiler.seconds[$0]?[.backward] ?? 0) / n) }
                 result.updateSeconds = updateTime / n
                 result.lossSeconds = lossTime / n
+                result.implementations = net.implementations
+                result.reordersPerStep = Double(reorders.count) / n
+                result.reorderSecondsPerStep = reorders.seconds / n
             }
         }
         do {

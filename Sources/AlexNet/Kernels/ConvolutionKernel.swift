@@ -51,6 +51,8 @@ final class ConvolutionKernel {
     let dWeightReorder: Reorder?
     let reluBackward: ReLUBackward?
 
+    var implementations: Implementations { passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)]) }
+
     init(name: String, _ d: Description, input: TensorLayout, parameters: ParameterViews, engine: Engine) throws {
         self.name = name
         self.engine = engine

@@ -1,4 +1,5 @@
 import CDNNL
+import Dispatch
 
 /// The thin, checked layer over oneDNN's C API. Everything that knows oneDNN lives in `Kernels/`:
 /// this file (engine, primitives, attributes, reorders), `DeviceTensor` (memory) and one kernel
@@ -26,6 +27,11 @@ public final class Engine: @unchecked Sendable {
     let stream: dnnl_stream_t
     /// Worker threads for oneDNN and for the plain-Swift passes.
     public let threads: Int
+    /// Reorders (layout changes: weights into a kernel's layout, a tensor between two layers'
+    /// layouts) run since `resetReorderStatistics`, and the seconds they took: what `bench
+    /// --layers` reports, so the cost of per-layer layouts stays visible.
+    public private(set) var reorderCount = 0
+    public private(set) var reorderSeconds = 0.0
 
     /// - Parameter threads: worker threads; nil or 0 means one per core.
     public init(threads: Int? = nil) throws {
@@ -46,8 +52,23 @@ public final class Engine: @unchecked Sendable {
         dnnl_engine_destroy(engine)
     }
 
+    public func resetReorderStatistics() { (reorderCount, reorderSeconds) = (0, 0) }
+
+    func noteReorder(since start: UInt64) {
+        reorderCount += 1
+        reorderSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
     /// Waits for queued primitives (the CPU stream is synchronous, but this keeps timings honest).
     public func wait() throws { try check(dnnl_stream_wait(stream), "dnnl_stream_wait", "synchronising") }
+}
+
+/// Which oneDNN implementation runs each pass of a kernel ("jit:avx2", "gemm:jit", …), for
+/// `bench --layers` and the test that no layer falls back to a GEMM where a direct kernel exists.
+typealias Implementations = [(pass: String, implementation: String)]
+
+func passImplementations(_ passes: [(String, Primitive?)]) -> Implementations {
+    passes.compactMap { pass, p in p.map { (pass, $0.implementation) } }
 }
 
 /// A created primitive with a name for errors and profiles.
@@ -148,7 +169,9 @@ final class Reorder {
     }
 
     func run(from source: DeviceTensor, to destination: DeviceTensor) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
         try primitive.execute(engine, [(DNNL_ARG_FROM, source), (DNNL_ARG_TO, destination)])
+        engine.noteReorder(since: t0)
     }
 }
 

@@ -15,6 +15,8 @@ final class InnerProductKernel {
     let reluBackward: ReLUBackward?
 
     /// - Parameters: `input` is (N, in), `outFeatures` the rows of the (out, in) weight.
+    var implementations: Implementations { passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)]) }
+
     init(name: String, input: TensorLayout, outFeatures: Int, fusedReLU: Bool, training: Bool,
          parameters: ParameterViews, engine: Engine) throws {
         self.name = name

@@ -12,6 +12,8 @@ final class LRNKernel {
     let backwardPrimitive: Primitive?
     let workspace: DeviceTensor?
 
+    var implementations: Implementations { passImplementations([("forward", forwardPrimitive), ("backward", backwardPrimitive)]) }
+
     init(name: String, input: TensorLayout, size: Int, alpha: Float, beta: Float, k: Float, training: Bool,
          engine: Engine) throws {
         self.name = name

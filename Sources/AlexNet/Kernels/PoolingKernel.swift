@@ -12,6 +12,8 @@ final class PoolingKernel {
     let backwardPrimitive: Primitive?
     let workspace: DeviceTensor?
 
+    var implementations: Implementations { passImplementations([("forward", forwardPrimitive), ("backward", backwardPrimitive)]) }
+
     init(name: String, input: TensorLayout, outputDims: [Int], kernel: Int, stride: Int, training: Bool, engine: Engine) throws {
         self.name = name
         self.engine = engine

@@ -9,6 +9,7 @@ public final class Conv2d: Layer {
     let kernel: ConvolutionKernel
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
+    public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
 
     public struct Geometry: Sendable, Equatable {
         public var inChannels, outChannels, kernel, stride, padding: Int

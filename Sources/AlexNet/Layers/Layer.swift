@@ -13,6 +13,12 @@ public protocol Layer: AnyObject {
     func forward(_ input: DeviceTensor) throws
     /// `dOutput` is in `output`'s layout and may be overwritten (fused ReLU's backward runs in place).
     func backward(input: DeviceTensor, dOutput: DeviceTensor) throws
+    /// The backend's implementation of each pass, for layers that run backend primitives.
+    var implementations: [(pass: String, implementation: String)] { get }
+}
+
+extension Layer {
+    public var implementations: [(pass: String, implementation: String)] { [] }
 }
 
 /// Training keeps what backward needs (workspaces, masks); inference keeps nothing.

@@ -6,6 +6,7 @@ public final class Linear: Layer {
     let kernel: InnerProductKernel
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
+    public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
 
     public init(name: String, inFeatures: Int, outFeatures: Int, input: TensorLayout, fusedReLU: Bool, mode: Mode,
                 parameters: ParameterStore, engine: Engine) throws {

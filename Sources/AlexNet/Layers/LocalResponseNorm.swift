@@ -21,6 +21,7 @@ public final class LocalResponseNorm: Layer {
     let kernel: LRNKernel
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
+    public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
 
     public init(name: String, constants c: Constants, input: TensorLayout, mode: Mode, engine: Engine) throws {
         self.name = name

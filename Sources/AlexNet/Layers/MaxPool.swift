@@ -6,6 +6,7 @@ public final class MaxPool: Layer {
     let kernel: PoolingKernel
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
+    public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
 
     public init(name: String, kernel: Int = 3, stride: Int = 2, input: TensorLayout, mode: Mode, engine: Engine) throws {
         self.name = name

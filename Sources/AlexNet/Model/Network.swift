@@ -80,6 +80,11 @@ public final class Network {
         criterion = mode == .training ? try SoftmaxCrossEntropy(batch: batch, classes: config.classes, engine: engine) : nil
     }
 
+    /// The backend's implementation of each pass of each layer that has one, in network order.
+    public var implementations: [(layer: String, pass: String, implementation: String)] {
+        layers.flatMap { l in l.implementations.map { (l.name, $0.pass, $0.implementation) } }
+    }
+
     /// A fresh parameter store shaped for `config` (zeros; see `Initialization`).
     public static func makeParameters(_ config: NetworkConfig) -> ParameterStore {
         ParameterStore(config.parameterShapes)

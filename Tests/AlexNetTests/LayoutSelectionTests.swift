@@ -1,0 +1,34 @@
+import AlexNet
+import Foundation
+import XCTest
+
+/// Layouts are chosen per layer, not inherited (speed issue, item 1): with oneDNN limited to AVX2
+/// (what Zen 2/3 and many Intel CPUs give), every convolution after conv1 runs a direct JIT
+/// kernel in every pass, never the GEMM fallback that plain layouts get, and `bench --layers`
+/// reports each pass's implementation and the reorders a training step runs.
+final class LayoutSelectionTests: XCTestCase {
+    func testNoGEMMConvolutionUnderAnAVX2LimitedEngine() throws {
+        let dir = try Paths.temporaryDirectory()
+        let config = dir.appendingPathComponent("paper-widths.yml").path
+        // The paper's widths at 67 pixels: the same layers as at 224, on small maps.
+        try "model:\n  input_size: 67\n  classes: 10\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let (status, out, err) = try runProcess(Paths.binary, ["bench", "-c", config, "-b", "8", "--iters", "1", "--warmup", "0",
+                                                               "--peak-gflops", "100", "--layers", "--json"],
+                                                environment: ["ONEDNN_MAX_CPU_ISA": "AVX2"])
+        XCTAssertEqual(status, 0, err)
+        let last = try XCTUnwrap(out.split(separator: "\n").last)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any], String(last))
+        let implementations = try XCTUnwrap(json["implementations"] as? [String: String], String(last))
+        for layer in ["conv2", "conv3", "conv4", "conv5"] {
+            for pass in ["forward", "backward data", "backward weights"] {
+                let name = try XCTUnwrap(implementations["\(layer) \(pass)"], "\(layer) \(pass) in \(implementations)")
+                XCTAssertFalse(name.contains("gemm"), "\(layer) \(pass) runs \(name)")
+                XCTAssertTrue(name.contains("avx2") || name.contains("jit"), "\(layer) \(pass) runs \(name)")
+            }
+        }
+        XCTAssertNotNil(implementations["conv1 forward"])
+        XCTAssertNotNil(implementations["fc6 forward"])
+        XCTAssertGreaterThan(json["reorders_per_training_step"] as? Double ?? 0, 0, "the weights' reorders are counted")
+        XCTAssertTrue(out.contains("reorders (weights into the kernels' layouts"), out)
+    }
+}
