@@ -123,6 +123,27 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// A rank that fails (here: it meets an image that cannot be decoded) ends the whole job at
+    /// once, naming its rank and the cause.
+    func testARankThatFailsEndsTheJobNamingRankAndCause() throws {
+        let (program, prefix) = try launcher(2)
+        let broken = try makeTrainingDataset(try Paths.temporaryDirectory("broken"), classes: 2, train: 4, val: 1)
+        let bad = broken.root.appendingPathComponent("train/class1/002.png")
+        try Data("not a PNG".utf8).write(to: bad)
+        var c = tinyConfig(broken, run: "broken")
+        c.model.classes = 2
+        c.training.batchSize = 8
+        c.training.threads = 0
+        let file = broken.root.appendingPathComponent("broken.yml").path
+        try c.yaml(comments: false).write(toFile: file, atomically: true, encoding: .utf8)
+        let start = Date()
+        let (status, out, err) = try runProcess(program, prefix + ["train", "-c", file])
+        XCTAssertNotEqual(status, 0, out + err)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 30)
+        XCTAssertTrue(err.range(of: "rank [01] of 2: ", options: .regularExpression) != nil, err)
+        XCTAssertTrue(err.contains("002.png"), "the cause names the file: " + err)
+    }
+
     /// A rank killed mid-run ends the job (non-zero, within 30 s, naming the failure), and the
     /// last checkpoint resumes.
     func testAKilledRankEndsTheJobAndTheCheckpointResumes() throws {
