@@ -71,14 +71,15 @@ final class ONNXTests: XCTestCase {
         }
     }
 
-    /// The paper variant's LRN (ONNX alpha = PyTorch's) and a checkpoint's class names; and
-    /// torchvision's adaptive pool where it is not the identity (12×12 maps to 6×6, an
-    /// AveragePool), or cannot be expressed (2×2 to 6×6, refused with the reason).
+    /// The paper variant's LRN (ONNX alpha = PyTorch's); and torchvision's adaptive pool where
+    /// it is not the identity: 12×12 maps to 6×6 (an AveragePool), 2×2 to 6×6 (a nearest
+    /// Resize), or 4×4 to 6×6, which cannot be expressed and is refused with the reason.
     func testPaperLRNAndAdaptivePoolMatchThisNetwork() throws {
         let dir = try Paths.temporaryDirectory()
         let cases: [(NetworkConfig, String)] = [
             (NetworkConfig(widths: [8, 16, 16, 16, 8], hidden: 32, classes: 5, inputSize: 67), "LRN"),
             (NetworkConfig(variant: .torchvision, widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3, inputSize: 415, conv1Padding: 2), "AveragePool"),
+            (NetworkConfig(variant: .torchvision, widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3, inputSize: 100, conv1Padding: 2), "Resize"),
         ]
         for (i, (config, op)) in cases.enumerated() {
             let params = Network.makeParameters(config)
@@ -97,9 +98,10 @@ final class ONNXTests: XCTestCase {
             assertClose(try XCTUnwrap(out["x"]), net.logitsTensor(), 1e-4, "\(config.variant) with \(op)")
         }
 
-        let small = NetworkConfig(variant: .torchvision, widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3, inputSize: 100, conv1Padding: 2)
-        XCTAssertThrowsError(try ONNXExport.model(network: small, parameters: Network.makeParameters(small), batch: .fixed(1))) {
-            XCTAssertTrue("\($0)".contains("2×2 maps to 6×6"), "\($0)")
+        let odd = NetworkConfig(variant: .torchvision, widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3, inputSize: 159, conv1Padding: 2)
+        XCTAssertEqual(try odd.shapes().first { $0.spec.name == "avgpool" }?.input, [8, 4, 4])
+        XCTAssertThrowsError(try ONNXExport.model(network: odd, parameters: Network.makeParameters(odd), batch: .fixed(1))) {
+            XCTAssertTrue("\($0)".contains("4×4 maps to 6×6"), "\($0)")
         }
         let (status, _, err) = try runProcess(Paths.binary, ["export", "--onnx", dir.appendingPathComponent("x.onnx").path,
                                                              "-w", torch.appendingPathComponent("seed_small.pt").path, "--batch", "2", "--dynamic-batch"])

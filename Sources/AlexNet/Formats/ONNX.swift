@@ -7,7 +7,7 @@ import SwiftProtobuf
 /// (a dynamic batch). It knows nothing of AlexNet; `ONNXExport` builds the network with it.
 public struct ONNXModel {
     public enum Attribute: Sendable {
-        case int(Int), ints([Int]), float(Float)
+        case int(Int), ints([Int]), float(Float), string(String)
     }
 
     public enum Dimension: Sendable, Equatable {
@@ -55,6 +55,7 @@ public struct ONNXModel {
             case .int(let v): (a.type, a.i) = (.int, Int64(v))
             case .ints(let v): (a.type, a.ints) = (.ints, v.map(Int64.init))
             case .float(let v): (a.type, a.f) = (.float, v)
+            case .string(let v): (a.type, a.s) = (.string, Data(v.utf8))
             }
             return a
         }

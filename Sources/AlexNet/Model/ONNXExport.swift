@@ -6,9 +6,10 @@
 ///
 /// LRN's `alpha` is PyTorch's (the paper's α × n: ONNX divides it by `size` as PyTorch does), so
 /// the same constants give the same function. torchvision's adaptive pool becomes nothing (6×6
-/// maps already, as at 224 pixels), a GlobalAveragePool (to 1×1), or an AveragePool whose window
-/// and stride are the input side over the output side (when it divides); other sizes have
-/// windows of unequal size, which no ONNX pooling operator has, and are refused.
+/// maps already, as at 224 pixels), a GlobalAveragePool (to 1×1), an AveragePool whose window
+/// and stride are the input side over the output side (when it divides), or a nearest-neighbour
+/// Resize (when the output side is a multiple of the input's, every window is one value); other
+/// sizes have windows of unequal size, which no ONNX operator has, and are refused.
 public enum ONNXExport {
     public enum Batch: Sendable, Equatable {
         case fixed(Int)
@@ -63,8 +64,16 @@ public enum ONNXExport {
                 } else if h % size == 0 && w % size == 0 {
                     add("AveragePool", name, [], [("kernel_shape", .ints([h / size, w / size])), ("strides", .ints([h / size, w / size])),
                                                   ("pads", .ints([0, 0, 0, 0]))])
+                } else if size % h == 0 && size % w == 0 {
+                    // Smaller maps than the output: every window is the one input ⌊i·h/size⌋,
+                    // which is nearest-neighbour upsampling with that rounding.
+                    let scales = [1, 1, Float(size / h), Float(size / w)]
+                    try scales.withUnsafeBufferPointer { try m.addInitializer("\(name).scales", shape: [4], values: $0) }
+                    add("Resize", name, ["", "\(name).scales"], [("mode", .string("nearest")),
+                                                                  ("coordinate_transformation_mode", .string("asymmetric")),
+                                                                  ("nearest_mode", .string("floor"))])
                 } else {
-                    throw ONNXError(message: "\(name): adaptive average pooling of \(h)×\(w) maps to \(size)×\(size) has windows of unequal size, which no ONNX pooling operator has; export at an input size whose pool5 maps are \(size)×\(size) (224 pixels) or a multiple of it")
+                    throw ONNXError(message: "\(name): adaptive average pooling of \(h)×\(w) maps to \(size)×\(size) has windows of unequal size, which no ONNX operator has; export at an input size whose pool5 maps are \(size)×\(size) (224 pixels), a multiple of it, or a divisor")
                 }
             case .flatten(let name):
                 add("Flatten", name, [], [("axis", .int(1))])
