@@ -110,11 +110,13 @@ public final class Communicator: @unchecked Sendable {
     /// Sums `values` over all ranks, in place, and waits.
     public func sum(_ values: inout [Double], what: String) throws {
         guard usesMPI, size > 1, !values.isEmpty else { return }
-        var handle: UnsafeMutableRawPointer?
-        let rc = values.withUnsafeMutableBufferPointer { alexnet_mpi_iallreduce_sum_doubles($0.baseAddress!, Int32($0.count), &handle) }
-        guard rc == 0, let handle else { throw fail("allreduce of \(what)", Self.describe(rc)) }
-        // The buffer must stay where it is until the operation completes.
-        try values.withUnsafeMutableBufferPointer { _ in try wait(Pending("allreduce of \(what)", [handle])) }
+        // Started and waited for inside one access, so the array's storage stays put meanwhile.
+        try values.withUnsafeMutableBufferPointer { buffer in
+            var handle: UnsafeMutableRawPointer?
+            let rc = alexnet_mpi_iallreduce_sum_doubles(buffer.baseAddress!, Int32(buffer.count), &handle)
+            guard rc == 0, let handle else { throw fail("allreduce of \(what)", Self.describe(rc)) }
+            try wait(Pending("allreduce of \(what)", [handle]))
+        }
     }
 
     public func sumAndWait(_ data: UnsafeMutablePointer<Float>, count: Int, what: String) throws {

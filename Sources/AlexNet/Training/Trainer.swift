@@ -287,13 +287,14 @@ public final class Trainer {
         if resumed != nil { logger.info("resuming \(config.training.resumeFrom) at epoch \(state.epoch + 1), batch \(state.batch)") }
 
         func save(_ file: String, midEpoch: Bool) throws {
+            // The ranks hold the same weights; rank 0 alone writes them.
+            if communicator.isRoot {
+                try Checkpoint.write(to: file, state: state, network: config.model, configYAML: config.yaml(comments: false), classes: s.classes,
+                                     statistics: s.statistics, mean: config.augmentations.mean, parameters: s.parameters,
+                                     momentum: s.sgd.velocity, epochStart: midEpoch ? s.epochStart : nil)
+            }
             lastCheckpoint = file
             lastCheckpointTime = DispatchTime.now().uptimeNanoseconds
-            // The ranks hold the same weights; rank 0 alone writes them.
-            guard communicator.isRoot else { return }
-            try Checkpoint.write(to: file, state: state, network: config.model, configYAML: config.yaml(comments: false), classes: s.classes,
-                                 statistics: s.statistics, mean: config.augmentations.mean, parameters: s.parameters,
-                                 momentum: s.sgd.velocity, epochStart: midEpoch ? s.epochStart : nil)
         }
         /// Saves the state where it stands and reports the interruption.
         func interrupted(_ signal: Int32) throws -> Never {
