@@ -88,7 +88,7 @@ public struct Demo {
         // Training validated the best checkpoint's weights on these test images with the same
         // ten-crop code, statistics and batch size `alexnet evaluate` uses (the README shows the
         // two agree), so its result is the evaluation; it is run again only when missing.
-        let bestEpoch = try Checkpoint.read(checkpoint).state.bestEpoch
+        let bestEpoch = training.bestEpoch
         let evaluation: EvaluationResult
         if let validated = training.history.last(where: { $0.epoch == bestEpoch })?.validation {
             logger.info("demo 5/6: ten-crop evaluation of \(checkpoint) on the \(job.split.count) test images: done by the validation after epoch \(bestEpoch ?? 0)")

@@ -8,6 +8,8 @@ public struct TrainingSummary: Sendable {
     public var logDirectory: String
     public var lastCheckpoint: String
     public var bestCheckpoint: String?
+    /// The epoch best.safetensors holds, if any.
+    public var bestEpoch: Int?
     public var history: [EpochRecord]
     public var seconds: Double
     /// The last validation, if any.
@@ -433,7 +435,7 @@ public final class Trainer {
         if lastCheckpoint == nil { try save(paths.last, midEpoch: false) }
         try s.tensorboard?.flush()
         return TrainingSummary(runName: state.runName, checkpointDirectory: s.checkpointDirectory, logDirectory: s.logDirectory,
-                               lastCheckpoint: paths.last, bestCheckpoint: state.bestEpoch == nil ? nil : paths.best,
+                               lastCheckpoint: paths.last, bestCheckpoint: state.bestEpoch == nil ? nil : paths.best, bestEpoch: state.bestEpoch,
                                history: state.history, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
     }
 
