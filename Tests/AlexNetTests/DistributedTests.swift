@@ -23,9 +23,7 @@ final class DistributedTests: XCTestCase {
     }
 
     private func writeConfig(_ c: TrainingConfig, _ name: String) throws -> String {
-        let path = Self.data.root.appendingPathComponent(name + ".yml").path
-        try c.yaml(comments: false).write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        try AlexNetTests.writeConfig(c, in: Self.data.root, named: name + ".yml")
     }
 
     private func config(_ run: String, batch: Int, epochs: Int = 1) -> TrainingConfig {
@@ -105,8 +103,7 @@ final class DistributedTests: XCTestCase {
         var results: [EvaluationResult] = []
         for ranks in [1, 2] {
             c.path.runName = "seven-\(ranks)"
-            let file = seven.root.appendingPathComponent("seven-\(ranks).yml").path
-            try c.yaml(comments: false).write(toFile: file, atomically: true, encoding: .utf8)
+            let file = try AlexNetTests.writeConfig(c, in: seven.root, named: "seven-\(ranks).yml")
             let (program, prefix) = ranks == 1 ? (Paths.binary, []) : try launcher(ranks)
             let (status, out, err) = try runProcess(program, prefix + ["train", "-c", file])
             XCTAssertEqual(status, 0, out + err)
@@ -134,8 +131,7 @@ final class DistributedTests: XCTestCase {
         c.model.classes = 2
         c.training.batchSize = 8
         c.training.threads = 0
-        let file = broken.root.appendingPathComponent("broken.yml").path
-        try c.yaml(comments: false).write(toFile: file, atomically: true, encoding: .utf8)
+        let file = try AlexNetTests.writeConfig(c, in: broken.root, named: "broken.yml")
         let start = Date()
         let (status, out, err) = try runProcess(program, prefix + ["train", "-c", file])
         XCTAssertNotEqual(status, 0, out + err)

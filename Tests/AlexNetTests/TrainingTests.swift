@@ -56,6 +56,13 @@ func tinyConfig(_ data: (root: URL, stats: String), run: String) -> TrainingConf
     return c
 }
 
+/// Writes `config` as YAML to `folder/name` for the command-line tests, and returns its path.
+func writeConfig(_ config: TrainingConfig, in folder: URL, named name: String) throws -> String {
+    let path = folder.appendingPathComponent(name).path
+    try config.yaml().write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
 let quietLogger: Logger = {
     var l = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
     l.logLevel = .critical
@@ -328,9 +335,7 @@ final class TrainingTests: XCTestCase {
 /// The real binary: `train`, `evaluate`, exit codes and Ctrl-C.
 final class TrainingCommandTests: XCTestCase {
     func writeConfig(_ config: TrainingConfig, _ name: String) throws -> String {
-        let path = TrainingTests.data.root.appendingPathComponent(name).path
-        try config.yaml().write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        try AlexNetTests.writeConfig(config, in: TrainingTests.data.root, named: name)
     }
 
     func lastJSON(_ out: String) throws -> [String: Any] {
