@@ -54,6 +54,18 @@ struct AlexNetCommand: ParsableCommand {
 
 /// Options every command shares: declared once, so that each command has `--threads` with the
 /// same meaning and bounds (issue 8, items 10 and 17).
+extension Precision: ExpressibleByArgument {}
+
+/// `--precision`, for the commands that run the network (issue 11).
+struct PrecisionOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("fp32, or bf16: convolutions and linear layers on bfloat16 copies of their inputs and weights, "
+                               + "with float32 accumulation, outputs, master weights, gradients, SGD and checkpoints. bf16 needs a "
+                               + "CPU with AVX-512 BF16 or AMX and is refused elsewhere (default: fp32).", valueName: "fp32|bf16"))
+    var precision: Precision?
+
+    var value: Precision { precision ?? .fp32 }
+}
+
 struct ComputeOptions: ParsableArguments {
     @Option(help: "Worker threads for oneDNN, the loader and the element-wise passes (default: one per core; at most 4 per core).")
     var threads: Int?

@@ -60,6 +60,8 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @OptionGroup var precision: PrecisionOptions
+
     func validate() throws {
         func limit(_ body: () throws -> Void) throws { do { try body() } catch { throw ValidationError("\(error)") } }
         try limit { try Limits.check(batch: batch, flag: "--batch") }
@@ -72,24 +74,26 @@ struct Bench: ParsableCommand {
         // Options that the chosen measurement would ignore are refused (issue 8, item 14).
         let networkOnly: [(String, Bool)] = [("--iters", iters != nil), ("--warmup", warmup != nil), ("--variant", variant != nil),
                                              ("--layers", layers), ("--peak", peak), ("--peak-gflops", peakGflops != nil),
-                                             ("--train-data", trainData != nil)]
+                                             ("--train-data", trainData != nil), ("--precision", precision.precision != nil)]
         if data != nil, let given = networkOnly.first(where: \.1) {
             throw ValidationError("\(given.0) does not apply to --data (the input pipeline's benchmark)")
         }
         if allreduce, let given = [("--data", data != nil), ("--layers", layers), ("--train-data", trainData != nil), ("--peak", peak),
-                                   ("--config", config != nil), ("--variant", variant != nil)].first(where: \.1) {
+                                   ("--config", config != nil), ("--variant", variant != nil),
+                                   ("--precision", precision.precision != nil)].first(where: \.1) {
             throw ValidationError("\(given.0) does not apply to --allreduce (which times no network)")
         }
         if data == nil, valBatch != nil { throw ValidationError("--val-batch applies only with --data") }
         if data == nil, trainData == nil, stats != nil { throw ValidationError("--stats applies only with --data or --train-data") }
         if peak, let given = [("--layers", layers), ("--train-data", trainData != nil), ("--peak-gflops", peakGflops != nil),
-                              ("--config", config != nil)].first(where: \.1) {
+                              ("--config", config != nil), ("--precision", precision.precision != nil)].first(where: \.1) {
             throw ValidationError("\(given.0) does not apply to --peak (which times no network)")
         }
     }
 
     func run() throws {
         if let data { return try runLoader(data) }
+        try CPUCapabilities.check(precision.value)
         if allreduce { return try runAllreduce() }
         let engine = try compute.makeEngine()
         let f = { (x: Double, d: Int) in String(format: "%.\(d)f", x) }
@@ -112,6 +116,7 @@ struct Bench: ParsableCommand {
         options.iterations = iters ?? 5
         options.warmup = warmup ?? 1
         options.profileLayers = layers
+        options.precision = precision.value
         options.trainData = trainData
         options.statistics = try stats.map { try DatasetStatistics(file: $0) }
         options.config.variant = variant ?? .paper
@@ -122,11 +127,12 @@ struct Bench: ParsableCommand {
         let r = try Benchmark(options: options, engine: engine).run { line in
             FileHandle.standardError.write(Data("bench: \(line)…\n".utf8))
         }
-        print("AlexNet \(options.config.variant.rawValue), \(r.threads) threads, batch \(r.batch), \(f(2 * r.forwardMACsPerImage / 1e9, 2)) GFLOP forward per image")
+        print("AlexNet \(options.config.variant.rawValue), \(options.precision.rawValue), \(r.threads) threads, batch \(r.batch), \(f(2 * r.forwardMACsPerImage / 1e9, 2)) GFLOP forward per image")
         if let m = measured {
             print("peak \(f(m.gflops, 1)) GFLOP/s: FMA kernel (\(m.fmaKernel)) \(f(m.fmaGFLOPs, 1)), oneDNN \(m.matrixSize)³ matrix multiply \(f(m.matmulGFLOPs, 1))")
         }
-        print(pad("measurement", 30) + pad("value", 16) + "GFLOP/s (fraction of \(f(peakValue, 0)) peak)")
+        // The peak is float32's: a bf16 run's fraction may exceed what float32 could reach.
+        print(pad("measurement", 30) + pad("value", 16) + "GFLOP/s (fraction of \(f(peakValue, 0)) fp32 peak)")
         print(pad("training step", 30) + pad("\(f(r.trainImagesPerSecond, 2)) img/s", 16)
               + "\(f(r.trainGFLOPsPerSecond, 1)) (\(f(100 * r.trainGFLOPsPerSecond / peakValue, 1)) %)")
         print(pad("inference", 30) + pad("\(f(r.inferenceImagesPerSecond, 2)) img/s", 16)
@@ -157,7 +163,7 @@ struct Bench: ParsableCommand {
                 print(pad(layer, 14) + passes.joined(separator: ", "))
             }
         }
-        if json { print(jsonLine(NetworkJSON(r, variant: options.config.variant, peak: peakValue, measured: measured))) }
+        if json { print(jsonLine(NetworkJSON(r, variant: options.config.variant, precision: options.precision, peak: peakValue, measured: measured))) }
     }
 
     func runLoader(_ directory: String) throws {
@@ -181,7 +187,7 @@ private struct NetworkJSON: Encodable {
     let train_images_per_second, inference_images_per_second, latency_ms_batch1: JSONNullable<Double>
     let train_gflops_per_second, inference_gflops_per_second: JSONNullable<Double>
     let peak_rss_bytes, threads, batch: Int
-    let variant: String
+    let variant, precision: String
     let loader_train_images_per_second, loader_data_wait_fraction: JSONNullable<Double>?
     let peak_gflops: JSONNullable<Double>
     let fma_peak_gflops, matmul_peak_gflops: JSONNullable<Double>?
@@ -190,12 +196,13 @@ private struct NetworkJSON: Encodable {
     let implementations: [String: String]?
     let reorders_per_training_step, reorder_ms_per_training_step: JSONNullable<Double>?
 
-    init(_ r: Benchmark.Result, variant: Variant, peak: Double, measured: MachinePeak?) {
+    init(_ r: Benchmark.Result, variant: Variant, precision: Precision, peak: Double, measured: MachinePeak?) {
         (train_images_per_second, inference_images_per_second) = (rounded(r.trainImagesPerSecond, 3), rounded(r.inferenceImagesPerSecond, 3))
         latency_ms_batch1 = rounded(r.latencyMsBatch1, 3)
         (train_gflops_per_second, inference_gflops_per_second) = (rounded(r.trainGFLOPsPerSecond, 2), rounded(r.inferenceGFLOPsPerSecond, 2))
         (peak_rss_bytes, threads, batch) = (r.peakRSSBytes, r.threads, r.batch)
         self.variant = variant.rawValue
+        self.precision = precision.rawValue
         loader_train_images_per_second = r.loaderTrainImagesPerSecond.map { rounded($0, 3) }
         loader_data_wait_fraction = r.loaderDataWaitFraction.map { rounded($0, 4) }
         peak_gflops = rounded(peak, 2)

@@ -35,6 +35,8 @@ struct Classify: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @OptionGroup var precision: PrecisionOptions
+
     func validate() throws {
         if image.isEmpty { throw ValidationError("give at least one image with -i FILE") }
         if top < 1 { throw ValidationError("-k must be at least 1, got \(top)") }
@@ -44,9 +46,10 @@ struct Classify: ParsableCommand {
     }
 
     func run() throws {
+        try CPUCapabilities.check(precision.value)
         let loaded: LoadedWeights
         do { loaded = try LoadedWeights(path: weights, variant: variant) } catch { throw usageError("-w \(weights): \(error)") }
-        let classifier = try Classifier(weights: loaded, engine: try compute.makeEngine())
+        let classifier = try Classifier(weights: loaded, engine: try compute.makeEngine(), precision: precision.value)
         let results: [[Prediction]]
         do { results = try classifier.classify(files: image, top: top, tenCrop: tenCrop) } catch let e as ImageError {
             throw usageError(e)

@@ -32,9 +32,13 @@ struct DemoCommand: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    /// --precision P is the same as --set training.precision=P.
+    @OptionGroup var precision: PrecisionOptions
+
     func run() throws {
         var options = Demo.Options()
         (options.source, options.work, options.configFile, options.overrides, options.threads) = (source, work, config, overrides, compute.threads)
+        if let p = precision.precision { options.overrides.append("training.precision=\(p.rawValue)") }
         let logger = ConsoleLogHandler.logger("demo")
         let stop = StopRequest()
         stop.installSignalHandlers { _ in logger.warning("stopping after this step and saving a checkpoint (again to quit at once)") }

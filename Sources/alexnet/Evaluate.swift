@@ -46,12 +46,15 @@ struct Evaluate: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @OptionGroup var precision: PrecisionOptions
+
     func validate() throws {
         if (config == nil) == (data == nil) { throw ValidationError("give exactly one of -c CONFIG or --data DIR") }
         if let batch { do { try Limits.check(batch: batch, flag: "--batch") } catch { throw ValidationError("\(error)") } }
     }
 
     func run() throws {
+        try CPUCapabilities.check(precision.value)
         let engine = try compute.makeEngine()
         let loaded: LoadedWeights
         do { loaded = try LoadedWeights(path: weights, variant: variant) } catch { throw usageError("-w \(weights): \(error)") }
@@ -65,7 +68,7 @@ struct Evaluate: ParsableCommand {
         let reporter = ProgressReporter(total: job.split.count, label: "evaluate")
         var shown = 0
         let r = try job.run(engine: engine, batchSize: batch ?? trainingConfig?.training.evalBatchSize ?? 32, threads: engine.threads,
-                            tenCrop: !centerCrop) { done, _ in reporter.advance(by: done - shown); shown = done }
+                            tenCrop: !centerCrop, precision: precision.value) { done, _ in reporter.advance(by: done - shown); shown = done }
         reporter.finish()
         print(String(format: "loss %.6f, top-1 error %.4f (%.2f %%), top-5 error %.4f (%.2f %%) on %d images",
                      r.loss, r.top1Error, 100 * r.top1Error, r.top5Error, 100 * r.top5Error, r.images))

@@ -19,7 +19,7 @@ struct Train: ParsableCommand {
         flushed and renamed. Ctrl-C (or SIGTERM) finishes the current step, saves \
         last.safetensors and exits with 130 (143); `--resume` continues bit for bit. A NaN or \
         infinite loss stops the run, keeping the last good checkpoint. --threads N is the same as \
-        --set training.threads=N.
+        --set training.threads=N, --precision P as --set training.precision=P.
         """
     )
 
@@ -37,6 +37,9 @@ struct Train: ParsableCommand {
     /// --threads N is the same as --set training.threads=N.
     @OptionGroup var compute: ComputeOptions
 
+    /// --precision P is the same as --set training.precision=P.
+    @OptionGroup var precision: PrecisionOptions
+
     @Flag(help: "Print the resolved configuration (every key, its value and what it accepts) and exit.")
     var printConfig = false
 
@@ -52,6 +55,7 @@ struct Train: ParsableCommand {
     func run() throws {
         var overrides = overrides
         if let threads = compute.threads { overrides.append("training.threads=\(threads)") }
+        if let p = precision.precision { overrides.append("training.precision=\(p.rawValue)") }
         let resolved: TrainingConfig
         do {
             if printConfig {

@@ -5,7 +5,7 @@ import XCTest
 /// Every golden tensor (PyTorch, float64) within 1e-4, through the library API.
 final class GoldenTests: XCTestCase {
     func verify(_ folder: URL) throws -> [GoldenVerifier.Row] {
-        let verifier = GoldenVerifier(engine: sharedEngine)
+        let verifier = try GoldenVerifier(engine: sharedEngine)
         var rows: [GoldenVerifier.Row] = []
         for file in try GoldenVerifier.files(in: [folder.path]) { try verifier.verify(file: file) { rows.append($0) } }
         return rows

@@ -32,8 +32,7 @@ final class VerifyHardeningTests: XCTestCase {
 
     /// Verifying `path` must throw an error that names the file and contains every one of `words`.
     func assertRejected(_ path: String, _ words: String..., file: StaticString = #filePath, line: UInt = #line) {
-        let verifier = GoldenVerifier(engine: sharedEngine)
-        XCTAssertThrowsError(try verifier.verify(file: path) { _ in }, file: file, line: line) { error in
+        XCTAssertThrowsError(try GoldenVerifier(engine: sharedEngine).verify(file: path) { _ in }, file: file, line: line) { error in
             let message = "\(error)"
             XCTAssertTrue(message.contains(path), "names the file: \(message)", file: file, line: line)
             for w in words { XCTAssertTrue(message.contains(w), "mentions '\(w)': \(message)", file: file, line: line) }

@@ -10,6 +10,8 @@ public struct Benchmark {
         public var iterations = 5
         public var warmup = 1
         public var profileLayers = false
+        /// What the convolutions and linear layers compute in.
+        public var precision = Precision.fp32
         /// A folder of preprocessed (256×256) training images: also time training steps fed by
         /// the loader (decoding, the paper's crops, mirroring, lighting, mean) in the same run.
         public var trainData: String?
@@ -58,6 +60,7 @@ public struct Benchmark {
         try Limits.check(batch: options.batch, flag: "--batch")
         try Limits.check(options.iterations, in: 1...1_000_000, flag: "--iters")
         try Limits.check(options.warmup, in: 0...1_000_000, flag: "--warmup")
+        try CPUCapabilities.check(options.precision)
         let config = options.config
         let params = Network.makeParameters(config)
         Initialization.paper.apply(to: params, seed: 0)
@@ -72,7 +75,8 @@ public struct Benchmark {
         // largest phase's, as in a real run.
         do {
             progress("training step, batch \(options.batch)")
-            let net = try Network(config: config, batch: options.batch, mode: .training, parameters: params, engine: engine)
+            let net = try Network(config: config, batch: options.batch, mode: .training, precision: options.precision, parameters: params,
+                                  engine: engine)
             try net.setInput(Tensor(randomNormal: net.input.dims, std: 50, seed: 2))
             let labels = (0..<options.batch).map { _ in Int(rng.next() % UInt64(config.classes)) }
             let sgd = SGD(for: params, workers: engine.threads)
@@ -115,7 +119,8 @@ public struct Benchmark {
         }
         do {
             progress("inference, batch \(options.batch)")
-            let net = try Network(config: config, batch: options.batch, mode: .inference, parameters: params, engine: engine)
+            let net = try Network(config: config, batch: options.batch, mode: .inference, precision: options.precision, parameters: params,
+                                  engine: engine)
             try net.setInput(Tensor(randomNormal: net.input.dims, std: 50, seed: 3))
             let profiler = Profiler()
             let times = try measure { timed in
@@ -130,7 +135,8 @@ public struct Benchmark {
         }
         do {
             progress("inference latency, batch 1")
-            let net = try Network(config: config, batch: 1, mode: .inference, parameters: params, engine: engine)
+            let net = try Network(config: config, batch: 1, mode: .inference, precision: options.precision, parameters: params,
+                                  engine: engine)
             try net.setInput(Tensor(randomNormal: net.input.dims, std: 50, seed: 4))
             // Batch-1 runs are short: time more of them for a stable median.
             let times = try measure(iterations: max(options.iterations, 20), warmup: max(options.warmup, 3)) { _ in try net.forward() }

@@ -32,3 +32,4 @@ extension ZipArchive.Failure: LocalizedError { public var errorDescription: Stri
 extension PyTorchFile.Failure: LocalizedError { public var errorDescription: String? { description } }
 extension ONNXError: LocalizedError { public var errorDescription: String? { description } }
 extension CommunicationError: LocalizedError { public var errorDescription: String? { description } }
+extension PrecisionError: LocalizedError { public var errorDescription: String? { description } }

@@ -6,6 +6,10 @@ import CDNNL
 /// the parameters stay plain (PyTorch's OIHW, views into the `ParameterStore`) and are reordered
 /// into those copies each pass, which costs little beside the convolution (the five layers hold
 /// 2.3 M weights).
+///
+/// In bf16 (`Precision`) the same reorders also convert: the input, the weights and ∂output
+/// become bfloat16 copies, while the output, ∂input and ∂weight stay float32 (oneDNN's bf16
+/// kernels accumulate in float32 and write either type), so the layers around it do not change.
 final class ConvolutionKernel {
     /// What to compute: the layer's geometry, in plain terms.
     struct Description {
@@ -16,6 +20,7 @@ final class ConvolutionKernel {
         var training: Bool
         /// Whether backward computes ∂x (not for the network's first layer).
         var inputGradient: Bool
+        var precision: Precision = .fp32
     }
 
     let name: String
@@ -34,11 +39,13 @@ final class ConvolutionKernel {
     let dInputReorder: Reorder?
     /// When the implementation writes a plain output (a GEMM: conv1 with its 3 input channels)
     /// while the layers after it have JIT kernels only for a blocked one, the plain result and
-    /// the reorders to the blocked `output` and, for the gradient, back.
+    /// the reorder to the blocked `output`.
     let plainOutput: DeviceTensor?
     let outputReorder: Reorder?
-    let plainDOutput: DeviceTensor?
-    let dOutputReorder: Reorder?
+    /// ∂output as the backward primitives read it, when that is not `output`'s layout and type:
+    /// the written (plain) layout, or a bf16 copy, and the reorder into it.
+    let gradientCopy: DeviceTensor?
+    let gradientReorder: Reorder?
     let weight: DeviceTensor, bias: DeviceTensor, dWeight: DeviceTensor?, dBias: DeviceTensor?
     let forwardWeight: DeviceTensor
     let forwardWeightReorder: Reorder?
@@ -62,8 +69,9 @@ final class ConvolutionKernel {
         weight = try DeviceTensor(plainWeight, engine: engine, borrowing: parameters.weight)
         bias = try DeviceTensor(plainBias, engine: engine, borrowing: parameters.bias)
 
-        var src = try TensorLayout(input.dims, .any).md
-        var anyWeight = try TensorLayout(d.weightShape, .any).md
+        var src = try TensorLayout(input.dims, .any, d.precision).md
+        var anyWeight = try TensorLayout(d.weightShape, .any, d.precision).md
+        var anyDWeight = try TensorLayout(d.weightShape, .any).md
         var biasMD = plainBias.md
         var anyDst = try TensorLayout(outDims, .any).md
         let strides = [d.stride, d.stride], pads = [d.padding, d.padding]
@@ -99,25 +107,26 @@ final class ConvolutionKernel {
         guard d.training, let dWeightView = parameters.dWeight, let dBiasView = parameters.dBias else {
             (dInput, dWeight, dBias, backwardData, backwardDataWeight, backwardDataWeightReorder) = (nil, nil, nil, nil, nil, nil)
             (backwardWeights, chosenDWeight, dWeightReorder, reluBackward) = (nil, nil, nil, nil)
-            (chosenDInput, dInputReorder, plainDOutput, dOutputReorder) = (nil, nil, nil, nil)
+            (chosenDInput, dInputReorder, gradientCopy, gradientReorder) = (nil, nil, nil, nil)
             return
         }
         let dWeight = try DeviceTensor(plainWeight, engine: engine, borrowing: dWeightView)
         self.dWeight = dWeight
         dBias = try DeviceTensor(plainBias, engine: engine, borrowing: dBiasView)
-        var dst = written.md
+        let gradientLayout = written.converted(to: d.precision)
+        var dst = gradientLayout.md
         reluBackward = d.fusedReLU ? try ReLUBackward(name: name, layout: output.layout, engine: engine) : nil
-        if let plainOutput {
-            plainDOutput = try DeviceTensor(plainOutput.layout, engine: engine)
-            dOutputReorder = try Reorder(from: output.layout, to: plainOutput.layout, engine: engine,
-                                         name: "\(name) output-gradient reorder")
+        if gradientLayout == output.layout {
+            (gradientCopy, gradientReorder) = (nil, nil)
         } else {
-            (plainDOutput, dOutputReorder) = (nil, nil)
+            gradientCopy = try DeviceTensor(gradientLayout, engine: engine)
+            gradientReorder = try Reorder(from: output.layout, to: gradientLayout, engine: engine,
+                                          name: "\(name) output-gradient reorder")
         }
 
         var wd = dnnl_convolution_desc_t()
         try withDims(strides) { s in try withDims(pads) { p in
-            try check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &src, &anyWeight, &biasMD,
+            try check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &src, &anyDWeight, &biasMD,
                                                                   &dst, s, p, p),
                       "dnnl_convolution_backward_weights_desc_init", "describing \(name)'s weight gradient")
         } }
@@ -132,20 +141,23 @@ final class ConvolutionKernel {
         }
 
         if d.inputGradient {
+            // ∂input in the chosen source layout, but float32 whatever the precision.
+            let dSource = chosenSource.converted(to: .fp32)
+            var diffSrc = dSource.md
             var dd = dnnl_convolution_desc_t()
             try withDims(strides) { s in try withDims(pads) { p in
-                try check(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &src, &anyWeight, &dst, s, p, p),
+                try check(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &diffSrc, &anyWeight, &dst, s, p, p),
                           "dnnl_convolution_backward_data_desc_init", "describing \(name)'s input gradient")
             } }
             let bd = try Primitive(&dd, name: "\(name) backward data", engine: engine, hint: forwardPrimitive)
             backwardData = bd
             let dIn = try DeviceTensor(input, engine: engine)
             dInput = dIn
-            if sourceCopy == nil {
+            if dSource == input {
                 (chosenDInput, dInputReorder) = (dIn, nil)
             } else {
-                chosenDInput = try DeviceTensor(chosenSource, engine: engine)
-                dInputReorder = try Reorder(from: chosenSource, to: input, engine: engine, name: "\(name) input-gradient reorder")
+                chosenDInput = try DeviceTensor(dSource, engine: engine)
+                dInputReorder = try Reorder(from: dSource, to: input, engine: engine, name: "\(name) input-gradient reorder")
             }
             let wanted = bd.desc(dnnl_query_weights_md)
             if wanted == forwardWeight.layout {
@@ -197,9 +209,9 @@ final class ConvolutionKernel {
         guard let backwardWeights, let chosenDWeight, let dWeight, let dBias else { throw LayerError.notTraining(name) }
         try reluBackward?.run(output: output, dOutput: dOutput, dInput: dOutput)
         var gradient = dOutput
-        if let dOutputReorder, let plainDOutput {
-            try dOutputReorder.run(from: dOutput, to: plainDOutput)
-            gradient = plainDOutput
+        if let gradientReorder, let gradientCopy {
+            try gradientReorder.run(from: dOutput, to: gradientCopy)
+            gradient = gradientCopy
         }
         try backwardWeights.execute(engine, [(DNNL_ARG_SRC, source(input)), (DNNL_ARG_DIFF_DST, gradient),
                                              (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight), (DNNL_ARG_DIFF_BIAS, dBias)])

@@ -63,6 +63,57 @@ public final class Engine: @unchecked Sendable {
     public func wait() throws { try check(dnnl_stream_wait(stream), "dnnl_stream_wait", "synchronising") }
 }
 
+/// What this CPU offers the bf16 precision, as oneDNN sees it (`ONEDNN_MAX_CPU_ISA` lowers it).
+/// oneDNN 2.6 runs bf16 convolutions natively only with AVX-512 BF16 instructions (Cooper Lake,
+/// Zen 4, and AMX CPUs after them); with plain AVX-512 it emulates them, slower than float32, and
+/// with AVX2 alone it has no bf16 convolution at all. A bf16 run is therefore refused, with the
+/// reason, wherever the native instructions are missing (issue 11).
+public enum CPUCapabilities {
+    /// oneDNN's name-like spelling of the instruction set it dispatches to on this machine.
+    public static var isa: String {
+        switch dnnl_get_effective_cpu_isa() {
+        case dnnl_cpu_isa_sse41: return "sse41"
+        case dnnl_cpu_isa_avx: return "avx"
+        case dnnl_cpu_isa_avx2: return "avx2"
+        case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni"
+        case dnnl_cpu_isa_avx512_mic, dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic"
+        case dnnl_cpu_isa_avx512_core: return "avx512_core"
+        case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni"
+        case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16"
+        case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx"
+        case let other: return "isa 0x\(String(other.rawValue, radix: 16))"
+        }
+    }
+
+    /// Whether oneDNN has native bf16 kernels here: its ISA flags include AVX-512 BF16's (AMX's do).
+    public static var hasNativeBF16: Bool {
+        let bf16 = dnnl_cpu_isa_avx512_core_bf16.rawValue
+        return dnnl_get_effective_cpu_isa().rawValue & bf16 == bf16
+    }
+
+    /// Throws unless `precision` runs at full speed on this CPU.
+    public static func check(_ precision: Precision) throws {
+        if precision == .bf16 && !hasNativeBF16 { throw PrecisionError(precision: precision, isa: isa) }
+    }
+}
+
+/// A precision this CPU cannot run at speed: bf16 without AVX-512 BF16 or AMX.
+public struct PrecisionError: Error, CustomStringConvertible {
+    public let precision: Precision
+    /// The instruction set oneDNN reported.
+    public let isa: String
+    public var description: String {
+        "--precision \(precision.rawValue) needs a CPU with AVX-512 BF16 or AMX instructions; oneDNN reports \(isa) as this " +
+            "machine's best instruction set (ONEDNN_MAX_CPU_ISA, if set, lowers it), where bf16 would run in slow emulation " +
+            "or not at all. Use --precision fp32 (the default)."
+    }
+}
+
+extension Precision {
+    /// The element type of the tensors the convolutions and linear layers compute on.
+    var dataType: dnnl_data_type_t { self == .fp32 ? dnnl_f32 : dnnl_bf16 }
+}
+
 /// Which oneDNN implementation runs each pass of a kernel ("jit:avx2", "gemm:jit", …), for
 /// `bench --layers` and the test that no layer falls back to a GEMM where a direct kernel exists.
 typealias Implementations = [(pass: String, implementation: String)]

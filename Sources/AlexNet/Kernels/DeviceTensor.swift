@@ -21,8 +21,8 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
     /// primitive descriptors take and no buffer can have.
     enum Kind { case plain, any }
 
-    /// A float32 descriptor for `dims`.
-    init(_ dims: [Int], _ kind: Kind) throws {
+    /// A descriptor for `dims` with float32 elements, or the elements of `precision`.
+    init(_ dims: [Int], _ kind: Kind, _ precision: Precision = .fp32) throws {
         let plainTags = [dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd, dnnl_abcde, dnnl_abcdef]
         guard (1...plainTags.count).contains(dims.count) else {
             throw ShapeError(what: "a tensor", shape: dims, expected: "rank 1 to \(plainTags.count)")
@@ -33,10 +33,18 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
         let tag = kind == .any ? dnnl_format_tag_any : plainTags[dims.count - 1]
         var md = dnnl_memory_desc_t()
         try withDims(dims) { p in
-            try check(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), p, dnnl_f32, tag),
+            try check(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), p, precision.dataType, tag),
                       "dnnl_memory_desc_init_by_tag", "describing a tensor of shape \(dims)")
         }
         self.init(md)
+    }
+
+    /// The same layout (order, blocking, padding) with the elements of `precision`: strides count
+    /// elements, not bytes, so only the element type changes.
+    func converted(to precision: Precision) -> TensorLayout {
+        var copy = md
+        copy.data_type = precision.dataType
+        return TensorLayout(copy)
     }
 
     /// Row-major float32: NCHW, NC, OIHW or X.
@@ -55,7 +63,9 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
         withUnsafePointer(to: a.md) { pa in withUnsafePointer(to: b.md) { pb in dnnl_memory_desc_equal(pa, pb) != 0 } }
     }
 
-    public var description: String { "\(dims)" + (isPlain ? "" : " (blocked)") }
+    public var description: String {
+        "\(dims)" + (isPlain ? "" : md.data_type == dnnl_f32 ? " (blocked)" : md.data_type == dnnl_bf16 ? " (bf16)" : " (other type)")
+    }
 }
 
 /// A plain-row-major operation asked of a tensor in a blocked layout.

@@ -39,8 +39,9 @@ public final class Conv2d: Layer {
     ///   - input: the layout of x, fixed by whoever produces it (another layer's `output.layout`).
     ///   - parameters: where `<name>.weight` and `<name>.bias` (and their gradients) live.
     ///   - inputGradient: whether backward computes ∂x (not for the network's first layer).
+    ///   - precision: bf16 computes on bfloat16 copies of x and the weights (see `Precision`).
     public init(name: String, geometry g: Geometry, input: TensorLayout, fusedReLU: Bool, mode: Mode,
-                inputGradient: Bool = true, parameters: ParameterStore, engine: Engine) throws {
+                inputGradient: Bool = true, precision: Precision = .fp32, parameters: ParameterStore, engine: Engine) throws {
         self.name = name
         self.geometry = g
         try g.validate(layer: name)
@@ -59,7 +60,7 @@ public final class Conv2d: Layer {
         kernel = try ConvolutionKernel(
             name: name,
             .init(weightShape: g.weightShape, outputDims: outDims, stride: g.stride, padding: g.padding, fusedReLU: fusedReLU,
-                  training: training, inputGradient: inputGradient),
+                  training: training, inputGradient: inputGradient, precision: precision),
             input: input,
             parameters: ParameterViews(parameters, name, weight: g.weightShape, bias: [g.outChannels], gradients: training),
             engine: engine)

@@ -24,6 +24,16 @@ extension Layer {
 /// Training keeps what backward needs (workspaces, masks); inference keeps nothing.
 public enum Mode: Sendable { case training, inference }
 
+/// What the convolutions and linear layers compute in (issue 11, mixed precision as on GPUs):
+/// `fp32` everywhere (the default, and what PyTorch's golden files are), or `bf16`: bfloat16
+/// copies of their inputs and weights with float32 accumulation and float32 outputs, float32
+/// gradients into float32 master weights. Every other layer, the loss and SGD stay float32, so
+/// no loss scaling is needed (bfloat16 has float32's exponent range) and checkpoints are the same
+/// in either precision.
+public enum Precision: String, Sendable, CaseIterable {
+    case fp32, bf16
+}
+
 /// A layer (or network) asked for what it was not built to do.
 public enum LayerError: Error, CustomStringConvertible {
     /// Backward (or the loss) asked of a layer or network built for inference, which keeps

@@ -8,8 +8,9 @@ public final class Linear: Layer {
     public var dInput: DeviceTensor? { kernel.dInput }
     public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
 
+    /// `precision` bf16 computes on bfloat16 copies of x and the weights (see `Precision`).
     public init(name: String, inFeatures: Int, outFeatures: Int, input: TensorLayout, fusedReLU: Bool, mode: Mode,
-                parameters: ParameterStore, engine: Engine) throws {
+                precision: Precision = .fp32, parameters: ParameterStore, engine: Engine) throws {
         self.name = name
         guard inFeatures > 0 else {
             throw HyperparameterError(layer: name, name: "input feature count", value: "\(inFeatures)", allowed: "positive")
@@ -23,7 +24,7 @@ public final class Linear: Layer {
         }
         let training = mode == .training
         kernel = try InnerProductKernel(
-            name: name, input: input, outFeatures: outFeatures, fusedReLU: fusedReLU, training: training,
+            name: name, input: input, outFeatures: outFeatures, fusedReLU: fusedReLU, training: training, precision: precision,
             parameters: ParameterViews(parameters, name, weight: [outFeatures, inFeatures], bias: [outFeatures], gradients: training),
             engine: engine)
     }

@@ -19,6 +19,8 @@ public final class Network {
     public let config: NetworkConfig
     public let batch: Int
     public let mode: Mode
+    /// What the convolutions and linear layers compute in (`Precision`).
+    public let precision: Precision
     public let engine: Engine
     public let parameters: ParameterStore
     /// Fill this with the batch (plain NCHW) before `forward` (`setInput`, `bindInput`).
@@ -32,10 +34,13 @@ public final class Network {
     /// The logits' floats in place: fc8's output is plain (N, classes).
     private let logitValues: UnsafeMutableBufferPointer<Float>
 
-    public init(config: NetworkConfig, batch: Int, mode: Mode, parameters: ParameterStore, engine: Engine) throws {
+    /// Throws `PrecisionError` for bf16 on a CPU without native bf16 instructions.
+    public init(config: NetworkConfig, batch: Int, mode: Mode, precision: Precision = .fp32, parameters: ParameterStore,
+                engine: Engine) throws {
         try config.validate()
         guard batch > 0 else { throw ConfigError(message: "batch size must be positive, got \(batch)") }
-        (self.config, self.batch, self.mode, self.engine, self.parameters) = (config, batch, mode, engine, parameters)
+        try CPUCapabilities.check(precision)
+        (self.config, self.batch, self.mode, self.precision, self.engine, self.parameters) = (config, batch, mode, precision, engine, parameters)
         input = try DeviceTensor.plain([batch, 3, config.inputSize, config.inputSize], engine: engine)
 
         var layers: [Layer] = []
@@ -50,10 +55,10 @@ public final class Network {
             switch spec {
             case .convolution(let name, let g):
                 add(try Conv2d(name: name, geometry: g, input: layout, fusedReLU: fuseReLU, mode: mode,
-                               inputGradient: !layers.isEmpty, parameters: parameters, engine: engine))
+                               inputGradient: !layers.isEmpty, precision: precision, parameters: parameters, engine: engine))
             case .linear(let name, let inFeatures, let outFeatures):
                 add(try Linear(name: name, inFeatures: inFeatures, outFeatures: outFeatures, input: layout, fusedReLU: fuseReLU,
-                               mode: mode, parameters: parameters, engine: engine))
+                               mode: mode, precision: precision, parameters: parameters, engine: engine))
             case .relu(let name):
                 if i == 0 || !specs[i - 1].takesFusedReLU { add(try ReLU(name: name, input: layout, mode: mode, engine: engine)) }
             case .lrn(let name, let constants):

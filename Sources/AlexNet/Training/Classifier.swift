@@ -20,9 +20,10 @@ public struct Classifier {
     public let classNames: [String]
     public let readableNames: [String]
 
-    public init(weights: LoadedWeights, engine: Engine) throws {
+    public init(weights: LoadedWeights, engine: Engine, precision: Precision = .fp32) throws {
         self.weights = weights
-        networks = InferenceNetworks(config: weights.network, parameters: weights.parameters, engine: engine)
+        try CPUCapabilities.check(precision)
+        networks = InferenceNetworks(config: weights.network, parameters: weights.parameters, engine: engine, precision: precision)
         var a = Augmentation(statistics: weights.statistics ?? .imagenetFallback, mean: weights.mean ?? .channel)
         a.outputSize = weights.network.inputSize
         a.channelStd = weights.channelStd

@@ -42,6 +42,8 @@ public struct Demo {
         var config = try TrainingConfig.load(file: options.configFile ?? Self.configPath)
         for o in options.overrides { try config.override(o) }
         if let threads = options.threads { config.training.threads = threads }
+        // A precision the CPU cannot run is refused before any data is imported.
+        try CPUCapabilities.check(config.training.precision)
         let threads = config.training.threads > 0 ? config.training.threads : ProcessInfo.processInfo.activeProcessorCount
         // Images are stored at the size evaluation crops from: 256 for 224, in proportion.
         var crops = Augmentation()
@@ -95,7 +97,8 @@ public struct Demo {
             evaluation = validated
         } else {
             logger.info("demo 5/6: ten-crop evaluation of \(checkpoint) on the \(job.split.count) test images")
-            evaluation = try job.run(engine: engine, batchSize: config.training.evalBatchSize, threads: threads)
+            evaluation = try job.run(engine: engine, batchSize: config.training.evalBatchSize, threads: threads,
+                                     precision: config.training.precision)
         }
 
         logger.info("demo 6/6: classifying one test image of each of four classes")
@@ -103,7 +106,7 @@ public struct Demo {
         var picked: [Int] = []
         for (i, name) in val.classNames.enumerated() where !picked.contains(where: { val.classNames[$0] == name }) && picked.count < 4 { picked.append(i) }
         let files = picked.map { val.path($0) }
-        let top = try Classifier(weights: weights, engine: engine).classify(files: files, top: 3, tenCrop: false)
+        let top = try Classifier(weights: weights, engine: engine, precision: config.training.precision).classify(files: files, top: 3, tenCrop: false)
         return Result(evaluation: evaluation, predictions: zip(picked, top).map { (val.path($0), val.classNames[$0], $1) },
                       training: training, checkpoint: checkpoint, seconds: elapsed())
     }

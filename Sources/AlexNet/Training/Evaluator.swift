@@ -26,15 +26,16 @@ public final class InferenceNetworks {
     public let config: NetworkConfig
     public let parameters: ParameterStore
     public let engine: Engine
+    public let precision: Precision
     private var networks: [Int: Network] = [:]
 
-    public init(config: NetworkConfig, parameters: ParameterStore, engine: Engine) {
-        (self.config, self.parameters, self.engine) = (config, parameters, engine)
+    public init(config: NetworkConfig, parameters: ParameterStore, engine: Engine, precision: Precision = .fp32) {
+        (self.config, self.parameters, self.engine, self.precision) = (config, parameters, engine, precision)
     }
 
     public func network(batch: Int) throws -> Network {
         if let n = networks[batch] { return n }
-        let n = try Network(config: config, batch: batch, mode: .inference, parameters: parameters, engine: engine)
+        let n = try Network(config: config, batch: batch, mode: .inference, precision: precision, parameters: parameters, engine: engine)
         networks[batch] = n
         return n
     }
@@ -175,9 +176,9 @@ public struct EvaluationJob {
         augmentation = a
     }
 
-    public func run(engine: Engine, batchSize: Int, threads: Int, tenCrop: Bool = true,
+    public func run(engine: Engine, batchSize: Int, threads: Int, tenCrop: Bool = true, precision: Precision = .fp32,
                     progress: ((_ done: Int, _ total: Int) throws -> Void)? = nil) throws -> EvaluationResult {
-        try InferenceNetworks(config: weights.network, parameters: weights.parameters, engine: engine)
+        try InferenceNetworks(config: weights.network, parameters: weights.parameters, engine: engine, precision: precision)
             .evaluate(split: split, labels: labels, augmentation: augmentation, batchSize: batchSize, threads: threads,
                       tenCrop: tenCrop, progress: progress)
     }

@@ -104,6 +104,8 @@ public final class Trainer {
     }
 
     private func prepare(_ state: inout TrainingState, resumed: Resumption?) throws -> Session {
+        // A precision the CPU cannot run is refused before the dataset is read.
+        try CPUCapabilities.check(config.training.precision)
         // Several ranks on one machine share its cores (distributed issue, item 5).
         let budget = config.training.threads > 0 ? config.training.threads
             : max(1, ProcessInfo.processInfo.activeProcessorCount / communicator.localSize)
@@ -167,7 +169,8 @@ public final class Trainer {
         return Session(engine: engine, loaderThreads: loaderThreads, dataset: dataset, val: val,
                        trainLabels: dataset.labels.labels(dataset.train), valLabels: dataset.labels.labels(val), classes: classes,
                        statistics: statistics, augmentation: train, parameters: parameters, sgd: sgd,
-                       epochStart: epochStart, inference: InferenceNetworks(config: config.model, parameters: parameters, engine: engine),
+                       epochStart: epochStart, inference: InferenceNetworks(config: config.model, parameters: parameters, engine: engine,
+                                                                       precision: config.training.precision),
                        checkpointDirectory: checkpointDirectory, logDirectory: logDirectory, tensorboard: tensorboard,
                        reducer: communicator.size > 1 ? GradientReducer(communicator: communicator, parameters: parameters) : nil)
     }
@@ -354,7 +357,8 @@ public final class Trainer {
                 if batch.count > 0 {
                     let net: Network
                     if let n = trainingNetworks[batch.count] { net = n } else {
-                        net = try Network(config: config.model, batch: batch.count, mode: .training, parameters: s.parameters, engine: s.engine)
+                        net = try Network(config: config.model, batch: batch.count, mode: .training, precision: config.training.precision,
+                                          parameters: s.parameters, engine: s.engine)
                         trainingNetworks[batch.count] = net
                     }
                     try net.bindInput(batch.images)

@@ -24,6 +24,9 @@ public struct TrainingConfig: Sendable, Equatable {
         public var threads = 0
         /// Loader workers (0: chosen from the budget).
         public var loaderThreads = 0
+        /// What the convolutions and linear layers compute in; weights, gradients, SGD and
+        /// checkpoints are float32 either way (`Precision`).
+        public var precision = Precision.fp32
         public var seed: UInt64 = 0
         public var checkpointEveryEpochs = 1
         /// Also a checkpoint every this many minutes of training, mid-epoch (0: never).
@@ -212,6 +215,8 @@ extension TrainingConfig {
         int("training.eval_batch_size", \.training.evalBatchSize, min: 1, "images per ten-crop validation batch"),
         int("training.threads", \.training.threads, min: 0, "thread budget for oneDNN and the loader; 0: one per core"),
         int("training.loader_threads", \.training.loaderThreads, min: 0, "loader workers within the budget; 0: automatic"),
+        choice("training.precision", \.training.precision,
+               "fp32, or bf16: convolutions and linear layers on bfloat16 copies (CPUs with AVX-512 BF16 or AMX only), float32 weights, gradients and checkpoints"),
         Field(path: "training.seed", allowed: "an integer ≥ 0", help: "seed of initialisation, order, augmentation and dropout",
               parse: { c, n in
                   guard let s = scalar(n), let v = UInt64(s) else { throw Invalid(allowed: "an integer ≥ 0") }
