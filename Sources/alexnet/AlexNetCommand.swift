@@ -52,8 +52,6 @@ struct AlexNetCommand: ParsableCommand {
     }
 }
 
-/// Options every command shares: declared once, so that each command has `--threads` with the
-/// same meaning and bounds (issue 8, items 10 and 17).
 extension Precision: ExpressibleByArgument {}
 
 /// `--precision`, for the commands that run the network (issue 11).
@@ -66,6 +64,8 @@ struct PrecisionOptions: ParsableArguments {
     var value: Precision { precision ?? .fp32 }
 }
 
+/// Options every command shares: declared once, so that each command has `--threads` with the
+/// same meaning and bounds (issue 8, items 10 and 17).
 struct ComputeOptions: ParsableArguments {
     @Option(help: "Worker threads for oneDNN, the loader and the element-wise passes (default: one per core; at most 4 per core).")
     var threads: Int?
