@@ -54,7 +54,8 @@ final class PrecisionTests: XCTestCase {
         }
     }
 
-    /// In process, a bf16 network is refused unless the CPU has the instructions.
+    /// In process, a bf16 network, convolution or linear layer is refused unless the CPU has the
+    /// instructions (the check sits in the kernels that would create bf16 primitives).
     func testNetworkRefusesBF16WithoutNativeInstructions() throws {
         guard !CPUCapabilities.hasNativeBF16 else {
             throw XCTSkip("this CPU has native bf16 (\(CPUCapabilities.isa)); testBF16IsRefusedWithoutNativeInstructions covers the refusal")
@@ -64,6 +65,12 @@ final class PrecisionTests: XCTestCase {
                                          parameters: Network.makeParameters(config), engine: sharedEngine)) { error in
             XCTAssertTrue(error is PrecisionError, "\(error)")
         }
+        let params = ParameterStore([("c.weight", [4, 3, 3, 3]), ("c.bias", [4]), ("l.weight", [2, 6]), ("l.bias", [2])])
+        let g = Conv2d.Geometry(inChannels: 3, outChannels: 4, kernel: 3)
+        XCTAssertThrowsError(try Conv2d(name: "c", geometry: g, input: try .plain([1, 3, 8, 8]), fusedReLU: false, mode: .training,
+                                        precision: .bf16, parameters: params, engine: sharedEngine)) { XCTAssertTrue($0 is PrecisionError, "\($0)") }
+        XCTAssertThrowsError(try Linear(name: "l", inFeatures: 6, outFeatures: 2, input: try .plain([1, 6]), fusedReLU: false, mode: .training,
+                                        precision: .bf16, parameters: params, engine: sharedEngine)) { XCTAssertTrue($0 is PrecisionError, "\($0)") }
     }
 
     static func requireNativeBF16() throws {

@@ -60,7 +60,9 @@ final class ConvolutionKernel {
 
     var implementations: Implementations { passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)]) }
 
+    /// Throws `PrecisionError` for bf16 on a CPU without native bf16 instructions.
     init(name: String, _ d: Description, input: TensorLayout, parameters: ParameterViews, engine: Engine) throws {
+        try CPUCapabilities.check(d.precision)
         self.name = name
         self.engine = engine
         let outDims = d.outputDims

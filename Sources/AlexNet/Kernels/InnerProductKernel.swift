@@ -25,6 +25,7 @@ final class InnerProductKernel {
 
     init(name: String, input: TensorLayout, outFeatures: Int, fusedReLU: Bool, training: Bool, precision: Precision = .fp32,
          parameters: ParameterViews, engine: Engine) throws {
+        try CPUCapabilities.check(precision)
         self.name = name
         self.engine = engine
         let d = input.dims

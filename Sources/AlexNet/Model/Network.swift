@@ -34,12 +34,12 @@ public final class Network {
     /// The logits' floats in place: fc8's output is plain (N, classes).
     private let logitValues: UnsafeMutableBufferPointer<Float>
 
-    /// Throws `PrecisionError` for bf16 on a CPU without native bf16 instructions.
+    /// Throws `PrecisionError` for bf16 on a CPU without native bf16 instructions (from its first
+    /// convolution's kernel).
     public init(config: NetworkConfig, batch: Int, mode: Mode, precision: Precision = .fp32, parameters: ParameterStore,
                 engine: Engine) throws {
         try config.validate()
         guard batch > 0 else { throw ConfigError(message: "batch size must be positive, got \(batch)") }
-        try CPUCapabilities.check(precision)
         (self.config, self.batch, self.mode, self.precision, self.engine, self.parameters) = (config, batch, mode, precision, engine, parameters)
         input = try DeviceTensor.plain([batch, 3, config.inputSize, config.inputSize], engine: engine)
 
