@@ -55,9 +55,9 @@ final class KernelBoundaryTests: XCTestCase {
     }
 
     /// The convolution kernels' layout choice survives behind the wall: a conv1-like layer (3 input
-    /// channels, 11×11 stride 4, which oneDNN runs as a GEMM with a plain result on AVX2) hands
-    /// the next layers the channel-blocked layout a JIT convolution prefers, and LRN and pooling
-    /// keep it.
+    /// channels, 11×11 stride 4 pad 5, a GEMM with a plain result unless its input is padded
+    /// beforehand) hands the next layers the channel-blocked layout a JIT convolution prefers,
+    /// and LRN and pooling keep it.
     func testConvolutionHandsOnABlockedLayout() throws {
         let g = Conv2d.Geometry(inChannels: 3, outChannels: 16, kernel: 11, stride: 4, padding: 5)
         let params = ParameterStore([("c.weight", g.weightShape), ("c.bias", [16])])

@@ -7,6 +7,13 @@ import CDNNL
 /// into those copies each pass, which costs little beside the convolution (the five layers hold
 /// 2.3 M weights).
 ///
+/// Where oneDNN has only a GEMM for the convolution as asked, but a direct JIT kernel for the
+/// same convolution on an input zero-padded beforehand, the padding is done here instead: its
+/// AVX2 kernels refuse padding for kernels wider than 7 at a stride above 1, which is conv1
+/// (11×11, stride 4, pad 5). The input is then copied into the interior of a buffer
+/// with a zero border, and the convolution runs unpadded on it: the same sums, twice as fast
+/// forward on AVX2 (issue 11).
+///
 /// In bf16 (`Precision`) the same reorders also convert: the input, the weights and ∂output
 /// become bfloat16 copies, while the output, ∂input and ∂weight stay float32 (oneDNN's bf16
 /// kernels accumulate in float32 and write either type), so the layers around it do not change.
@@ -31,15 +38,19 @@ final class ConvolutionKernel {
     let forwardPrimitive: Primitive
     /// The input in the layout this convolution chose for it, when that is not the layout the
     /// previous layer produces (each layer gets oneDNN's best implementation for the ISA at
-    /// hand instead of inheriting conv1's layout), and the reorders into it and, for the
-    /// gradient, back.
+    /// hand instead of inheriting conv1's layout) or when it is padded explicitly, and the
+    /// reorders into it and, for the gradient, back.
     let sourceCopy: DeviceTensor?
     let sourceReorder: Reorder?
     let chosenDInput: DeviceTensor?
     let dInputReorder: Reorder?
-    /// When the implementation writes a plain output (a GEMM: conv1 with its 3 input channels)
-    /// while the layers after it have JIT kernels only for a blocked one, the plain result and
-    /// the reorder to the blocked `output`.
+    /// With explicit padding, the interiors of `sourceCopy` and `chosenDInput` (views into them,
+    /// inside the zero border) that the two reorders write and read.
+    let sourceInterior: DeviceTensor?
+    let dInputInterior: DeviceTensor?
+    /// When the implementation writes a plain output (a GEMM, where no JIT kernel takes the
+    /// convolution even padded beforehand) while the layers after it have JIT kernels only for a
+    /// blocked one, the plain result and the reorder to the blocked `output`.
     let plainOutput: DeviceTensor?
     let outputReorder: Reorder?
     /// ∂output as the backward primitives read it, when that is not `output`'s layout and type:
@@ -71,27 +82,40 @@ final class ConvolutionKernel {
         weight = try DeviceTensor(plainWeight, engine: engine, borrowing: parameters.weight)
         bias = try DeviceTensor(plainBias, engine: engine, borrowing: parameters.bias)
 
-        var src = try TensorLayout(input.dims, .any, d.precision).md
-        var anyWeight = try TensorLayout(d.weightShape, .any, d.precision).md
-        var anyDWeight = try TensorLayout(d.weightShape, .any).md
-        var biasMD = plainBias.md
-        var anyDst = try TensorLayout(outDims, .any).md
-        let strides = [d.stride, d.stride], pads = [d.padding, d.padding]
-        var fd = dnnl_convolution_desc_t()
-        try withDims(strides) { s in try withDims(pads) { p in
-            try check(dnnl_convolution_forward_desc_init(&fd, d.training ? dnnl_forward_training : dnnl_forward_inference,
-                                                         dnnl_convolution_direct, &src, &anyWeight, &biasMD, &anyDst, s, p, p),
-                      "dnnl_convolution_forward_desc_init", "describing \(name) on \(input)")
-        } }
-        forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine,
-                                         attr: try Attributes(fusedReLU: d.fusedReLU))
+        let gradients: (weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>)?
+        if d.training, let w = parameters.dWeight, let b = parameters.dBias { gradients = (w, b) } else { gradients = nil }
+        let asAsked = try Passes(name: name, d, sourceDims: input.dims, padding: d.padding, backward: gradients != nil, engine: engine)
+        var chosen = asAsked
+        if asAsked.ranks[0] < Passes.jit, d.padding > 0 {
+            // Zeros after the input up to the extent the last output reads (not always `padding`:
+            // conv1 reads 2 of its 5), so that the unpadded convolution has the same output size.
+            let end = (2...3).map { i in max(0, (outDims[i] - 1) * d.stride + d.weightShape[i] - d.padding - input.dims[i]) }
+            let padded = Array(input.dims[0...1]) + (2...3).map { i in d.padding + input.dims[i] + end[i - 2] }
+            let candidate = try Passes(name: name, d, sourceDims: padded, padding: 0, backward: gradients != nil, engine: engine)
+            // Only where no pass gets worse: with 3 input channels the backward-data pass padded
+            // is a reference loop, against a GEMM as asked.
+            if candidate.ranks[0] > asAsked.ranks[0] && candidate.ranks.elementsEqual(asAsked.ranks, by: >=) {
+                chosen = candidate
+                chosen.explicitPadding = (d.padding, end)
+            }
+        }
+        forwardPrimitive = chosen.forward
+        let explicitPadding = chosen.explicitPadding
         let chosenSource = forwardPrimitive.desc(dnnl_query_src_md)
-        src = chosenSource.md
-        if chosenSource == input {
-            (sourceCopy, sourceReorder) = (nil, nil)
+        // Where the input (or ∂input) sits in a buffer of `layout`: all of it, or its interior.
+        func interior(of layout: TensorLayout) throws -> TensorLayout {
+            guard let explicitPadding else { return layout }
+            return try layout.window(input.dims, at: [0, 0, explicitPadding.begin, explicitPadding.begin])
+        }
+        let sourceWindow = try interior(of: chosenSource)
+        if sourceWindow == input {
+            (sourceCopy, sourceReorder, sourceInterior) = (nil, nil, nil)
         } else {
-            sourceCopy = try DeviceTensor(chosenSource, engine: engine)
-            sourceReorder = try Reorder(from: input, to: chosenSource, engine: engine, name: "\(name) input reorder")
+            let copy = try DeviceTensor(chosenSource, engine: engine)
+            sourceCopy = copy
+            sourceInterior = explicitPadding == nil ? nil : try DeviceTensor(sourceWindow, engine: engine, borrowing: copy.pointer)
+            sourceReorder = try Reorder(from: input, to: sourceWindow, engine: engine,
+                                        name: explicitPadding == nil ? "\(name) input reorder" : "\(name) input padding")
         }
         let written = forwardPrimitive.desc(dnnl_query_dst_md)
         let preferred = try Self.preferredLayout(outDims, engine: engine)
@@ -106,17 +130,16 @@ final class ConvolutionKernel {
         (forwardWeight, forwardWeightReorder) = try Self.copy(of: weight, as: forwardPrimitive.desc(dnnl_query_weights_md),
                                                               engine: engine, name: "\(name) weight reorder")
 
-        guard d.training, let dWeightView = parameters.dWeight, let dBiasView = parameters.dBias else {
+        guard let gradients, let bw = chosen.backwardWeights else {
             (dInput, dWeight, dBias, backwardData, backwardDataWeight, backwardDataWeightReorder) = (nil, nil, nil, nil, nil, nil)
             (backwardWeights, chosenDWeight, dWeightReorder, reluBackward) = (nil, nil, nil, nil)
-            (chosenDInput, dInputReorder, gradientCopy, gradientReorder) = (nil, nil, nil, nil)
+            (chosenDInput, dInputReorder, gradientCopy, gradientReorder, dInputInterior) = (nil, nil, nil, nil, nil)
             return
         }
-        let dWeight = try DeviceTensor(plainWeight, engine: engine, borrowing: dWeightView)
+        let dWeight = try DeviceTensor(plainWeight, engine: engine, borrowing: gradients.weight)
         self.dWeight = dWeight
-        dBias = try DeviceTensor(plainBias, engine: engine, borrowing: dBiasView)
-        let gradientLayout = written.converted(to: d.precision)
-        var dst = gradientLayout.md
+        dBias = try DeviceTensor(plainBias, engine: engine, borrowing: gradients.bias)
+        let gradientLayout = bw.desc(dnnl_query_diff_dst_md)
         reluBackward = d.fusedReLU ? try ReLUBackward(name: name, layout: output.layout, engine: engine) : nil
         if gradientLayout == output.layout {
             (gradientCopy, gradientReorder) = (nil, nil)
@@ -125,41 +148,28 @@ final class ConvolutionKernel {
             gradientReorder = try Reorder(from: output.layout, to: gradientLayout, engine: engine,
                                           name: "\(name) output-gradient reorder")
         }
-
-        var wd = dnnl_convolution_desc_t()
-        try withDims(strides) { s in try withDims(pads) { p in
-            try check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &src, &anyDWeight, &biasMD,
-                                                                  &dst, s, p, p),
-                      "dnnl_convolution_backward_weights_desc_init", "describing \(name)'s weight gradient")
-        } }
-        let bw = try Primitive(&wd, name: "\(name) backward weights", engine: engine, hint: forwardPrimitive)
         backwardWeights = bw
-        let chosen = bw.desc(dnnl_query_diff_weights_md)
-        if chosen == plainWeight {
+        let chosenGradient = bw.desc(dnnl_query_diff_weights_md)
+        if chosenGradient == plainWeight {
             (chosenDWeight, dWeightReorder) = (dWeight, nil)
         } else {
-            chosenDWeight = try DeviceTensor(chosen, engine: engine)
-            dWeightReorder = try Reorder(from: chosen, to: plainWeight, engine: engine, name: "\(name) weight-gradient reorder")
+            chosenDWeight = try DeviceTensor(chosenGradient, engine: engine)
+            dWeightReorder = try Reorder(from: chosenGradient, to: plainWeight, engine: engine, name: "\(name) weight-gradient reorder")
         }
 
-        if d.inputGradient {
-            // ∂input in the chosen source layout, but float32 whatever the precision.
-            let dSource = chosenSource.converted(to: .fp32)
-            var diffSrc = dSource.md
-            var dd = dnnl_convolution_desc_t()
-            try withDims(strides) { s in try withDims(pads) { p in
-                try check(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &diffSrc, &anyWeight, &dst, s, p, p),
-                          "dnnl_convolution_backward_data_desc_init", "describing \(name)'s input gradient")
-            } }
-            let bd = try Primitive(&dd, name: "\(name) backward data", engine: engine, hint: forwardPrimitive)
+        if let bd = chosen.backwardData {
             backwardData = bd
+            let dSource = bd.desc(dnnl_query_diff_src_md)
             let dIn = try DeviceTensor(input, engine: engine)
             dInput = dIn
-            if dSource == input {
-                (chosenDInput, dInputReorder) = (dIn, nil)
+            let dSourceWindow = try interior(of: dSource)
+            if dSourceWindow == input {
+                (chosenDInput, dInputReorder, dInputInterior) = (dIn, nil, nil)
             } else {
-                chosenDInput = try DeviceTensor(dSource, engine: engine)
-                dInputReorder = try Reorder(from: dSource, to: input, engine: engine, name: "\(name) input-gradient reorder")
+                let chosen = try DeviceTensor(dSource, engine: engine)
+                chosenDInput = chosen
+                dInputInterior = explicitPadding == nil ? nil : try DeviceTensor(dSourceWindow, engine: engine, borrowing: chosen.pointer)
+                dInputReorder = try Reorder(from: dSourceWindow, to: input, engine: engine, name: "\(name) input-gradient reorder")
             }
             let wanted = bd.desc(dnnl_query_weights_md)
             if wanted == forwardWeight.layout {
@@ -170,7 +180,67 @@ final class ConvolutionKernel {
             }
         } else {
             (backwardData, dInput, backwardDataWeight, backwardDataWeightReorder) = (nil, nil, nil, nil)
-            (chosenDInput, dInputReorder) = (nil, nil)
+            (chosenDInput, dInputReorder, dInputInterior) = (nil, nil, nil)
+        }
+    }
+
+    /// The primitives of one way to run the convolution (on the input as it is, or padded
+    /// beforehand), made together so that the two ways can be compared pass by pass.
+    private struct Passes {
+        let forward: Primitive
+        let backwardWeights: Primitive?
+        let backwardData: Primitive?
+        /// The zeros before and after each spatial dim, when the input is padded beforehand.
+        var explicitPadding: (begin: Int, end: [Int])?
+
+        /// A direct JIT kernel, a GEMM, a reference loop: how oneDNN's implementation names rank.
+        static let jit = 2
+        static func rank(_ p: Primitive) -> Int {
+            let name = p.implementation
+            return name.contains("ref") ? 0 : name.contains("gemm") ? 1 : jit
+        }
+        /// Forward's first, then those of the backward passes made.
+        var ranks: [Int] { [forward, backwardWeights, backwardData].compactMap { $0.map(Self.rank) } }
+
+        /// The forward primitive on an input of `sourceDims` padded by `padding`, and the
+        /// backward ones (`backward`: weight gradient, and ∂input if `d.inputGradient`) on the
+        /// layouts it chose: its input, and its output as ∂output in `d.precision` (ReLU's
+        /// backward writes ∂output in the output's layout; a reorder converts it if needed).
+        init(name: String, _ d: Description, sourceDims: [Int], padding: Int, backward: Bool, engine: Engine) throws {
+            var src = try TensorLayout(sourceDims, .any, d.precision).md
+            var anyWeight = try TensorLayout(d.weightShape, .any, d.precision).md
+            var biasMD = try TensorLayout([d.weightShape[0]], .plain).md
+            var dst = try TensorLayout(d.outputDims, .any).md
+            let strides = [d.stride, d.stride], pads = [padding, padding]
+            var fd = dnnl_convolution_desc_t()
+            try withDims(strides) { s in try withDims(pads) { p in
+                try check(dnnl_convolution_forward_desc_init(&fd, d.training ? dnnl_forward_training : dnnl_forward_inference,
+                                                             dnnl_convolution_direct, &src, &anyWeight, &biasMD, &dst, s, p, p),
+                          "dnnl_convolution_forward_desc_init", "describing \(name) on \(sourceDims)")
+            } }
+            let forward = try Primitive(&fd, name: "\(name) forward", engine: engine, attr: try Attributes(fusedReLU: d.fusedReLU))
+            self.forward = forward
+            guard backward else { (backwardWeights, backwardData) = (nil, nil); return }
+            let chosenSource = forward.desc(dnnl_query_src_md)
+            src = chosenSource.md
+            dst = forward.desc(dnnl_query_dst_md).converted(to: d.precision).md
+            var anyDWeight = try TensorLayout(d.weightShape, .any).md
+            var wd = dnnl_convolution_desc_t()
+            try withDims(strides) { s in try withDims(pads) { p in
+                try check(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &src, &anyDWeight, &biasMD,
+                                                                      &dst, s, p, p),
+                          "dnnl_convolution_backward_weights_desc_init", "describing \(name)'s weight gradient")
+            } }
+            backwardWeights = try Primitive(&wd, name: "\(name) backward weights", engine: engine, hint: forward)
+            guard d.inputGradient else { backwardData = nil; return }
+            // ∂input in the chosen source layout, but float32 whatever the precision.
+            var diffSrc = chosenSource.converted(to: .fp32).md
+            var dd = dnnl_convolution_desc_t()
+            try withDims(strides) { s in try withDims(pads) { p in
+                try check(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &diffSrc, &anyWeight, &dst, s, p, p),
+                          "dnnl_convolution_backward_data_desc_init", "describing \(name)'s input gradient")
+            } }
+            backwardData = try Primitive(&dd, name: "\(name) backward data", engine: engine, hint: forward)
         }
     }
 
@@ -200,7 +270,7 @@ final class ConvolutionKernel {
 
     func forward(_ input: DeviceTensor) throws {
         if let forwardWeightReorder { try forwardWeightReorder.run(from: weight, to: forwardWeight) }
-        if let sourceReorder, let sourceCopy { try sourceReorder.run(from: input, to: sourceCopy) }
+        if let sourceReorder, let sourceCopy { try sourceReorder.run(from: input, to: sourceInterior ?? sourceCopy) }
         try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, source(input)), (DNNL_ARG_WEIGHTS, forwardWeight),
                                               (DNNL_ARG_BIAS, bias), (DNNL_ARG_DST, plainOutput ?? output)])
         if let outputReorder, let plainOutput { try outputReorder.run(from: plainOutput, to: output) }
@@ -222,7 +292,7 @@ final class ConvolutionKernel {
             if let backwardDataWeightReorder { try backwardDataWeightReorder.run(from: weight, to: backwardDataWeight) }
             try backwardData.execute(engine, [(DNNL_ARG_DIFF_DST, gradient), (DNNL_ARG_WEIGHTS, backwardDataWeight),
                                               (DNNL_ARG_DIFF_SRC, chosenDInput)])
-            if let dInputReorder { try dInputReorder.run(from: chosenDInput, to: dInput) }
+            if let dInputReorder { try dInputReorder.run(from: dInputInterior ?? chosenDInput, to: dInput) }
         }
     }
 }

@@ -47,6 +47,17 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
         return TensorLayout(copy)
     }
 
+    /// The part of this layout of shape `dims` that starts at `offsets` (a oneDNN submemory): a
+    /// view for reorders to write into or read from, when a tensor sits inside a zero border.
+    func window(_ dims: [Int], at offsets: [Int]) throws -> TensorLayout {
+        var parent = md, sub = dnnl_memory_desc_t()
+        try withDims(dims) { d in try withDims(offsets) { o in
+            try check(dnnl_memory_desc_init_submemory(&sub, &parent, d, o), "dnnl_memory_desc_init_submemory",
+                      "describing the \(dims) window at \(offsets) of a tensor of shape \(self.dims)")
+        } }
+        return TensorLayout(sub)
+    }
+
     /// Row-major float32: NCHW, NC, OIHW or X.
     public static func plain(_ dims: [Int]) throws -> TensorLayout { try TensorLayout(dims, .plain) }
 
