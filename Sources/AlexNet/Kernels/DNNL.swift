@@ -52,6 +52,19 @@ public final class Engine: @unchecked Sendable {
         dnnl_engine_destroy(engine)
     }
 
+    /// Memory kernels borrow while they run (`WinogradKernel`'s transformed tiles), one area for
+    /// all of them: the stream runs one kernel at a time. Grown on demand, never shrunk.
+    private var scratchArea: FloatBuffer?
+
+    /// At least `floats` floats of scratch, valid until the next call.
+    func scratch(floats: Int) -> UnsafeMutablePointer<Float> {
+        if let scratchArea, scratchArea.count >= floats { return scratchArea.pointer }
+        scratchArea = nil
+        let area = FloatBuffer(count: floats, zeroed: false)
+        scratchArea = area
+        return area.pointer
+    }
+
     public func resetReorderStatistics() { (reorderCount, reorderSeconds) = (0, 0) }
 
     func noteReorder(since start: UInt64) {

@@ -58,6 +58,18 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
         return TensorLayout(sub)
     }
 
+    /// Float32 NCHW with channels in blocks of 8 (oneDNN's nChw8c: [N][C/8][H][W][8], what its
+    /// AVX2 convolutions choose), the layout `WinogradKernel` computes on.
+    static func channelBlocked8(_ dims: [Int]) throws -> TensorLayout {
+        guard dims.count == 4 else { throw ShapeError(what: "a channel-blocked tensor", shape: dims, expected: "(N, C, H, W)") }
+        var md = dnnl_memory_desc_t()
+        try withDims(dims) { p in
+            try check(dnnl_memory_desc_init_by_tag(&md, 4, p, dnnl_f32, dnnl_nChw8c), "dnnl_memory_desc_init_by_tag",
+                      "describing a channel-blocked tensor of shape \(dims)")
+        }
+        return TensorLayout(md)
+    }
+
     /// Row-major float32: NCHW, NC, OIHW or X.
     public static func plain(_ dims: [Int]) throws -> TensorLayout { try TensorLayout(dims, .plain) }
 

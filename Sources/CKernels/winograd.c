@@ -1,0 +1,138 @@
+#include "alexnet_winograd.h"
+#include <string.h>
+
+// libgomp's entry points (oneDNN in Debian threads with GNU OpenMP, and this file is compiled
+// without -fopenmp): the transforms run on the same team of threads as the convolutions.
+void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+int omp_get_thread_num(void);
+int omp_get_num_threads(void);
+
+// Eight channels of one pixel: one AVX register, two SSE ones on the portable build.
+typedef float v8 __attribute__((vector_size(32)));
+
+#define load(p) ({ v8 v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define store(p, v) do { v8 v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
+
+int alexnet_winograd_tiles(int height, int width) { return ((height + 1) / 2) * ((width + 1) / 2); }
+
+// The share [begin, end) of `count` items of this thread of the team.
+static void share(long count, long *begin, long *end) {
+    long threads = omp_get_num_threads(), t = omp_get_thread_num();
+    *begin = count * t / threads;
+    *end = count * (t + 1) / threads;
+}
+
+typedef struct {
+    const float *x, *bias;
+    float *out;
+    int n, c, h, w, relu, backward, k;
+} job;
+
+static void input_job(void *arg) {
+    const job *j = arg;
+    const int th = (j->h + 1) / 2, tw = (j->w + 1) / 2, blocks = j->c / 8;
+    const long tiles = (long)j->n * th * tw;
+    long begin, end;
+    share((long)j->n * blocks, &begin, &end);
+    for (long item = begin; item < end; item++) {
+        const long n = item / blocks, cb = item % blocks;
+        const float *plane = j->x + item * j->h * j->w * 8;
+        for (int ty = 0; ty < th; ty++) for (int tx = 0; tx < tw; tx++) {
+            // d: the 4×4 inputs of the tile, rows and columns 2t−1 … 2t+2 (zeros outside).
+            v8 d[4][4];
+            for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) {
+                const int y = 2 * ty - 1 + r, x = 2 * tx - 1 + s;
+                d[r][s] = (y >= 0 && y < j->h && x >= 0 && x < j->w) ? load(plane + ((long)y * j->w + x) * 8) : (v8){0};
+            }
+            // Bᵀ d B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
+            v8 t[4][4];
+            for (int s = 0; s < 4; s++) {
+                t[0][s] = d[0][s] - d[2][s];
+                t[1][s] = d[1][s] + d[2][s];
+                t[2][s] = d[2][s] - d[1][s];
+                t[3][s] = d[1][s] - d[3][s];
+            }
+            const long tile = (n * th + ty) * tw + tx;
+            for (int r = 0; r < 4; r++) {
+                const v8 e[4] = {t[r][0] - t[r][2], t[r][1] + t[r][2], t[r][2] - t[r][1], t[r][1] - t[r][3]};
+                for (int s = 0; s < 4; s++) store(j->out + ((long)(r * 4 + s) * tiles + tile) * j->c + cb * 8, e[s]);
+            }
+        }
+    }
+}
+
+void alexnet_winograd_input(const float *x, int batch, int channels, int height, int width, float *v) {
+    job j = {.x = x, .out = v, .n = batch, .c = channels, .h = height, .w = width};
+    GOMP_parallel(input_job, &j, 0, 0);
+}
+
+static void weights_job(void *arg) {
+    const job *j = arg;
+    // Rows and columns of each U[ξ]: (C, K) forward, (K, C) for the input gradient.
+    const int rows = j->backward ? j->k : j->c, cols = j->backward ? j->c : j->k;
+    long begin, end;
+    share(rows, &begin, &end);
+    for (long row = begin; row < end; row++) for (int col = 0; col < cols; col++) {
+        const long k = j->backward ? row : col, c = j->backward ? col : row;
+        const float *w = j->x + (k * j->c + c) * 9;
+        float g[3][3];
+        for (int u = 0; u < 3; u++) for (int v = 0; v < 3; v++) g[u][v] = j->backward ? w[(2 - u) * 3 + (2 - v)] : w[u * 3 + v];
+        // G g Gᵀ with G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+        float t[4][3];
+        for (int v = 0; v < 3; v++) {
+            t[0][v] = g[0][v];
+            t[1][v] = 0.5f * (g[0][v] + g[1][v] + g[2][v]);
+            t[2][v] = 0.5f * (g[0][v] - g[1][v] + g[2][v]);
+            t[3][v] = g[2][v];
+        }
+        for (int r = 0; r < 4; r++) {
+            const float e[4] = {t[r][0], 0.5f * (t[r][0] + t[r][1] + t[r][2]), 0.5f * (t[r][0] - t[r][1] + t[r][2]), t[r][2]};
+            for (int s = 0; s < 4; s++) j->out[((long)(r * 4 + s) * rows + row) * cols + col] = e[s];
+        }
+    }
+}
+
+void alexnet_winograd_weights(const float *w, int out_channels, int in_channels, int backward, float *u) {
+    job j = {.x = w, .out = u, .k = out_channels, .c = in_channels, .backward = backward};
+    GOMP_parallel(weights_job, &j, 0, 0);
+}
+
+static void output_job(void *arg) {
+    const job *j = arg;
+    const int th = (j->h + 1) / 2, tw = (j->w + 1) / 2, blocks = j->c / 8;
+    const long tiles = (long)j->n * th * tw;
+    long begin, end;
+    share((long)j->n * blocks, &begin, &end);
+    for (long item = begin; item < end; item++) {
+        const long n = item / blocks, kb = item % blocks;
+        float *plane = j->out + item * j->h * j->w * 8;
+        const v8 b = j->bias ? load(j->bias + kb * 8) : (v8){0};
+        for (int ty = 0; ty < th; ty++) for (int tx = 0; tx < tw; tx++) {
+            const long tile = (n * th + ty) * tw + tx;
+            v8 m[4][4];
+            for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) m[r][s] = load(j->x + ((long)(r * 4 + s) * tiles + tile) * j->c + kb * 8);
+            // Aᵀ m A with Aᵀ = [1 1 1 0; 0 1 −1 −1].
+            v8 t[2][4];
+            for (int s = 0; s < 4; s++) {
+                t[0][s] = m[0][s] + m[1][s] + m[2][s];
+                t[1][s] = m[1][s] - m[2][s] - m[3][s];
+            }
+            for (int r = 0; r < 2; r++) {
+                const v8 e[2] = {t[r][0] + t[r][1] + t[r][2] + b, t[r][1] - t[r][2] - t[r][3] + b};
+                for (int s = 0; s < 2; s++) {
+                    const int y = 2 * ty + r, x = 2 * tx + s;
+                    if (y >= j->h || x >= j->w) continue;  // the last tile's overhang on odd sizes
+                    v8 out = e[s];
+                    if (j->relu) for (int q = 0; q < 8; q++) out[q] = out[q] > 0 ? out[q] : 0;
+                    store(plane + ((long)y * j->w + x) * 8, out);
+                }
+            }
+        }
+    }
+}
+
+void alexnet_winograd_output(const float *m, const float *bias, int relu, int batch, int channels, int height, int width,
+                             float *y) {
+    job j = {.x = m, .bias = bias, .relu = relu, .out = y, .n = batch, .c = channels, .h = height, .w = width};
+    GOMP_parallel(output_job, &j, 0, 0);
+}
