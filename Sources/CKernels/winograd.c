@@ -136,3 +136,86 @@ void alexnet_winograd_output(const float *m, const float *bias, int relu, int ba
     job j = {.x = m, .bias = bias, .relu = relu, .out = y, .n = batch, .c = channels, .h = height, .w = width};
     GOMP_parallel(output_job, &j, 0, 0);
 }
+
+static void output_gradient_job(void *arg) {
+    const job *j = arg;
+    const int th = (j->h + 1) / 2, tw = (j->w + 1) / 2, blocks = j->c / 8;
+    const long tiles = (long)j->n * th * tw;
+    long begin, end;
+    share((long)j->n * blocks, &begin, &end);
+    for (long item = begin; item < end; item++) {
+        const long n = item / blocks, kb = item % blocks;
+        const float *plane = j->x + item * j->h * j->w * 8;
+        for (int ty = 0; ty < th; ty++) for (int tx = 0; tx < tw; tx++) {
+            v8 g[2][2];
+            for (int r = 0; r < 2; r++) for (int s = 0; s < 2; s++) {
+                const int y = 2 * ty + r, x = 2 * tx + s;
+                g[r][s] = (y < j->h && x < j->w) ? load(plane + ((long)y * j->w + x) * 8) : (v8){0};
+            }
+            // A g Aᵀ with A = [1 0; 1 1; 1 −1; 0 −1] (the output transform's transpose).
+            const v8 t[4][2] = {{g[0][0], g[0][1]}, {g[0][0] + g[1][0], g[0][1] + g[1][1]},
+                                {g[0][0] - g[1][0], g[0][1] - g[1][1]}, {-g[1][0], -g[1][1]}};
+            const long tile = (n * th + ty) * tw + tx;
+            for (int r = 0; r < 4; r++) {
+                const v8 e[4] = {t[r][0], t[r][0] + t[r][1], t[r][0] - t[r][1], -t[r][1]};
+                for (int s = 0; s < 4; s++) store(j->out + ((long)(r * 4 + s) * tiles + tile) * j->c + kb * 8, e[s]);
+            }
+        }
+    }
+}
+
+void alexnet_winograd_output_gradient(const float *dy, int batch, int channels, int height, int width, float *w) {
+    job j = {.x = dy, .out = w, .n = batch, .c = channels, .h = height, .w = width};
+    GOMP_parallel(output_gradient_job, &j, 0, 0);
+}
+
+static void weight_gradient_job(void *arg) {
+    const job *j = arg;
+    long begin, end;
+    share(j->c, &begin, &end);
+    for (long c = begin; c < end; c++) for (long k = 0; k < j->k; k++) {
+        float u[4][4];
+        for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) u[r][s] = j->x[((long)(r * 4 + s) * j->c + c) * j->k + k];
+        // Gᵀ u G with Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
+        float t[3][4];
+        for (int s = 0; s < 4; s++) {
+            t[0][s] = u[0][s] + 0.5f * (u[1][s] + u[2][s]);
+            t[1][s] = 0.5f * (u[1][s] - u[2][s]);
+            t[2][s] = 0.5f * (u[1][s] + u[2][s]) + u[3][s];
+        }
+        float *dw = j->out + (k * j->c + c) * 9;
+        for (int r = 0; r < 3; r++) {
+            dw[r * 3 + 0] = t[r][0] + 0.5f * (t[r][1] + t[r][2]);
+            dw[r * 3 + 1] = 0.5f * (t[r][1] - t[r][2]);
+            dw[r * 3 + 2] = 0.5f * (t[r][1] + t[r][2]) + t[r][3];
+        }
+    }
+}
+
+void alexnet_winograd_weight_gradient(const float *du, int out_channels, int in_channels, float *dw) {
+    job j = {.x = du, .out = dw, .k = out_channels, .c = in_channels};
+    GOMP_parallel(weight_gradient_job, &j, 0, 0);
+}
+
+static void bias_gradient_job(void *arg) {
+    const job *j = arg;
+    const long blocks = j->c / 8, pixels = (long)j->h * j->w;
+    long begin, end;
+    share(blocks, &begin, &end);
+    for (long kb = begin; kb < end; kb++) {
+        // Eight channels at a time: each image's map summed in float, the batch in double.
+        double sum[8] = {0};
+        for (long n = 0; n < j->n; n++) {
+            const float *plane = j->x + (n * blocks + kb) * pixels * 8;
+            v8 partial = {0};
+            for (long p = 0; p < pixels; p++) partial += load(plane + p * 8);
+            for (int q = 0; q < 8; q++) sum[q] += partial[q];
+        }
+        for (int q = 0; q < 8; q++) j->out[kb * 8 + q] = (float)sum[q];
+    }
+}
+
+void alexnet_winograd_bias_gradient(const float *dy, int batch, int channels, int height, int width, float *db) {
+    job j = {.x = dy, .out = db, .n = batch, .c = channels, .h = height, .w = width};
+    GOMP_parallel(bias_gradient_job, &j, 0, 0);
+}

@@ -11,6 +11,9 @@ struct Bench: ParsableCommand {
         GFLOP/s uses SPEC section 7's cost model (a training step is three forward passes); the \
         fraction of peak is of the machine's peak measured at start-up, the better of an FMA \
         kernel on every thread and a large oneDNN matrix multiply (--peak prints both and exits). \
+        The model counts a direct convolution's multiply-adds: where conv3–conv5 run by \
+        Winograd's F(2×2, 3×3) (ours:winograd_2x2_3x3 in --layers; float32 on AVX2 at batch 4 \
+        or more), which does 1.9× fewer on 13×13 maps, the figures are direct-equivalent. \
         With --data, times the input pipeline instead; the options of the network measurement \
         are then refused, as --val-batch is without --data.
         """
@@ -157,7 +160,7 @@ struct Bench: ParsableCommand {
             print(pad("sum", 14) + f(total * 1000, 1))
             print("reorders (weights into the kernels' layouts, tensors between layers' layouts): "
                   + "\(f(r.reordersPerStep, 0)) per training step, \(f(r.reorderSecondsPerStep * 1000, 1)) ms of the step")
-            print("\noneDNN implementations (training network):")
+            print("\nimplementations, oneDNN's or ours (training network):")
             for layer in r.implementations.map(\.layer).reduce(into: [String](), { if !$0.contains($1) { $0.append($1) } }) {
                 let passes = r.implementations.filter { $0.layer == layer }.map { "\($0.pass) \($0.implementation)" }
                 print(pad(layer, 14) + passes.joined(separator: ", "))

@@ -31,7 +31,7 @@ final class LayerTests: XCTestCase {
             // beforehand (ConvolutionKernel), so ∂x comes from the padded buffer's interior.
             (2, 8, 23, 19, 8, 11, 4, 5, false),
             // 3×3, stride 1, pad 1 at a batch of 8 on nChw8c (AVX2): Winograd's F(2×2, 3×3) for
-            // the forward pass and ∂x (WinogradKernel), on odd sizes (the last tiles overhang)
+            // every pass (WinogradKernel: y, ∂x, ∂w and ∂b), on odd sizes (the last tiles overhang)
             // and on conv4's 13×13.
             (8, 16, 7, 9, 24, 3, 1, 1, true),
             (8, 64, 13, 13, 32, 3, 1, 1, true),

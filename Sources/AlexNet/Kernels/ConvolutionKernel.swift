@@ -15,8 +15,8 @@ import CDNNL
 /// forward on AVX2 (issue 11).
 ///
 /// Where oneDNN's convolution is an AVX2 one on nChw8c and the layer is a 3×3 at stride 1 with
-/// padding 1 (conv3–conv5), `WinogradKernel` computes the forward pass and ∂input in its place,
-/// with 2.25× fewer multiplies; oneDNN keeps the weight gradient.
+/// padding 1 (conv3–conv5), `WinogradKernel` computes every pass in its place, with 2.25× fewer
+/// multiplies.
 ///
 /// In bf16 (`Precision`) the same reorders also convert: the input, the weights and ∂output
 /// become bfloat16 copies, while the output, ∂input and ∂weight stay float32 (oneDNN's bf16
@@ -73,14 +73,12 @@ final class ConvolutionKernel {
     let dWeightReorder: Reorder?
     let reluBackward: ReLUBackward?
     let fusedReLU: Bool
-    /// Runs the forward pass and ∂input instead of `forwardPrimitive` and `backwardData` when set.
+    /// Runs every pass instead of the primitives when set (which still choose the layouts).
     let winograd: WinogradKernel?
 
     var implementations: Implementations {
         var passes = passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)])
-        if winograd != nil {
-            passes = passes.map { $0.pass == "backward weights" ? $0 : ($0.pass, WinogradKernel.implementation) }
-        }
+        if winograd != nil { passes = passes.map { ($0.pass, WinogradKernel.implementation) } }
         return passes
     }
 
@@ -146,7 +144,8 @@ final class ConvolutionKernel {
         if explicitPadding == nil, plainOutput == nil,
            WinogradKernel.applies(weightShape: d.weightShape, stride: d.stride, padding: d.padding, precision: d.precision,
                                   source: chosenSource, output: output.layout) {
-            winograd = WinogradKernel(weightShape: d.weightShape, inputDims: input.dims, inputGradient: gradients != nil && d.inputGradient)
+            winograd = WinogradKernel(weightShape: d.weightShape, inputDims: input.dims, training: gradients != nil,
+                                      inputGradient: d.inputGradient)
         } else {
             winograd = nil
         }
@@ -310,9 +309,13 @@ final class ConvolutionKernel {
             try gradientReorder.run(from: dOutput, to: gradientCopy)
             gradient = gradientCopy
         }
-        try backwardWeights.execute(engine, [(DNNL_ARG_SRC, source(input)), (DNNL_ARG_DIFF_DST, gradient),
-                                             (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight), (DNNL_ARG_DIFF_BIAS, dBias)])
-        if let dWeightReorder { try dWeightReorder.run(from: chosenDWeight, to: dWeight) }
+        if let winograd {
+            try winograd.backwardWeights(x: source(input), dOutput: gradient, dWeight: dWeight, dBias: dBias, engine: engine)
+        } else {
+            try backwardWeights.execute(engine, [(DNNL_ARG_SRC, source(input)), (DNNL_ARG_DIFF_DST, gradient),
+                                                 (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight), (DNNL_ARG_DIFF_BIAS, dBias)])
+            if let dWeightReorder { try dWeightReorder.run(from: chosenDWeight, to: dWeight) }
+        }
         if let winograd, let dInput, let chosenDInput {
             try winograd.backwardData(dOutput: gradient, weight: weight, dInput: chosenDInput, engine: engine)
             if let dInputReorder { try dInputReorder.run(from: dInputInterior ?? chosenDInput, to: dInput) }

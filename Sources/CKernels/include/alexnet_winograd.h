@@ -31,4 +31,14 @@ void alexnet_winograd_input(const float *x, int batch, int channels, int height,
 /// `relu` is set.
 void alexnet_winograd_output(const float *m, const float *bias, int relu, int batch, int channels, int height, int width,
                              float *y);
+/// For the weight gradient (the forward pass is bilinear in U and V, so ∂U = Σ over tiles of
+/// V ⊙ A ∂y Aᵀ, and ∂g = Gᵀ ∂U G): A ∂y Aᵀ from ∂y (nChw8c, N×K×H×W), [16][T][K]; the outputs
+/// past the maps' edges count as zero.
+void alexnet_winograd_output_gradient(const float *dy, int batch, int channels, int height, int width, float *w);
+
+/// ∂g = Gᵀ ∂U G into weight gradients in PyTorch's layout [K][C][3][3], from ∂U [16][C][K].
+void alexnet_winograd_weight_gradient(const float *du, int out_channels, int in_channels, float *dw);
+
+/// The bias gradient: each channel's sum of ∂y (nChw8c, N×K×H×W) over the batch and the map.
+void alexnet_winograd_bias_gradient(const float *dy, int batch, int channels, int height, int width, float *db);
 #endif
