@@ -17,9 +17,11 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
         }
     }
 
-    /// Row-major (PyTorch's contiguous order), or `any`: "let the primitive choose", which only
-    /// primitive descriptors take and no buffer can have.
-    enum Kind { case plain, any }
+    /// Row-major (PyTorch's contiguous order); `any`: "let the primitive choose", which only
+    /// primitive descriptors take and no buffer can have; or NCHW with channels in blocks of 8
+    /// (oneDNN's nChw8c: [N][C/8][H][W][8], what its AVX2 convolutions choose, and the layout
+    /// `WinogradKernel` computes on).
+    enum Kind { case plain, any, channelBlocked8 }
 
     /// A descriptor for `dims` with float32 elements, or the elements of `precision`.
     init(_ dims: [Int], _ kind: Kind, _ precision: Precision = .fp32) throws {
@@ -30,7 +32,14 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
         guard dims.allSatisfy({ $0 > 0 }) else {
             throw ShapeError(what: "a tensor", shape: dims, expected: "positive dimensions")
         }
-        let tag = kind == .any ? dnnl_format_tag_any : plainTags[dims.count - 1]
+        let tag: dnnl_format_tag_t
+        switch kind {
+        case .plain: tag = plainTags[dims.count - 1]
+        case .any: tag = dnnl_format_tag_any
+        case .channelBlocked8:
+            guard dims.count == 4 else { throw ShapeError(what: "a channel-blocked tensor", shape: dims, expected: "(N, C, H, W)") }
+            tag = dnnl_nChw8c
+        }
         var md = dnnl_memory_desc_t()
         try withDims(dims) { p in
             try check(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), p, precision.dataType, tag),
@@ -56,18 +65,6 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
                       "describing the \(dims) window at \(offsets) of a tensor of shape \(self.dims)")
         } }
         return TensorLayout(sub)
-    }
-
-    /// Float32 NCHW with channels in blocks of 8 (oneDNN's nChw8c: [N][C/8][H][W][8], what its
-    /// AVX2 convolutions choose), the layout `WinogradKernel` computes on.
-    static func channelBlocked8(_ dims: [Int]) throws -> TensorLayout {
-        guard dims.count == 4 else { throw ShapeError(what: "a channel-blocked tensor", shape: dims, expected: "(N, C, H, W)") }
-        var md = dnnl_memory_desc_t()
-        try withDims(dims) { p in
-            try check(dnnl_memory_desc_init_by_tag(&md, 4, p, dnnl_f32, dnnl_nChw8c), "dnnl_memory_desc_init_by_tag",
-                      "describing a channel-blocked tensor of shape \(dims)")
-        }
-        return TensorLayout(md)
     }
 
     /// Row-major float32: NCHW, NC, OIHW or X.

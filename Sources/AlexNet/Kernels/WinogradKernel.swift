@@ -43,8 +43,8 @@ final class WinogradKernel {
         guard weightShape.count == 4, weightShape[2] == 3, weightShape[3] == 3, stride == 1, padding == 1,
               precision == .fp32, source.dims[0] >= smallestBatch,
               saving(height: source.dims[2], width: source.dims[3]) >= smallestSaving,
-              let blockedSource = try? TensorLayout.channelBlocked8(source.dims),
-              let blockedOutput = try? TensorLayout.channelBlocked8(output.dims) else { return false }
+              let blockedSource = try? TensorLayout(source.dims, .channelBlocked8),
+              let blockedOutput = try? TensorLayout(output.dims, .channelBlocked8) else { return false }
         return source == blockedSource && output == blockedOutput
     }
 
