@@ -28,38 +28,48 @@ typedef struct {
     int n, c, h, w, relu, backward, k;
 } job;
 
-static void input_job(void *arg) {
-    const job *j = arg;
-    const int th = (j->h + 1) / 2, tw = (j->w + 1) / 2, blocks = j->c / 8;
-    const long tiles = (long)j->n * th * tw;
+// What the three tile transforms do to one tile: `plane` is the offset of the tile's (image,
+// channel block) H×W×8 floats in the job's nChw8c tensor, `block` that channel block, (ty, tx)
+// the tile in the map, and `tile` its row among the `tiles` rows of the [16][T][·] matrices.
+typedef void tile_visit(const job *j, long plane, long block, int ty, int tx, long tile, long tiles);
+
+// Every tile of the (image, channel block) items that fall to this thread of the team. Inlined
+// with `visit`, so each transform compiles to its own loop nest.
+static inline __attribute__((always_inline)) void each_tile(const job *j, tile_visit *visit) {
+    const int th = (j->h + 1) / 2, tw = (j->w + 1) / 2;
+    const long blocks = j->c / 8, tiles = (long)j->n * th * tw;
     long begin, end;
     share((long)j->n * blocks, &begin, &end);
     for (long item = begin; item < end; item++) {
-        const long n = item / blocks, cb = item % blocks;
-        const float *plane = j->x + item * j->h * j->w * 8;
-        for (int ty = 0; ty < th; ty++) for (int tx = 0; tx < tw; tx++) {
-            // d: the 4×4 inputs of the tile, rows and columns 2t−1 … 2t+2 (zeros outside).
-            v8 d[4][4];
-            for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) {
-                const int y = 2 * ty - 1 + r, x = 2 * tx - 1 + s;
-                d[r][s] = (y >= 0 && y < j->h && x >= 0 && x < j->w) ? load(plane + ((long)y * j->w + x) * 8) : (v8){0};
-            }
-            // Bᵀ d B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
-            v8 t[4][4];
-            for (int s = 0; s < 4; s++) {
-                t[0][s] = d[0][s] - d[2][s];
-                t[1][s] = d[1][s] + d[2][s];
-                t[2][s] = d[2][s] - d[1][s];
-                t[3][s] = d[1][s] - d[3][s];
-            }
-            const long tile = (n * th + ty) * tw + tx;
-            for (int r = 0; r < 4; r++) {
-                const v8 e[4] = {t[r][0] - t[r][2], t[r][1] + t[r][2], t[r][2] - t[r][1], t[r][1] - t[r][3]};
-                for (int s = 0; s < 4; s++) store(j->out + ((long)(r * 4 + s) * tiles + tile) * j->c + cb * 8, e[s]);
-            }
-        }
+        const long n = item / blocks, plane = item * j->h * j->w * 8;
+        for (int ty = 0; ty < th; ty++) for (int tx = 0; tx < tw; tx++)
+            visit(j, plane, item % blocks, ty, tx, (n * th + ty) * tw + tx, tiles);
     }
 }
+
+static inline __attribute__((always_inline)) void input_tile(const job *j, long plane, long block, int ty, int tx,
+                                                             long tile, long tiles) {
+    // d: the 4×4 inputs of the tile, rows and columns 2t−1 … 2t+2 (zeros outside).
+    v8 d[4][4];
+    for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) {
+        const int y = 2 * ty - 1 + r, x = 2 * tx - 1 + s;
+        d[r][s] = (y >= 0 && y < j->h && x >= 0 && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * 8) : (v8){0};
+    }
+    // Bᵀ d B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
+    v8 t[4][4];
+    for (int s = 0; s < 4; s++) {
+        t[0][s] = d[0][s] - d[2][s];
+        t[1][s] = d[1][s] + d[2][s];
+        t[2][s] = d[2][s] - d[1][s];
+        t[3][s] = d[1][s] - d[3][s];
+    }
+    for (int r = 0; r < 4; r++) {
+        const v8 e[4] = {t[r][0] - t[r][2], t[r][1] + t[r][2], t[r][2] - t[r][1], t[r][1] - t[r][3]};
+        for (int s = 0; s < 4; s++) store(j->out + ((long)(r * 4 + s) * tiles + tile) * j->c + block * 8, e[s]);
+    }
+}
+
+static void input_job(void *arg) { each_tile(arg, input_tile); }
 
 void alexnet_winograd_input(const float *x, int batch, int channels, int height, int width, float *v) {
     job j = {.x = x, .out = v, .n = batch, .c = channels, .h = height, .w = width};
@@ -97,39 +107,30 @@ void alexnet_winograd_weights(const float *w, int out_channels, int in_channels,
     GOMP_parallel(weights_job, &j, 0, 0);
 }
 
-static void output_job(void *arg) {
-    const job *j = arg;
-    const int th = (j->h + 1) / 2, tw = (j->w + 1) / 2, blocks = j->c / 8;
-    const long tiles = (long)j->n * th * tw;
-    long begin, end;
-    share((long)j->n * blocks, &begin, &end);
-    for (long item = begin; item < end; item++) {
-        const long n = item / blocks, kb = item % blocks;
-        float *plane = j->out + item * j->h * j->w * 8;
-        const v8 b = j->bias ? load(j->bias + kb * 8) : (v8){0};
-        for (int ty = 0; ty < th; ty++) for (int tx = 0; tx < tw; tx++) {
-            const long tile = (n * th + ty) * tw + tx;
-            v8 m[4][4];
-            for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) m[r][s] = load(j->x + ((long)(r * 4 + s) * tiles + tile) * j->c + kb * 8);
-            // Aᵀ m A with Aᵀ = [1 1 1 0; 0 1 −1 −1].
-            v8 t[2][4];
-            for (int s = 0; s < 4; s++) {
-                t[0][s] = m[0][s] + m[1][s] + m[2][s];
-                t[1][s] = m[1][s] - m[2][s] - m[3][s];
-            }
-            for (int r = 0; r < 2; r++) {
-                const v8 e[2] = {t[r][0] + t[r][1] + t[r][2] + b, t[r][1] - t[r][2] - t[r][3] + b};
-                for (int s = 0; s < 2; s++) {
-                    const int y = 2 * ty + r, x = 2 * tx + s;
-                    if (y >= j->h || x >= j->w) continue;  // the last tile's overhang on odd sizes
-                    v8 out = e[s];
-                    if (j->relu) for (int q = 0; q < 8; q++) out[q] = out[q] > 0 ? out[q] : 0;
-                    store(plane + ((long)y * j->w + x) * 8, out);
-                }
-            }
+static inline __attribute__((always_inline)) void output_tile(const job *j, long plane, long block, int ty, int tx,
+                                                              long tile, long tiles) {
+    const v8 b = j->bias ? load(j->bias + block * 8) : (v8){0};
+    v8 m[4][4];
+    for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) m[r][s] = load(j->x + ((long)(r * 4 + s) * tiles + tile) * j->c + block * 8);
+    // Aᵀ m A with Aᵀ = [1 1 1 0; 0 1 −1 −1].
+    v8 t[2][4];
+    for (int s = 0; s < 4; s++) {
+        t[0][s] = m[0][s] + m[1][s] + m[2][s];
+        t[1][s] = m[1][s] - m[2][s] - m[3][s];
+    }
+    for (int r = 0; r < 2; r++) {
+        const v8 e[2] = {t[r][0] + t[r][1] + t[r][2] + b, t[r][1] - t[r][2] - t[r][3] + b};
+        for (int s = 0; s < 2; s++) {
+            const int y = 2 * ty + r, x = 2 * tx + s;
+            if (y >= j->h || x >= j->w) continue;  // the last tile's overhang on odd sizes
+            v8 out = e[s];
+            if (j->relu) for (int q = 0; q < 8; q++) out[q] = out[q] > 0 ? out[q] : 0;
+            store(j->out + plane + ((long)y * j->w + x) * 8, out);
         }
     }
 }
+
+static void output_job(void *arg) { each_tile(arg, output_tile); }
 
 void alexnet_winograd_output(const float *m, const float *bias, int relu, int batch, int channels, int height, int width,
                              float *y) {
@@ -137,32 +138,23 @@ void alexnet_winograd_output(const float *m, const float *bias, int relu, int ba
     GOMP_parallel(output_job, &j, 0, 0);
 }
 
-static void output_gradient_job(void *arg) {
-    const job *j = arg;
-    const int th = (j->h + 1) / 2, tw = (j->w + 1) / 2, blocks = j->c / 8;
-    const long tiles = (long)j->n * th * tw;
-    long begin, end;
-    share((long)j->n * blocks, &begin, &end);
-    for (long item = begin; item < end; item++) {
-        const long n = item / blocks, kb = item % blocks;
-        const float *plane = j->x + item * j->h * j->w * 8;
-        for (int ty = 0; ty < th; ty++) for (int tx = 0; tx < tw; tx++) {
-            v8 g[2][2];
-            for (int r = 0; r < 2; r++) for (int s = 0; s < 2; s++) {
-                const int y = 2 * ty + r, x = 2 * tx + s;
-                g[r][s] = (y < j->h && x < j->w) ? load(plane + ((long)y * j->w + x) * 8) : (v8){0};
-            }
-            // A g Aᵀ with A = [1 0; 1 1; 1 −1; 0 −1] (the output transform's transpose).
-            const v8 t[4][2] = {{g[0][0], g[0][1]}, {g[0][0] + g[1][0], g[0][1] + g[1][1]},
-                                {g[0][0] - g[1][0], g[0][1] - g[1][1]}, {-g[1][0], -g[1][1]}};
-            const long tile = (n * th + ty) * tw + tx;
-            for (int r = 0; r < 4; r++) {
-                const v8 e[4] = {t[r][0], t[r][0] + t[r][1], t[r][0] - t[r][1], -t[r][1]};
-                for (int s = 0; s < 4; s++) store(j->out + ((long)(r * 4 + s) * tiles + tile) * j->c + kb * 8, e[s]);
-            }
-        }
+static inline __attribute__((always_inline)) void output_gradient_tile(const job *j, long plane, long block, int ty,
+                                                                       int tx, long tile, long tiles) {
+    v8 g[2][2];
+    for (int r = 0; r < 2; r++) for (int s = 0; s < 2; s++) {
+        const int y = 2 * ty + r, x = 2 * tx + s;
+        g[r][s] = (y < j->h && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * 8) : (v8){0};
+    }
+    // A g Aᵀ with A = [1 0; 1 1; 1 −1; 0 −1] (the output transform's transpose).
+    const v8 t[4][2] = {{g[0][0], g[0][1]}, {g[0][0] + g[1][0], g[0][1] + g[1][1]},
+                        {g[0][0] - g[1][0], g[0][1] - g[1][1]}, {-g[1][0], -g[1][1]}};
+    for (int r = 0; r < 4; r++) {
+        const v8 e[4] = {t[r][0], t[r][0] + t[r][1], t[r][0] - t[r][1], -t[r][1]};
+        for (int s = 0; s < 4; s++) store(j->out + ((long)(r * 4 + s) * tiles + tile) * j->c + block * 8, e[s]);
     }
 }
+
+static void output_gradient_job(void *arg) { each_tile(arg, output_gradient_tile); }
 
 void alexnet_winograd_output_gradient(const float *dy, int batch, int channels, int height, int width, float *w) {
     job j = {.x = dy, .out = w, .n = batch, .c = channels, .h = height, .w = width};
