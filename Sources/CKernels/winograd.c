@@ -12,8 +12,85 @@ typedef float v8 __attribute__((vector_size(32)));
 
 #define load(p) ({ v8 v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define store(p, v) do { v8 v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("clang loop unroll(full)")
+// The helpers that pass v8 by value are always inlined: no call crosses an ABI, so the warning
+// that AVX vectors change it without -mavx does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
 
-int alexnet_winograd_tiles(int height, int width) { return ((height + 1) / 2) * ((width + 1) / 2); }
+enum { MAX_ALPHA = 7, MAX_M = 3, MAX_R = 5 };
+
+// An algorithm's three matrices (Lavin and Gray's notation), each the Toom–Cook construction on
+// α − 1 points and ∞: 0, 1, −1 for F(2×2, 3×3); 0, 1, −1, 2, −2, ½ for F(3×3, 5×5). Aᵀ
+// evaluates at the points, G evaluates the kernel there and divides by Π(pᵢ − pⱼ), and Bᵀ is
+// what makes Aᵀ[(Gg) ⊙ (Bᵀd)] the correlation of g and d (solved for exactly, in rationals).
+// F(2×2, 3×3) is as Lavin and Gray print it, which differs from that construction by the signs
+// of matching rows of G and Bᵀ, and of Bᵀ's last row and Aᵀ's last column. The entries are compile-time constants wherever the transforms below read them, so each zero
+// is skipped and each ±1 is an addition.
+typedef struct {
+    int m, r, alpha;
+    float at[MAX_M][MAX_ALPHA];      // Aᵀ, m × α
+    float g[MAX_ALPHA][MAX_R];       // G, α × r
+    float bt[MAX_ALPHA][MAX_ALPHA];  // Bᵀ, α × α
+} algorithm;
+
+static const algorithm algorithms[] = {
+    [alexnet_winograd_2x2_3x3] = {
+        .m = 2, .r = 3, .alpha = 4,
+        .at = {{1, 1, 1, 0}, {0, 1, -1, -1}},
+        .g = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}},
+        .bt = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}},
+    },
+    [alexnet_winograd_3x3_5x5] = {
+        .m = 3, .r = 5, .alpha = 7,
+        .at = {{1, 1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0.5f, 0}, {0, 1, 1, 4, 4, 0.25f, 1}},
+        .g = {{-0.5f, 0, 0, 0, 0},
+              {-1.f / 3, -1.f / 3, -1.f / 3, -1.f / 3, -1.f / 3},
+              {1.f / 9, -1.f / 9, 1.f / 9, -1.f / 9, 1.f / 9},
+              {1.f / 36, 1.f / 18, 1.f / 9, 2.f / 9, 4.f / 9},
+              {-1.f / 60, 1.f / 30, -1.f / 15, 2.f / 15, -4.f / 15},
+              {32.f / 45, 16.f / 45, 8.f / 45, 4.f / 45, 2.f / 45},
+              {0, 0, 0, 0, 1}},
+        .bt = {{-2, 4, 2.5f, -5, -0.5f, 1, 0},
+               {0, 2, -2, -4.5f, 0.5f, 1, 0},
+               {0, -2, 6, -3.5f, -1.5f, 1, 0},
+               {0, 1, -1.5f, -2, 1.5f, 1, 0},
+               {0, -1, 2.5f, 0, -2.5f, 1, 0},
+               {0, 4, 0, -5, 0, 1, 0},
+               {0, -2, 4, 2.5f, -5, -0.5f, 1}},
+    },
+};
+
+int alexnet_winograd_alpha(alexnet_winograd_algorithm f) { return algorithms[f].alpha; }
+
+int alexnet_winograd_tiles(alexnet_winograd_algorithm f, int height, int width) {
+    const int m = algorithms[f].m;
+    return ((height + m - 1) / m) * ((width + m - 1) / m);
+}
+
+// Σᵢ c[i·cs] · x[i·xs] over n terms, skipping the zero coefficients.
+INLINE v8 combine(int n, const float *c, int cs, const v8 *x, int xs) {
+    v8 sum = {0};
+    int started = 0;
+    UNROLL for (int i = 0; i < n; i++) {
+        const float k = c[i * cs];
+        if (k == 0) continue;
+        const v8 term = k == 1 ? x[i * xs] : k == -1 ? -x[i * xs] : k * x[i * xs];
+        sum = started ? sum + term : term;
+        started = 1;
+    }
+    return sum;
+}
+
+// out = L X Lᵀ, for L of rows × cols (its element (p, a) at l[p·rs + a·cs]) and X of cols × cols,
+// both row-major: every transform here is one of these, with L one of Bᵀ, Aᵀ, A, G or Gᵀ.
+INLINE void sandwich(const float *l, int rows, int cols, int rs, int cs, const v8 *x, v8 *out) {
+    v8 t[MAX_ALPHA * MAX_ALPHA];  // X Lᵀ, cols × rows
+    UNROLL for (int a = 0; a < cols; a++) UNROLL for (int q = 0; q < rows; q++)
+        t[a * rows + q] = combine(cols, l + q * rs, cs, x + a * cols, 1);
+    UNROLL for (int p = 0; p < rows; p++) UNROLL for (int q = 0; q < rows; q++)
+        out[p * rows + q] = combine(cols, l + p * rs, cs, t + q, rows);
+}
 
 // The share [begin, end) of `count` items of this thread of the team.
 static void share(long count, long *begin, long *end) {
@@ -30,163 +107,154 @@ typedef struct {
 
 // What the three tile transforms do to one tile: `plane` is the offset of the tile's (image,
 // channel block) H×W×8 floats in the job's nChw8c tensor, `block` that channel block, (ty, tx)
-// the tile in the map, and `tile` its row among the `tiles` rows of the [16][T][·] matrices.
-typedef void tile_visit(const job *j, long plane, long block, int ty, int tx, long tile, long tiles);
+// the tile in the map, and `tile` its row among the `tiles` rows of the [α²][T][·] matrices.
+typedef void tile_visit(const job *j, const algorithm *f, long plane, long block, int ty, int tx, long tile, long tiles);
 
-// Every tile of the (image, channel block) items that fall to this thread of the team. Inlined
-// with `visit`, so each transform compiles to its own loop nest.
-static inline __attribute__((always_inline)) void each_tile(const job *j, tile_visit *visit) {
-    const int th = (j->h + 1) / 2, tw = (j->w + 1) / 2;
+// Every tile of the images that fall to this thread of the team, and every channel block of
+// each: the blocks innermost, so that the [α²][T][·] matrices are read and written in whole
+// rows of channels (1 KB at 256 channels) rather than 32 bytes at a time (which made the
+// output transform of conv2 3× slower). Inlined with `f` and `visit`, so each transform of each
+// algorithm compiles to its own loop nest.
+INLINE void each_tile(const job *j, const algorithm *f, tile_visit *visit) {
+    const int th = (j->h + f->m - 1) / f->m, tw = (j->w + f->m - 1) / f->m;
     const long blocks = j->c / 8, tiles = (long)j->n * th * tw;
     long begin, end;
-    share((long)j->n * blocks, &begin, &end);
-    for (long item = begin; item < end; item++) {
-        const long n = item / blocks, plane = item * j->h * j->w * 8;
-        for (int ty = 0; ty < th; ty++) for (int tx = 0; tx < tw; tx++)
-            visit(j, plane, item % blocks, ty, tx, (n * th + ty) * tw + tx, tiles);
+    share(tiles, &begin, &end);
+    for (long tile = begin; tile < end; tile++) {
+        const long n = tile / (th * tw);
+        const int ty = tile / tw % th, tx = tile % tw;
+        for (long block = 0; block < blocks; block++)
+            visit(j, f, (n * blocks + block) * j->h * j->w * 8, block, ty, tx, tile, tiles);
     }
 }
 
-static inline __attribute__((always_inline)) void input_tile(const job *j, long plane, long block, int ty, int tx,
-                                                             long tile, long tiles) {
-    // d: the 4×4 inputs of the tile, rows and columns 2t−1 … 2t+2 (zeros outside).
-    v8 d[4][4];
-    for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) {
-        const int y = 2 * ty - 1 + r, x = 2 * tx - 1 + s;
-        d[r][s] = (y >= 0 && y < j->h && x >= 0 && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * 8) : (v8){0};
+// Per-algorithm entry points for GOMP_parallel: job_2x2_3x3 … and the table `jobs` of them.
+#define INSTANTIATE(job)                                                                                   \
+    static void job##_2x2_3x3(void *arg) { job(arg, &algorithms[alexnet_winograd_2x2_3x3]); }            \
+    static void job##_3x3_5x5(void *arg) { job(arg, &algorithms[alexnet_winograd_3x3_5x5]); }            \
+    static void (*const job##s[])(void *) = {[alexnet_winograd_2x2_3x3] = job##_2x2_3x3,                 \
+                                             [alexnet_winograd_3x3_5x5] = job##_3x3_5x5};
+
+INLINE void input_tile(const job *j, const algorithm *f, long plane, long block, int ty, int tx, long tile,
+                       long tiles) {
+    // d: the α×α inputs of the tile, from row and column m·t − (r−1)/2 on (zeros outside).
+    const int a = f->alpha, top = f->m * ty - (f->r - 1) / 2, left = f->m * tx - (f->r - 1) / 2;
+    v8 d[MAX_ALPHA * MAX_ALPHA], e[MAX_ALPHA * MAX_ALPHA];
+    UNROLL for (int r = 0; r < a; r++) UNROLL for (int s = 0; s < a; s++) {
+        const int y = top + r, x = left + s;
+        d[r * a + s] = (y >= 0 && y < j->h && x >= 0 && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * 8) : (v8){0};
     }
-    // Bᵀ d B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
-    v8 t[4][4];
-    for (int s = 0; s < 4; s++) {
-        t[0][s] = d[0][s] - d[2][s];
-        t[1][s] = d[1][s] + d[2][s];
-        t[2][s] = d[2][s] - d[1][s];
-        t[3][s] = d[1][s] - d[3][s];
-    }
-    for (int r = 0; r < 4; r++) {
-        const v8 e[4] = {t[r][0] - t[r][2], t[r][1] + t[r][2], t[r][2] - t[r][1], t[r][1] - t[r][3]};
-        for (int s = 0; s < 4; s++) store(j->out + ((long)(r * 4 + s) * tiles + tile) * j->c + block * 8, e[s]);
-    }
+    sandwich(&f->bt[0][0], a, a, MAX_ALPHA, 1, d, e);  // Bᵀ d B
+    UNROLL for (int xi = 0; xi < a * a; xi++) store(j->out + ((long)xi * tiles + tile) * j->c + block * 8, e[xi]);
 }
 
-static void input_job(void *arg) { each_tile(arg, input_tile); }
+INLINE void input_job(void *arg, const algorithm *f) { each_tile(arg, f, input_tile); }
+INSTANTIATE(input_job)
 
-void alexnet_winograd_input(const float *x, int batch, int channels, int height, int width, float *v) {
+void alexnet_winograd_input(alexnet_winograd_algorithm f, const float *x, int batch, int channels, int height,
+                            int width, float *v) {
     job j = {.x = x, .out = v, .n = batch, .c = channels, .h = height, .w = width};
-    GOMP_parallel(input_job, &j, 0, 0);
+    GOMP_parallel(input_jobs[f], &j, 0, 0);
 }
 
-static void weights_job(void *arg) {
+INLINE void weights_job(void *arg, const algorithm *f) {
     const job *j = arg;
-    // Rows and columns of each U[ξ]: (C, K) forward, (K, C) for the input gradient.
+    const int a = f->alpha, r = f->r;
+    // Rows and columns of each U[ξ]: (C, K) forward, (K, C) for the input gradient; eight
+    // columns at a time, one in each lane.
     const int rows = j->backward ? j->k : j->c, cols = j->backward ? j->c : j->k;
     long begin, end;
-    share(rows, &begin, &end);
-    for (long row = begin; row < end; row++) for (int col = 0; col < cols; col++) {
-        const long k = j->backward ? row : col, c = j->backward ? col : row;
-        const float *w = j->x + (k * j->c + c) * 9;
-        float g[3][3];
-        for (int u = 0; u < 3; u++) for (int v = 0; v < 3; v++) g[u][v] = j->backward ? w[(2 - u) * 3 + (2 - v)] : w[u * 3 + v];
-        // G g Gᵀ with G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-        float t[4][3];
-        for (int v = 0; v < 3; v++) {
-            t[0][v] = g[0][v];
-            t[1][v] = 0.5f * (g[0][v] + g[1][v] + g[2][v]);
-            t[2][v] = 0.5f * (g[0][v] - g[1][v] + g[2][v]);
-            t[3][v] = g[2][v];
+    share((long)rows * (cols / 8), &begin, &end);
+    for (long item = begin; item < end; item++) {
+        const long row = item / (cols / 8), col = item % (cols / 8) * 8;
+        v8 g[MAX_R * MAX_R], u[MAX_ALPHA * MAX_ALPHA];
+        for (int q = 0; q < 8; q++) {
+            const long k = j->backward ? row : col + q, c = j->backward ? col + q : row;
+            const float *w = j->x + (k * j->c + c) * r * r;
+            UNROLL for (int y = 0; y < r; y++) UNROLL for (int x = 0; x < r; x++)
+                g[y * r + x][q] = j->backward ? w[(r - 1 - y) * r + (r - 1 - x)] : w[y * r + x];
         }
-        for (int r = 0; r < 4; r++) {
-            const float e[4] = {t[r][0], 0.5f * (t[r][0] + t[r][1] + t[r][2]), 0.5f * (t[r][0] - t[r][1] + t[r][2]), t[r][2]};
-            for (int s = 0; s < 4; s++) j->out[((long)(r * 4 + s) * rows + row) * cols + col] = e[s];
-        }
+        sandwich(&f->g[0][0], a, r, MAX_R, 1, g, u);  // G g Gᵀ
+        UNROLL for (int xi = 0; xi < a * a; xi++) store(j->out + ((long)xi * rows + row) * cols + col, u[xi]);
     }
 }
+INSTANTIATE(weights_job)
 
-void alexnet_winograd_weights(const float *w, int out_channels, int in_channels, int backward, float *u) {
+void alexnet_winograd_weights(alexnet_winograd_algorithm f, const float *w, int out_channels, int in_channels,
+                              int backward, float *u) {
     job j = {.x = w, .out = u, .k = out_channels, .c = in_channels, .backward = backward};
-    GOMP_parallel(weights_job, &j, 0, 0);
+    GOMP_parallel(weights_jobs[f], &j, 0, 0);
 }
 
-static inline __attribute__((always_inline)) void output_tile(const job *j, long plane, long block, int ty, int tx,
-                                                              long tile, long tiles) {
+INLINE void output_tile(const job *j, const algorithm *f, long plane, long block, int ty, int tx, long tile,
+                        long tiles) {
+    const int a = f->alpha, m = f->m;
     const v8 b = j->bias ? load(j->bias + block * 8) : (v8){0};
-    v8 m[4][4];
-    for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) m[r][s] = load(j->x + ((long)(r * 4 + s) * tiles + tile) * j->c + block * 8);
-    // Aᵀ m A with Aᵀ = [1 1 1 0; 0 1 −1 −1].
-    v8 t[2][4];
-    for (int s = 0; s < 4; s++) {
-        t[0][s] = m[0][s] + m[1][s] + m[2][s];
-        t[1][s] = m[1][s] - m[2][s] - m[3][s];
-    }
-    for (int r = 0; r < 2; r++) {
-        const v8 e[2] = {t[r][0] + t[r][1] + t[r][2] + b, t[r][1] - t[r][2] - t[r][3] + b};
-        for (int s = 0; s < 2; s++) {
-            const int y = 2 * ty + r, x = 2 * tx + s;
-            if (y >= j->h || x >= j->w) continue;  // the last tile's overhang on odd sizes
-            v8 out = e[s];
-            if (j->relu) for (int q = 0; q < 8; q++) out[q] = out[q] > 0 ? out[q] : 0;
-            store(j->out + plane + ((long)y * j->w + x) * 8, out);
-        }
+    v8 p[MAX_ALPHA * MAX_ALPHA], o[MAX_M * MAX_M];
+    UNROLL for (int xi = 0; xi < a * a; xi++) p[xi] = load(j->x + ((long)xi * tiles + tile) * j->c + block * 8);
+    sandwich(&f->at[0][0], m, a, MAX_ALPHA, 1, p, o);  // Aᵀ M A
+    UNROLL for (int r = 0; r < m; r++) UNROLL for (int s = 0; s < m; s++) {
+        const int y = m * ty + r, x = m * tx + s;
+        if (y >= j->h || x >= j->w) continue;  // the last tiles' overhang where m does not divide the size
+        v8 out = o[r * m + s] + b;
+        if (j->relu) for (int q = 0; q < 8; q++) out[q] = out[q] > 0 ? out[q] : 0;
+        store(j->out + plane + ((long)y * j->w + x) * 8, out);
     }
 }
 
-static void output_job(void *arg) { each_tile(arg, output_tile); }
+INLINE void output_job(void *arg, const algorithm *f) { each_tile(arg, f, output_tile); }
+INSTANTIATE(output_job)
 
-void alexnet_winograd_output(const float *m, const float *bias, int relu, int batch, int channels, int height, int width,
-                             float *y) {
+void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const float *bias, int relu, int batch,
+                             int channels, int height, int width, float *y) {
     job j = {.x = m, .bias = bias, .relu = relu, .out = y, .n = batch, .c = channels, .h = height, .w = width};
-    GOMP_parallel(output_job, &j, 0, 0);
+    GOMP_parallel(output_jobs[f], &j, 0, 0);
 }
 
-static inline __attribute__((always_inline)) void output_gradient_tile(const job *j, long plane, long block, int ty,
-                                                                       int tx, long tile, long tiles) {
-    v8 g[2][2];
-    for (int r = 0; r < 2; r++) for (int s = 0; s < 2; s++) {
-        const int y = 2 * ty + r, x = 2 * tx + s;
-        g[r][s] = (y < j->h && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * 8) : (v8){0};
+INLINE void output_gradient_tile(const job *j, const algorithm *f, long plane, long block, int ty, int tx, long tile,
+                                 long tiles) {
+    const int a = f->alpha, m = f->m;
+    v8 g[MAX_M * MAX_M], e[MAX_ALPHA * MAX_ALPHA];
+    UNROLL for (int r = 0; r < m; r++) UNROLL for (int s = 0; s < m; s++) {
+        const int y = m * ty + r, x = m * tx + s;
+        g[r * m + s] = (y < j->h && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * 8) : (v8){0};
     }
-    // A g Aᵀ with A = [1 0; 1 1; 1 −1; 0 −1] (the output transform's transpose).
-    const v8 t[4][2] = {{g[0][0], g[0][1]}, {g[0][0] + g[1][0], g[0][1] + g[1][1]},
-                        {g[0][0] - g[1][0], g[0][1] - g[1][1]}, {-g[1][0], -g[1][1]}};
-    for (int r = 0; r < 4; r++) {
-        const v8 e[4] = {t[r][0], t[r][0] + t[r][1], t[r][0] - t[r][1], -t[r][1]};
-        for (int s = 0; s < 4; s++) store(j->out + ((long)(r * 4 + s) * tiles + tile) * j->c + block * 8, e[s]);
-    }
+    sandwich(&f->at[0][0], a, m, 1, MAX_ALPHA, g, e);  // A ∂y Aᵀ: L = A, read from Aᵀ transposed
+    UNROLL for (int xi = 0; xi < a * a; xi++) store(j->out + ((long)xi * tiles + tile) * j->c + block * 8, e[xi]);
 }
 
-static void output_gradient_job(void *arg) { each_tile(arg, output_gradient_tile); }
+INLINE void output_gradient_job(void *arg, const algorithm *f) { each_tile(arg, f, output_gradient_tile); }
+INSTANTIATE(output_gradient_job)
 
-void alexnet_winograd_output_gradient(const float *dy, int batch, int channels, int height, int width, float *w) {
+void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const float *dy, int batch, int channels,
+                                      int height, int width, float *w) {
     job j = {.x = dy, .out = w, .n = batch, .c = channels, .h = height, .w = width};
-    GOMP_parallel(output_gradient_job, &j, 0, 0);
+    GOMP_parallel(output_gradient_jobs[f], &j, 0, 0);
 }
 
-static void weight_gradient_job(void *arg) {
+INLINE void weight_gradient_job(void *arg, const algorithm *f) {
     const job *j = arg;
+    const int a = f->alpha, r = f->r;
     long begin, end;
-    share(j->c, &begin, &end);
-    for (long c = begin; c < end; c++) for (long k = 0; k < j->k; k++) {
-        float u[4][4];
-        for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) u[r][s] = j->x[((long)(r * 4 + s) * j->c + c) * j->k + k];
-        // Gᵀ u G with Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
-        float t[3][4];
-        for (int s = 0; s < 4; s++) {
-            t[0][s] = u[0][s] + 0.5f * (u[1][s] + u[2][s]);
-            t[1][s] = 0.5f * (u[1][s] - u[2][s]);
-            t[2][s] = 0.5f * (u[1][s] + u[2][s]) + u[3][s];
-        }
-        float *dw = j->out + (k * j->c + c) * 9;
-        for (int r = 0; r < 3; r++) {
-            dw[r * 3 + 0] = t[r][0] + 0.5f * (t[r][1] + t[r][2]);
-            dw[r * 3 + 1] = 0.5f * (t[r][1] - t[r][2]);
-            dw[r * 3 + 2] = 0.5f * (t[r][1] + t[r][2]) + t[r][3];
+    share((long)j->c * (j->k / 8), &begin, &end);
+    for (long item = begin; item < end; item++) {
+        // One input channel and eight output channels, one in each lane.
+        const long c = item / (j->k / 8), k = item % (j->k / 8) * 8;
+        v8 u[MAX_ALPHA * MAX_ALPHA], g[MAX_R * MAX_R];
+        UNROLL for (int xi = 0; xi < a * a; xi++) u[xi] = load(j->x + ((long)xi * j->c + c) * j->k + k);
+        sandwich(&f->g[0][0], r, a, 1, MAX_R, u, g);  // Gᵀ ∂U G: L = Gᵀ, read from G transposed
+        for (int q = 0; q < 8; q++) {
+            float *dw = j->out + ((k + q) * j->c + c) * r * r;
+            UNROLL for (int i = 0; i < r * r; i++) dw[i] = g[i][q];
         }
     }
 }
+INSTANTIATE(weight_gradient_job)
 
-void alexnet_winograd_weight_gradient(const float *du, int out_channels, int in_channels, float *dw) {
+void alexnet_winograd_weight_gradient(alexnet_winograd_algorithm f, const float *du, int out_channels,
+                                      int in_channels, float *dw) {
     job j = {.x = du, .out = dw, .k = out_channels, .c = in_channels};
-    GOMP_parallel(weight_gradient_job, &j, 0, 0);
+    GOMP_parallel(weight_gradient_jobs[f], &j, 0, 0);
 }
 
 static void bias_gradient_job(void *arg) {

@@ -22,47 +22,86 @@ final class LayerTests: XCTestCase {
         try DeviceTensor.plain(shape, engine: engine)
     }
 
+    /// `winograd`: the algorithm every pass must run on an AVX2 CPU (where oneDNN's kernels
+    /// choose nChw8c); nil: oneDNN's kernels must run there.
+    typealias ConvolutionCase = (n: Int, c: Int, h: Int, w: Int, k: Int, kernel: Int, stride: Int, padding: Int, relu: Bool,
+                                 winograd: String?)
+
     func testConvolutionMatchesReference() throws {
-        let cases: [(n: Int, c: Int, h: Int, w: Int, k: Int, kernel: Int, stride: Int, padding: Int, relu: Bool)] = [
-            (2, 3, 13, 11, 5, 3, 2, 0, false),
-            (3, 4, 9, 10, 6, 5, 1, 2, false),
-            (1, 5, 17, 15, 8, 11, 4, 5, true),
+        let cases: [ConvolutionCase] = [
+            (2, 3, 13, 11, 5, 3, 2, 0, false, nil),
+            (3, 4, 9, 10, 6, 5, 1, 2, false, nil),
+            (1, 5, 17, 15, 8, 11, 4, 5, true, nil),
             // 8 input channels: on AVX2 every pass has a JIT kernel once the input is padded
             // beforehand (ConvolutionKernel), so ∂x comes from the padded buffer's interior.
-            (2, 8, 23, 19, 8, 11, 4, 5, false),
+            (2, 8, 23, 19, 8, 11, 4, 5, false, nil),
             // 3×3, stride 1, pad 1 at a batch of 8 on nChw8c (AVX2): Winograd's F(2×2, 3×3) for
             // every pass (WinogradKernel: y, ∂x, ∂w and ∂b), on odd sizes (the last tiles overhang)
             // and on conv4's 13×13.
-            (8, 16, 7, 9, 24, 3, 1, 1, true),
-            (8, 64, 13, 13, 32, 3, 1, 1, true),
-            (2, 16, 7, 7, 9, 3, 1, 1, true),
-            (2, 3, 8, 12, 4, 1, 2, 0, false),
+            (8, 64, 7, 9, 64, 3, 1, 1, true, "ours:winograd_2x2_3x3"),
+            (8, 64, 13, 13, 96, 3, 1, 1, true, "ours:winograd_2x2_3x3"),
+            // 5×5, pad 2: F(3×3, 5×5), on a width 3 does not divide, and on conv2's 27×27 (from 4
+            // images: the smallest batch for Winograd).
+            (8, 64, 9, 7, 64, 5, 1, 2, true, "ours:winograd_3x3_5x5"),
+            (4, 48, 27, 27, 96, 5, 1, 2, true, "ours:winograd_3x3_5x5"),
+            // Too few channels for the transforms to pay (C·K / (C + K) = 9.6, below 32).
+            (8, 16, 9, 7, 24, 5, 1, 2, true, nil),
+            // Below Winograd's smallest batch, and 9 output channels: oneDNN's kernels.
+            (2, 16, 7, 7, 9, 3, 1, 1, true, nil),
+            (2, 3, 8, 12, 4, 1, 2, 0, false, nil),
         ]
-        for (i, t) in cases.enumerated() {
-            let g = Conv2d.Geometry(inChannels: t.c, outChannels: t.k, kernel: t.kernel, stride: t.stride, padding: t.padding)
-            let x = Tensor(randomNormal: [t.n, t.c, t.h, t.w], seed: UInt64(10 + i))
-            let w = Tensor(randomNormal: g.weightShape, std: 0.2, seed: UInt64(20 + i))
-            let b = Tensor(randomNormal: [t.k], std: 0.2, seed: UInt64(30 + i))
-            let params = ParameterStore([("c.weight", w.shape), ("c.bias", b.shape)])
-            try params.set("c.weight", w)
-            try params.set("c.bias", b)
-            let input = try plainInput(x.shape)
-            let conv = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: t.relu, mode: .training,
-                                  parameters: params, engine: engine)
-            let dy = Tensor(randomNormal: [t.n, t.k, g.outputSize(t.h), g.outputSize(t.w)], seed: UInt64(40 + i))
-            let (y, dx) = try run(conv, input: input, x: x, dy: dy)
-            var yRef = Conv2d.referenceForward(x: x, weight: w, bias: b, stride: t.stride, padding: t.padding)
-            var dyPre = dy
-            if t.relu {
-                yRef = ReLU.referenceForward(yRef)
-                dyPre = ReLU.referenceBackward(y: yRef, dy: dy)
+        for (i, t) in cases.enumerated() { try checkConvolution(t, seed: i, engine: engine) }
+    }
+
+    /// Winograd's tiles through a scratch memory of room for 2 images: the batch of 7 goes
+    /// through in chunks of 2, 2, 2 and 1, and ∂w sums over them.
+    func testWinogradInChunksMatchesReference() throws {
+        let small = try Engine(scratchLimit: 49 * 9 * (64 + 64) * MemoryLayout<Float>.size * 2)
+        let cases: [ConvolutionCase] = [(7, 64, 9, 7, 64, 5, 1, 2, true, "ours:winograd_3x3_5x5"),
+                                        (7, 64, 7, 9, 64, 3, 1, 1, false, "ours:winograd_2x2_3x3")]
+        for (i, t) in cases.enumerated() { try checkConvolution(t, seed: 100 + i, engine: small) }
+    }
+
+    /// A convolution's y, ∂x, ∂w and ∂b against the plain-Swift reference at 1e-5.
+    func checkConvolution(_ t: ConvolutionCase, seed i: Int, engine: Engine) throws {
+        let g = Conv2d.Geometry(inChannels: t.c, outChannels: t.k, kernel: t.kernel, stride: t.stride, padding: t.padding)
+        let x = Tensor(randomNormal: [t.n, t.c, t.h, t.w], seed: UInt64(10 + i))
+        let w = Tensor(randomNormal: g.weightShape, std: 0.2, seed: UInt64(20 + i))
+        let b = Tensor(randomNormal: [t.k], std: 0.2, seed: UInt64(30 + i))
+        let params = ParameterStore([("c.weight", w.shape), ("c.bias", b.shape)])
+        try params.set("c.weight", w)
+        try params.set("c.bias", b)
+        let input = try DeviceTensor.plain(x.shape, engine: engine)
+        let conv = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: t.relu, mode: .training,
+                              parameters: params, engine: engine)
+        if CPUCapabilities.isa.hasPrefix("avx2") {
+            for pass in conv.implementations {
+                if let winograd = t.winograd {
+                    XCTAssertEqual(pass.implementation, winograd, "case \(i) \(pass.pass)")
+                } else {
+                    XCTAssertFalse(pass.implementation.contains("winograd"), "case \(i) \(pass.pass): \(pass.implementation)")
+                }
             }
-            let ref = Conv2d.referenceBackward(x: x, weight: w, dy: dyPre, stride: t.stride, padding: t.padding)
-            assertClose(y, yRef, 1e-5, "case \(i) y")
-            assertClose(dx!, ref.dx, 1e-5, "case \(i) dx")
-            assertClose(try params.tensor("c.weight", grad: true), ref.dWeight, 1e-5, "case \(i) dw")
-            assertClose(try params.tensor("c.bias", grad: true), ref.dBias, 1e-5, "case \(i) db")
         }
+        let dy = Tensor(randomNormal: [t.n, t.k, g.outputSize(t.h), g.outputSize(t.w)], seed: UInt64(40 + i))
+        try input.write(x)
+        try conv.forward(input)
+        let y = try conv.output.read()
+        let dOut = try DeviceTensor(conv.output.layout, engine: engine)
+        try dOut.write(dy)
+        try conv.backward(input: input, dOutput: dOut)
+        let dx = try XCTUnwrap(try conv.dInput?.read())
+        var yRef = Conv2d.referenceForward(x: x, weight: w, bias: b, stride: t.stride, padding: t.padding)
+        var dyPre = dy
+        if t.relu {
+            yRef = ReLU.referenceForward(yRef)
+            dyPre = ReLU.referenceBackward(y: yRef, dy: dy)
+        }
+        let ref = Conv2d.referenceBackward(x: x, weight: w, dy: dyPre, stride: t.stride, padding: t.padding)
+        assertClose(y, yRef, 1e-5, "case \(i) y")
+        assertClose(dx, ref.dx, 1e-5, "case \(i) dx")
+        assertClose(try params.tensor("c.weight", grad: true), ref.dWeight, 1e-5, "case \(i) dw")
+        assertClose(try params.tensor("c.bias", grad: true), ref.dBias, 1e-5, "case \(i) db")
     }
 
     func testFirstLayerSkipsInputGradient() throws {

@@ -15,8 +15,8 @@ import CDNNL
 /// forward on AVX2 (issue 11).
 ///
 /// Where oneDNN's convolution is an AVX2 one on nChw8c and the layer is a 3×3 at stride 1 with
-/// padding 1 (conv3–conv5), `WinogradKernel` computes every pass in its place, with 2.25× fewer
-/// multiplies.
+/// padding 1 (conv3–conv5) or a 5×5 with padding 2 (conv2), `WinogradKernel` computes every pass
+/// in its place, with 2.25× or 2.78× fewer multiplies.
 ///
 /// In bf16 (`Precision`) the same reorders also convert: the input, the weights and ∂output
 /// become bfloat16 copies, while the output, ∂input and ∂weight stay float32 (oneDNN's bf16
@@ -78,7 +78,7 @@ final class ConvolutionKernel {
 
     var implementations: Implementations {
         var passes = passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)])
-        if winograd != nil { passes = passes.map { ($0.pass, WinogradKernel.implementation) } }
+        if let winograd { passes = passes.map { ($0.pass, winograd.implementation) } }
         return passes
     }
 
@@ -142,10 +142,10 @@ final class ConvolutionKernel {
                                                               engine: engine, name: "\(name) weight reorder")
         fusedReLU = d.fusedReLU
         if explicitPadding == nil, plainOutput == nil,
-           WinogradKernel.applies(weightShape: d.weightShape, stride: d.stride, padding: d.padding, precision: d.precision,
-                                  source: chosenSource, output: output.layout) {
-            winograd = WinogradKernel(weightShape: d.weightShape, inputDims: input.dims, training: gradients != nil,
-                                      inputGradient: d.inputGradient)
+           let algorithm = WinogradKernel.algorithm(weightShape: d.weightShape, stride: d.stride, padding: d.padding,
+                                                    precision: d.precision, source: chosenSource, output: output.layout) {
+            winograd = WinogradKernel(algorithm, weightShape: d.weightShape, inputDims: input.dims, training: gradients != nil,
+                                      inputGradient: d.inputGradient, engine: engine)
         } else {
             winograd = nil
         }

@@ -1,70 +1,110 @@
 import CKernels
 
-/// A 3×3 convolution at stride 1 with padding 1 (conv3, conv4, conv5) by Winograd's minimal
-/// filtering F(2×2, 3×3): the transforms in CKernels/winograd.c, the 16 matrix products per pass
-/// on oneDNN's GEMM. 2.25× fewer multiplies than the direct convolution; measured on AVX2 at
-/// batch 128 the forward pass of conv4 takes 269 ms against 528 for oneDNN's `jit:avx2`, with
-/// a relative error of 1e-6 against it. ∂input is the same pipeline run on ∂output with the
-/// weights turned by 180° and their channels swapped. The weight gradient follows from the
-/// forward pass being bilinear in the transformed weights U and inputs V: ∂U = Σ over tiles of
-/// V ⊙ (A ∂y Aᵀ), 16 products (C × tiles) · (tiles × K), then ∂g = Gᵀ ∂U G.
+/// A convolution at stride 1 whose output has its input's size, 3×3 with padding 1 (conv3–conv5)
+/// or 5×5 with padding 2 (conv2), by Winograd's minimal filtering F(m×m, r×r): the transforms
+/// in CKernels/winograd.c, the α² matrix products per pass (α = m + r − 1) on oneDNN's GEMM.
+/// F(2×2, 3×3) does 2.25× fewer multiplies than the direct convolution, F(3×3, 5×5) 4.6×.
+/// Measured on AVX2 at batch 128, conv4's forward pass takes 269 ms against 528 for oneDNN's
+/// `jit:avx2`, conv2's 370 against 830, each with a relative error near 1e-6 (F(2×2, 5×5), 36
+/// products for 2×2 outputs, took 529–684 ms; F(4×4, 3×3) was no faster than F(2×2, 3×3) on
+/// 13×13 maps, whose 4×4 tiles overhang by 51 %). ∂input is the same pipeline run on ∂output
+/// with the weights turned by 180° and their channels swapped. The weight gradient follows
+/// from the forward pass being bilinear in the transformed weights U and inputs V: ∂U = Σ over
+/// tiles of V ⊙ (A ∂y Aᵀ), α² products (C × tiles) · (tiles × K), then ∂g = Gᵀ ∂U G.
 ///
 /// Tensors are in nChw8c, the layout oneDNN's AVX2 convolutions choose (`ConvolutionKernel`
 /// uses this kernel only when they do). The transformed inputs and products live in the
-/// engine's scratch memory, shared by every layer: 16 × tiles × (C + K) floats, 308 MB for
-/// conv4 at batch 128.
+/// engine's scratch memory, shared by every layer, and a batch goes through a few images at a
+/// time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image, 5.6 MB
+/// for conv2, 2.4 MB for conv4.
 final class WinogradKernel {
-    /// The name `bench --layers` reports for the passes this kernel runs, beside oneDNN's.
-    static let implementation = "ours:winograd_2x2_3x3"
+    /// One of the algorithms in winograd.c: m×m outputs per tile of an r×r kernel.
+    struct Algorithm {
+        let id: alexnet_winograd_algorithm
+        let m: Int, r: Int
+        var alpha: Int { m + r - 1 }
+        /// The name `bench --layers` reports for the passes it runs, beside oneDNN's.
+        var implementation: String { "ours:winograd_\(m)x\(m)_\(r)x\(r)" }
+
+        /// The algorithm for an r×r kernel, if there is one.
+        init?(kernel r: Int) {
+            switch r {
+            case 3: (id, m) = (alexnet_winograd_2x2_3x3, 2)
+            case 5: (id, m) = (alexnet_winograd_3x3_5x5, 3)
+            default: return nil
+            }
+            self.r = r
+        }
+
+        func tiles(height: Int, width: Int) -> Int { Int(alexnet_winograd_tiles(id, Int32(height), Int32(width))) }
+
+        /// Multiplies of the direct convolution over this algorithm's on maps of this size.
+        func saving(height: Int, width: Int) -> Double {
+            Double(r * r * height * width) / Double(alpha * alpha * tiles(height: height, width: width))
+        }
+    }
+
     /// Below this batch the weights' transform (done every pass: SGD changes them) costs more
     /// than the products save. conv4's forward pass: 8.5 ms against oneDNN's 3.9 at batch 1,
     /// 14.8 against 15.8 at 4, 23 against 30 at 8. From 4, so that the golden files' networks
     /// (batch 4, SPEC section 8) check this kernel against PyTorch too.
     static let smallestBatch = 4
-    /// The fewest multiplies saved, as a factor, for the kernel to be used: 2.25 less the tiles'
-    /// overhang on odd sizes (1.94 on 13×13 maps; only 1.27 on the demo's 3×3, where the
-    /// transforms cost more than that saves).
+    /// The fewest multiplies saved, as a factor, for the kernel to be used: the algorithm's
+    /// saving less the tiles' overhang on sizes m does not divide (F(2×2, 3×3): 1.94 on 13×13
+    /// maps, only 1.27 on the demo's 3×3, where the transforms cost more than that saves).
     static let smallestSaving = 1.5
+    /// The fewest multiply-adds the products do per value the transforms read or write,
+    /// C·K / (C + K), for the kernel to be used: below it the transforms, which stream the
+    /// tiles through memory, cost more than the products save. Measured for conv2 (F(3×3, 5×5))
+    /// at batch 128 against oneDNN's `jit:avx2`: 96 → 256 channels (70) 2.2× faster, 64 → 128
+    /// (43) 1.35×, 48 → 96 (32) 1.25×; 32 → 96 (24, the demo's) 1.3× slower, 24 → 64 (17.5)
+    /// 1.6× slower. F(2×2, 3×3) on 13×13 maps pays at 64 → 96 and 96 → 96 (38 and 48, the
+    /// golden files' conv3–conv5, by 10 %).
+    static let smallestWorkPerValue = 32.0
 
+    let algorithm: Algorithm
     let batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int
-    /// N × tiles per image: the rows of each product.
-    let tiles: Int
-    /// The transformed weights: [16][C][K] forward, [16][K][C] for ∂input.
+    /// Tiles per image, and images per pass through the scratch memory.
+    let tilesPerImage: Int, imagesPerChunk: Int
+    /// The transformed weights: [α²][C][K] forward, [α²][K][C] for ∂input.
     let forwardWeights: FloatBuffer
     let backwardWeights: FloatBuffer?
-    /// ∂U, [16][C][K], when training.
+    /// ∂U, [α²][C][K], when training.
     let transformedWeightGradient: FloatBuffer?
 
-    /// Whether the kernel computes this convolution: 3×3, stride 1, padding 1, float32, a large
-    /// enough batch and maps, and input and output in nChw8c (which also makes C and K multiples
-    /// of 8).
-    static func applies(weightShape: [Int], stride: Int, padding: Int, precision: Precision,
-                        source: TensorLayout, output: TensorLayout) -> Bool {
-        guard weightShape.count == 4, weightShape[2] == 3, weightShape[3] == 3, stride == 1, padding == 1,
-              precision == .fp32, source.dims[0] >= smallestBatch,
-              saving(height: source.dims[2], width: source.dims[3]) >= smallestSaving,
+    var implementation: String { algorithm.implementation }
+
+    /// The algorithm for this convolution, if the kernel computes it: an r×r kernel with an
+    /// algorithm, stride 1, padding (r − 1)/2, float32, a large enough batch, maps and channels,
+    /// and input and output in nChw8c (which also makes C and K multiples of 8).
+    static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision,
+                          source: TensorLayout, output: TensorLayout) -> Algorithm? {
+        guard weightShape.count == 4, weightShape[2] == weightShape[3], let algorithm = Algorithm(kernel: weightShape[2]),
+              stride == 1, padding == (algorithm.r - 1) / 2, precision == .fp32, source.dims[0] >= smallestBatch,
+              algorithm.saving(height: source.dims[2], width: source.dims[3]) >= smallestSaving,
+              Double(weightShape[0] * weightShape[1]) / Double(weightShape[0] + weightShape[1]) >= smallestWorkPerValue,
               let blockedSource = try? TensorLayout(source.dims, .channelBlocked8),
-              let blockedOutput = try? TensorLayout(output.dims, .channelBlocked8) else { return false }
-        return source == blockedSource && output == blockedOutput
+              let blockedOutput = try? TensorLayout(output.dims, .channelBlocked8),
+              source == blockedSource, output == blockedOutput else { return nil }
+        return algorithm
     }
 
-    /// Multiplies of the direct convolution over those of F(2×2, 3×3) on maps of this size.
-    static func saving(height: Int, width: Int) -> Double {
-        2.25 * Double(height * width) / Double(4 * alexnet_winograd_tiles(Int32(height), Int32(width)))
-    }
-
-    init(weightShape: [Int], inputDims: [Int], training: Bool, inputGradient: Bool) {
+    init(_ algorithm: Algorithm, weightShape: [Int], inputDims: [Int], training: Bool, inputGradient: Bool, engine: Engine) {
+        self.algorithm = algorithm
         (batch, outChannels, inChannels, height, width) = (inputDims[0], weightShape[0], weightShape[1], inputDims[2], inputDims[3])
-        tiles = batch * Int(alexnet_winograd_tiles(Int32(height), Int32(width)))
-        forwardWeights = FloatBuffer(count: 16 * inChannels * outChannels, zeroed: false)
-        backwardWeights = training && inputGradient ? FloatBuffer(count: 16 * inChannels * outChannels, zeroed: false) : nil
-        transformedWeightGradient = training ? FloatBuffer(count: 16 * inChannels * outChannels, zeroed: false) : nil
+        tilesPerImage = algorithm.tiles(height: height, width: width)
+        let bytesPerImage = algorithm.alpha * algorithm.alpha * tilesPerImage * (inChannels + outChannels) * MemoryLayout<Float>.size
+        imagesPerChunk = max(1, min(batch, engine.scratchLimit / bytesPerImage))
+        let transformed = algorithm.alpha * algorithm.alpha * inChannels * outChannels
+        forwardWeights = FloatBuffer(count: transformed, zeroed: false)
+        backwardWeights = training && inputGradient ? FloatBuffer(count: transformed, zeroed: false) : nil
+        transformedWeightGradient = training ? FloatBuffer(count: transformed, zeroed: false) : nil
     }
 
     /// y = conv(x, weight) + bias, then ReLU if `relu`: x (N, C, H, W) and y (N, K, H, W) in
-    /// nChw8c, weight (K, C, 3, 3) and bias (K) plain.
+    /// nChw8c, weight (K, C, r, r) and bias (K) plain.
     func forward(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, relu: Bool, y: DeviceTensor, engine: Engine) throws {
-        alexnet_winograd_weights(weight.pointer, Int32(outChannels), Int32(inChannels), 0, forwardWeights.pointer)
+        alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 0, forwardWeights.pointer)
         try run(x.pointer, channels: inChannels, into: y.pointer, channels: outChannels, weights: forwardWeights,
                 bias: bias.pointer, relu: relu, engine: engine)
     }
@@ -72,41 +112,57 @@ final class WinogradKernel {
     /// ∂x = conv(∂y, weight turned and transposed): ∂y (N, K, H, W) and ∂x (N, C, H, W) in nChw8c.
     func backwardData(dOutput: DeviceTensor, weight: DeviceTensor, dInput: DeviceTensor, engine: Engine) throws {
         guard let backwardWeights else { throw LayerError.notTraining("the Winograd convolution's input gradient") }
-        alexnet_winograd_weights(weight.pointer, Int32(outChannels), Int32(inChannels), 1, backwardWeights.pointer)
+        alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 1, backwardWeights.pointer)
         try run(dOutput.pointer, channels: outChannels, into: dInput.pointer, channels: inChannels, weights: backwardWeights,
                 bias: nil, relu: false, engine: engine)
     }
 
-    /// ∂weight (K, C, 3, 3) and ∂bias (K), plain, from x (N, C, H, W) and ∂y (N, K, H, W) in nChw8c.
+    /// ∂weight (K, C, r, r) and ∂bias (K), plain, from x (N, C, H, W) and ∂y (N, K, H, W) in nChw8c.
     func backwardWeights(x: DeviceTensor, dOutput: DeviceTensor, dWeight: DeviceTensor, dBias: DeviceTensor,
                          engine: Engine) throws {
         guard let transformedWeightGradient else { throw LayerError.notTraining("the Winograd convolution's weight gradient") }
-        let scratch = engine.scratch(floats: 16 * tiles * (inChannels + outChannels))
-        let transformed = scratch, gradients = scratch + 16 * tiles * inChannels
-        alexnet_winograd_input(x.pointer, Int32(batch), Int32(inChannels), Int32(height), Int32(width), transformed)
-        alexnet_winograd_output_gradient(dOutput.pointer, Int32(batch), Int32(outChannels), Int32(height), Int32(width), gradients)
-        for xi in 0..<16 {
-            try MatrixMultiply.multiply(m: inChannels, n: outChannels, k: tiles, a: transformed + xi * tiles * inChannels,
-                                        transposingA: true, b: gradients + xi * tiles * outChannels,
-                                        c: transformedWeightGradient.pointer + xi * inChannels * outChannels)
+        let products = algorithm.alpha * algorithm.alpha
+        let scratch = engine.scratch(floats: products * imagesPerChunk * tilesPerImage * (inChannels + outChannels))
+        for first in stride(from: 0, to: batch, by: imagesPerChunk) {
+            let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
+            let transformed = scratch, gradients = scratch + products * tiles * inChannels
+            alexnet_winograd_input(algorithm.id, x.pointer + first * inChannels * height * width, Int32(images),
+                                   Int32(inChannels), Int32(height), Int32(width), transformed)
+            alexnet_winograd_output_gradient(algorithm.id, dOutput.pointer + first * outChannels * height * width,
+                                             Int32(images), Int32(outChannels), Int32(height), Int32(width), gradients)
+            // ∂U sums over the tiles of every chunk.
+            for xi in 0..<products {
+                try MatrixMultiply.multiply(m: inChannels, n: outChannels, k: tiles, a: transformed + xi * tiles * inChannels,
+                                            transposingA: true, b: gradients + xi * tiles * outChannels,
+                                            c: transformedWeightGradient.pointer + xi * inChannels * outChannels,
+                                            accumulating: first > 0)
+            }
         }
-        alexnet_winograd_weight_gradient(transformedWeightGradient.pointer, Int32(outChannels), Int32(inChannels), dWeight.pointer)
+        alexnet_winograd_weight_gradient(algorithm.id, transformedWeightGradient.pointer, Int32(outChannels), Int32(inChannels),
+                                         dWeight.pointer)
         alexnet_winograd_bias_gradient(dOutput.pointer, Int32(batch), Int32(outChannels), Int32(height), Int32(width), dBias.pointer)
     }
 
-    /// Input transform, the 16 products (tiles × `inputChannels`) · (`inputChannels` × `outputChannels`),
-    /// output transform.
+    /// For each chunk of images: input transform, the α² products (tiles × `inputChannels`) ·
+    /// (`inputChannels` × `outputChannels`), output transform.
     private func run(_ input: UnsafePointer<Float>, channels inputChannels: Int, into output: UnsafeMutablePointer<Float>,
                      channels outputChannels: Int, weights: FloatBuffer, bias: UnsafePointer<Float>?, relu: Bool,
                      engine: Engine) throws {
-        let scratch = engine.scratch(floats: 16 * tiles * (inputChannels + outputChannels))
-        let transformed = scratch, products = scratch + 16 * tiles * inputChannels
-        alexnet_winograd_input(input, Int32(batch), Int32(inputChannels), Int32(height), Int32(width), transformed)
-        for xi in 0..<16 {
-            try MatrixMultiply.multiply(m: tiles, n: outputChannels, k: inputChannels, a: transformed + xi * tiles * inputChannels,
-                                        b: weights.pointer + xi * inputChannels * outputChannels,
-                                        c: products + xi * tiles * outputChannels)
+        let products = algorithm.alpha * algorithm.alpha
+        let scratch = engine.scratch(floats: products * imagesPerChunk * tilesPerImage * (inputChannels + outputChannels))
+        for first in stride(from: 0, to: batch, by: imagesPerChunk) {
+            let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
+            let transformed = scratch, multiplied = scratch + products * tiles * inputChannels
+            alexnet_winograd_input(algorithm.id, input + first * inputChannels * height * width, Int32(images),
+                                   Int32(inputChannels), Int32(height), Int32(width), transformed)
+            for xi in 0..<products {
+                try MatrixMultiply.multiply(m: tiles, n: outputChannels, k: inputChannels,
+                                            a: transformed + xi * tiles * inputChannels,
+                                            b: weights.pointer + xi * inputChannels * outputChannels,
+                                            c: multiplied + xi * tiles * outputChannels)
+            }
+            alexnet_winograd_output(algorithm.id, multiplied, bias, relu ? 1 : 0, Int32(images), Int32(outputChannels),
+                                    Int32(height), Int32(width), output + first * outputChannels * height * width)
         }
-        alexnet_winograd_output(products, bias, relu ? 1 : 0, Int32(batch), Int32(outputChannels), Int32(height), Int32(width), output)
     }
 }

@@ -1,43 +1,61 @@
 #ifndef ALEXNET_WINOGRAD_H
 #define ALEXNET_WINOGRAD_H
 
-// Winograd's minimal filtering F(2×2, 3×3) (Lavin and Gray, "Fast Algorithms for Convolutional
-// Neural Networks", 2015) for 3×3 convolutions at stride 1 with padding 1: conv3, conv4, conv5.
-// Each 2×2 block of outputs ("tile") comes from a 4×4 block of inputs with 16 multiplies per
-// input channel instead of 36; the 16 multiplies of all tiles and channels are 16 matrix
-// products, which the caller runs (a GEMM), between the three transforms here:
+// Winograd's minimal filtering F(m×m, r×r) (Lavin and Gray, "Fast Algorithms for Convolutional
+// Neural Networks", 2015) for r×r convolutions at stride 1 with padding (r−1)/2, whose output
+// has the input's size. Each m×m block of outputs ("tile") comes from an α×α block of inputs,
+// α = m + r − 1, with α² multiplies per input channel instead of m²r²; the multiplies of all
+// tiles and channels are α² matrix products, which the caller runs (a GEMM), between the three
+// transforms here:
 //
-//   U[ξ] = (G g Gᵀ)[ξ]       weights,  [16][C][K]
-//   V[ξ] = (Bᵀ d B)[ξ]       inputs,   [16][T][C]   (T = N × tiles, tile-major)
-//   M[ξ] = V[ξ] · U[ξ]       the caller's 16 GEMMs, [16][T][K]
+//   U[ξ] = (G g Gᵀ)[ξ]       weights,  [α²][C][K]
+//   V[ξ] = (Bᵀ d B)[ξ]       inputs,   [α²][T][C]   (T = N × tiles, tile-major)
+//   M[ξ] = V[ξ] · U[ξ]       the caller's α² GEMMs, [α²][T][K]
 //   y    = Aᵀ M A (+ bias)   outputs
 //
 // Activations are in the channel-blocked layout nChw8c ([N][C/8][H][W][8], what oneDNN's AVX2
-// convolutions choose), so C and K must be multiples of 8. The transforms run on the calling
-// thread's OpenMP team (oneDNN's threads: one thread budget).
+// convolutions choose), so C and K must be multiples of 8. Images are outermost in it, so a
+// caller can transform a batch a few images at a time by offsetting the pointers. The
+// transforms run on the calling thread's OpenMP team (oneDNN's threads: one thread budget).
 
-/// Tiles per image: ceil(H/2) × ceil(W/2).
-int alexnet_winograd_tiles(int height, int width);
+/// The algorithms: F(2×2, 3×3) (α = 4: 16 products for 2×2 outputs of a 3×3 kernel, 2.25×
+/// fewer multiplies than direct) and F(3×3, 5×5) (α = 7: 49 products for 3×3 outputs of a 5×5
+/// kernel, 4.6× fewer).
+typedef enum {
+    alexnet_winograd_2x2_3x3 = 0,
+    alexnet_winograd_3x3_5x5 = 1,
+} alexnet_winograd_algorithm;
 
-/// U from weights `w` in PyTorch's layout [K][C][3][3]. With `backward` set, U for the input
-/// gradient instead: the weights with K and C swapped and each 3×3 kernel turned by 180°, so
-/// that ∂x is the same transform pipeline run on ∂y; U is then [16][K][C].
-void alexnet_winograd_weights(const float *w, int out_channels, int in_channels, int backward, float *u);
+/// α, the side of the transformed tiles: the algorithm's α² products.
+int alexnet_winograd_alpha(alexnet_winograd_algorithm f);
 
-/// V from x (nChw8c, N×C×H×W), zero-padded by 1 on every side.
-void alexnet_winograd_input(const float *x, int batch, int channels, int height, int width, float *v);
+/// Tiles per image: ceil(H/m) × ceil(W/m).
+int alexnet_winograd_tiles(alexnet_winograd_algorithm f, int height, int width);
+
+/// U from weights `w` in PyTorch's layout [K][C][r][r]. With `backward` set, U for the input
+/// gradient instead: the weights with K and C swapped and each kernel turned by 180°, so that
+/// ∂x is the same transform pipeline run on ∂y; U is then [α²][K][C].
+void alexnet_winograd_weights(alexnet_winograd_algorithm f, const float *w, int out_channels, int in_channels,
+                              int backward, float *u);
+
+/// V from x (nChw8c, N×C×H×W), zero-padded by (r−1)/2 on every side.
+void alexnet_winograd_input(alexnet_winograd_algorithm f, const float *x, int batch, int channels, int height,
+                            int width, float *v);
 
 /// y (nChw8c, N×K×H×W) from M; adds `bias` (K floats) unless it is NULL, then applies ReLU if
 /// `relu` is set.
-void alexnet_winograd_output(const float *m, const float *bias, int relu, int batch, int channels, int height, int width,
-                             float *y);
-/// For the weight gradient (the forward pass is bilinear in U and V, so ∂U = Σ over tiles of
-/// V ⊙ A ∂y Aᵀ, and ∂g = Gᵀ ∂U G): A ∂y Aᵀ from ∂y (nChw8c, N×K×H×W), [16][T][K]; the outputs
-/// past the maps' edges count as zero.
-void alexnet_winograd_output_gradient(const float *dy, int batch, int channels, int height, int width, float *w);
+void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const float *bias, int relu, int batch,
+                             int channels, int height, int width, float *y);
 
-/// ∂g = Gᵀ ∂U G into weight gradients in PyTorch's layout [K][C][3][3], from ∂U [16][C][K].
-void alexnet_winograd_weight_gradient(const float *du, int out_channels, int in_channels, float *dw);
+/// For the weight gradient (the forward pass is bilinear in U and V, so ∂U = Σ over tiles of
+/// V ⊙ A ∂y Aᵀ, and ∂g = Gᵀ ∂U G): A ∂y Aᵀ from ∂y (nChw8c, N×K×H×W), [α²][T][K]; the outputs
+/// past the maps' edges count as zero.
+void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const float *dy, int batch, int channels,
+                                      int height, int width, float *w);
+
+/// ∂g = Gᵀ ∂U G into weight gradients in PyTorch's layout [K][C][r][r], from ∂U [α²][C][K].
+void alexnet_winograd_weight_gradient(alexnet_winograd_algorithm f, const float *du, int out_channels,
+                                      int in_channels, float *dw);
 
 /// The bias gradient: each channel's sum of ∂y (nChw8c, N×K×H×W) over the batch and the map.
 void alexnet_winograd_bias_gradient(const float *dy, int batch, int channels, int height, int width, float *db);
