@@ -11,9 +11,11 @@ struct Bench: ParsableCommand {
         GFLOP/s uses SPEC section 7's cost model (a training step is three forward passes); the \
         fraction of peak is of the machine's peak measured at start-up, the better of an FMA \
         kernel on every thread and a large oneDNN matrix multiply (--peak prints both and exits). \
-        The model counts a direct convolution's multiply-adds: where conv3–conv5 run by \
-        Winograd's F(2×2, 3×3) (ours:winograd_2x2_3x3 in --layers; float32 on AVX2 at batch 4 \
-        or more), which does 1.9× fewer on 13×13 maps, the figures are direct-equivalent. \
+        The model counts a direct convolution's multiply-adds: where convolutions run by \
+        Winograd's algorithms (float32 on AVX2 at batch 4 or more, wide enough layers: \
+        ours:winograd_3x3_5x5 in --layers for conv2, 4.6× fewer on 27×27 maps, and \
+        ours:winograd_2x2_3x3 for conv3–conv5, 1.9× fewer on 13×13), the figures are \
+        direct-equivalent. \
         With --data, times the input pipeline instead; the options of the network measurement \
         are then refused, as --val-batch is without --data.
         """
