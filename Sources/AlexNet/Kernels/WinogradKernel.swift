@@ -56,10 +56,10 @@ final class WinogradKernel {
     /// The fewest multiply-adds the products do per value the transforms read or write,
     /// C·K / (C + K), for the kernel to be used: below it the transforms, which stream the
     /// tiles through memory, cost more than the products save. Measured for conv2 (F(3×3, 5×5))
-    /// at batch 128 against oneDNN's `jit:avx2`: 96 → 256 channels (70) 2.2× faster, 64 → 128
-    /// (43) 1.35×, 48 → 96 (32) 1.25×; 32 → 96 (24, the demo's) 1.3× slower, 24 → 64 (17.5)
-    /// 1.6× slower. F(2×2, 3×3) on 13×13 maps pays at 64 → 96 and 96 → 96 (38 and 48, the
-    /// golden files' conv3–conv5, by 10 %).
+    /// at batch 128 against oneDNN's `jit:avx2`, forward and backward: 96 → 256 channels (70)
+    /// 2.1–2.2× faster, 64 → 128 (43) 1.3–1.4×, 48 → 96 (32) 1.1–1.3×; 32 → 96 (24, the demo's)
+    /// 1.2–1.4× slower, 24 → 64 (17.5) 1.3–1.8× slower. F(2×2, 3×3) on 13×13 maps pays at 64 → 96
+    /// and 96 → 96 (38 and 48, the golden files' conv3–conv5, by about 10 %).
     static let smallestWorkPerValue = 32.0
 
     let algorithm: Algorithm
