@@ -61,8 +61,6 @@ static const algorithm algorithms[] = {
     },
 };
 
-int alexnet_winograd_alpha(alexnet_winograd_algorithm f) { return algorithms[f].alpha; }
-
 int alexnet_winograd_tiles(alexnet_winograd_algorithm f, int height, int width) {
     const int m = algorithms[f].m;
     return ((height + m - 1) / m) * ((width + m - 1) / m);

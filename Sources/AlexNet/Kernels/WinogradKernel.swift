@@ -23,6 +23,8 @@ final class WinogradKernel {
         let id: alexnet_winograd_algorithm
         let m: Int, r: Int
         var alpha: Int { m + r - 1 }
+        /// The products per pass, one per element of an α×α transformed tile.
+        var products: Int { alpha * alpha }
         /// The name `bench --layers` reports for the passes it runs, beside oneDNN's.
         var implementation: String { "ours:winograd_\(m)x\(m)_\(r)x\(r)" }
 
@@ -93,9 +95,9 @@ final class WinogradKernel {
         self.algorithm = algorithm
         (batch, outChannels, inChannels, height, width) = (inputDims[0], weightShape[0], weightShape[1], inputDims[2], inputDims[3])
         tilesPerImage = algorithm.tiles(height: height, width: width)
-        let bytesPerImage = algorithm.alpha * algorithm.alpha * tilesPerImage * (inChannels + outChannels) * MemoryLayout<Float>.size
+        let bytesPerImage = algorithm.products * tilesPerImage * (inChannels + outChannels) * MemoryLayout<Float>.size
         imagesPerChunk = max(1, min(batch, engine.scratchLimit / bytesPerImage))
-        let transformed = algorithm.alpha * algorithm.alpha * inChannels * outChannels
+        let transformed = algorithm.products * inChannels * outChannels
         forwardWeights = FloatBuffer(count: transformed, zeroed: false)
         backwardWeights = training && inputGradient ? FloatBuffer(count: transformed, zeroed: false) : nil
         transformedWeightGradient = training ? FloatBuffer(count: transformed, zeroed: false) : nil
@@ -121,17 +123,12 @@ final class WinogradKernel {
     func backwardWeights(x: DeviceTensor, dOutput: DeviceTensor, dWeight: DeviceTensor, dBias: DeviceTensor,
                          engine: Engine) throws {
         guard let transformedWeightGradient else { throw LayerError.notTraining("the Winograd convolution's weight gradient") }
-        let products = algorithm.alpha * algorithm.alpha
-        let scratch = engine.scratch(floats: products * imagesPerChunk * tilesPerImage * (inChannels + outChannels))
-        for first in stride(from: 0, to: batch, by: imagesPerChunk) {
-            let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
-            let transformed = scratch, gradients = scratch + products * tiles * inChannels
-            alexnet_winograd_input(algorithm.id, x.pointer + first * inChannels * height * width, Int32(images),
-                                   Int32(inChannels), Int32(height), Int32(width), transformed)
+        try eachChunk(of: x.pointer, channels: inChannels, otherChannels: outChannels, engine: engine) {
+            first, images, tiles, transformed, gradients in
             alexnet_winograd_output_gradient(algorithm.id, dOutput.pointer + first * outChannels * height * width,
                                              Int32(images), Int32(outChannels), Int32(height), Int32(width), gradients)
             // ∂U sums over the tiles of every chunk.
-            for xi in 0..<products {
+            for xi in 0..<algorithm.products {
                 try MatrixMultiply.multiply(m: inChannels, n: outChannels, k: tiles, a: transformed + xi * tiles * inChannels,
                                             transposingA: true, b: gradients + xi * tiles * outChannels,
                                             c: transformedWeightGradient.pointer + xi * inChannels * outChannels,
@@ -148,14 +145,9 @@ final class WinogradKernel {
     private func run(_ input: UnsafePointer<Float>, channels inputChannels: Int, into output: UnsafeMutablePointer<Float>,
                      channels outputChannels: Int, weights: FloatBuffer, bias: UnsafePointer<Float>?, relu: Bool,
                      engine: Engine) throws {
-        let products = algorithm.alpha * algorithm.alpha
-        let scratch = engine.scratch(floats: products * imagesPerChunk * tilesPerImage * (inputChannels + outputChannels))
-        for first in stride(from: 0, to: batch, by: imagesPerChunk) {
-            let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
-            let transformed = scratch, multiplied = scratch + products * tiles * inputChannels
-            alexnet_winograd_input(algorithm.id, input + first * inputChannels * height * width, Int32(images),
-                                   Int32(inputChannels), Int32(height), Int32(width), transformed)
-            for xi in 0..<products {
+        try eachChunk(of: input, channels: inputChannels, otherChannels: outputChannels, engine: engine) {
+            first, images, tiles, transformed, multiplied in
+            for xi in 0..<algorithm.products {
                 try MatrixMultiply.multiply(m: tiles, n: outputChannels, k: inputChannels,
                                             a: transformed + xi * tiles * inputChannels,
                                             b: weights.pointer + xi * inputChannels * outputChannels,
@@ -163,6 +155,22 @@ final class WinogradKernel {
             }
             alexnet_winograd_output(algorithm.id, multiplied, bias, relu ? 1 : 0, Int32(images), Int32(outputChannels),
                                     Int32(height), Int32(width), output + first * outputChannels * height * width)
+        }
+    }
+
+    /// The batch `imagesPerChunk` images at a time: each chunk's input transform of `input`
+    /// (N, `channels`, H, W) into the scratch memory, then `body` with the chunk's first image,
+    /// its images and tiles, the transformed input [α²][tiles][`channels`], and the scratch
+    /// after it, [α²][tiles][`otherChannels`], for the pass's other matrix.
+    private func eachChunk(of input: UnsafePointer<Float>, channels: Int, otherChannels: Int, engine: Engine,
+                           _ body: (_ first: Int, _ images: Int, _ tiles: Int, _ transformed: UnsafeMutablePointer<Float>,
+                                    _ other: UnsafeMutablePointer<Float>) throws -> Void) throws {
+        let scratch = engine.scratch(floats: algorithm.products * imagesPerChunk * tilesPerImage * (channels + otherChannels))
+        for first in stride(from: 0, to: batch, by: imagesPerChunk) {
+            let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
+            alexnet_winograd_input(algorithm.id, input + first * channels * height * width, Int32(images), Int32(channels),
+                                   Int32(height), Int32(width), scratch)
+            try body(first, images, tiles, scratch, scratch + algorithm.products * tiles * channels)
         }
     }
 }

@@ -26,9 +26,6 @@ typedef enum {
     alexnet_winograd_3x3_5x5 = 1,
 } alexnet_winograd_algorithm;
 
-/// α, the side of the transformed tiles: the algorithm's α² products.
-int alexnet_winograd_alpha(alexnet_winograd_algorithm f);
-
 /// Tiles per image: ceil(H/m) × ceil(W/m).
 int alexnet_winograd_tiles(alexnet_winograd_algorithm f, int height, int width);
 
