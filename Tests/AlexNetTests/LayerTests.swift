@@ -7,11 +7,11 @@ final class LayerTests: XCTestCase {
     let engine = sharedEngine
 
     /// Runs `layer` forward on x and backward on dy; returns (y, dx) as plain tensors.
-    func run(_ layer: Layer, input: DeviceTensor, x: Tensor, dy: Tensor) throws -> (Tensor, Tensor?) {
+    func run(_ layer: Layer, input: DeviceTensor, x: Tensor, dy: Tensor, engine: Engine? = nil) throws -> (Tensor, Tensor?) {
         try input.write(x)
         try layer.forward(input)
         let y = try layer.output.read()
-        let dOut = try DeviceTensor(layer.output.layout, engine: engine)
+        let dOut = try DeviceTensor(layer.output.layout, engine: engine ?? self.engine)
         try dOut.write(dy)
         try layer.backward(input: input, dOutput: dOut)
         return (y, try layer.dInput?.read())
@@ -84,13 +84,8 @@ final class LayerTests: XCTestCase {
             }
         }
         let dy = Tensor(randomNormal: [t.n, t.k, g.outputSize(t.h), g.outputSize(t.w)], seed: UInt64(40 + i))
-        try input.write(x)
-        try conv.forward(input)
-        let y = try conv.output.read()
-        let dOut = try DeviceTensor(conv.output.layout, engine: engine)
-        try dOut.write(dy)
-        try conv.backward(input: input, dOutput: dOut)
-        let dx = try XCTUnwrap(try conv.dInput?.read())
+        let (y, dInput) = try run(conv, input: input, x: x, dy: dy, engine: engine)
+        let dx = try XCTUnwrap(dInput)
         var yRef = Conv2d.referenceForward(x: x, weight: w, bias: b, stride: t.stride, padding: t.padding)
         var dyPre = dy
         if t.relu {
