@@ -35,11 +35,14 @@ final class LayerTests: XCTestCase {
             // 8 input channels: on AVX2 every pass has a JIT kernel once the input is padded
             // beforehand (ConvolutionKernel), so ∂x comes from the padded buffer's interior.
             (2, 8, 23, 19, 8, 11, 4, 5, false, nil),
-            // 3×3, stride 1, pad 1 at a batch of 8 on nChw8c (AVX2): Winograd's F(2×2, 3×3) for
-            // every pass (WinogradKernel: y, ∂x, ∂w and ∂b), on odd sizes (the last tiles overhang)
-            // and on conv4's 13×13.
-            (8, 64, 7, 9, 64, 3, 1, 1, true, "ours:winograd_2x2_3x3"),
-            (8, 64, 13, 13, 96, 3, 1, 1, true, "ours:winograd_2x2_3x3"),
+            // 3×3, stride 1, pad 1 at a batch of 8 on nChw8c (AVX2): Winograd for every pass
+            // (WinogradKernel: y, ∂x, ∂w and ∂b). F(3×3, 3×3) on sizes 3 does not divide (the
+            // last tiles overhang) and on conv4's 13×13; F(2×2, 3×3) on 4×4 and 6×4, where it
+            // does fewer multiplies (2.25× fewer than direct, F(3×3, 3×3) 1.44× and 2.16×).
+            (8, 64, 7, 8, 64, 3, 1, 1, true, "ours:winograd_3x3_3x3"),
+            (8, 64, 13, 13, 96, 3, 1, 1, true, "ours:winograd_3x3_3x3"),
+            (8, 64, 4, 4, 64, 3, 1, 1, false, "ours:winograd_2x2_3x3"),
+            (4, 64, 6, 4, 96, 3, 1, 1, true, "ours:winograd_2x2_3x3"),
             // 5×5, pad 2: F(3×3, 5×5), on a width 3 does not divide, and on conv2's 27×27 (from 4
             // images: the smallest batch for Winograd).
             (8, 64, 9, 7, 64, 5, 1, 2, true, "ours:winograd_3x3_5x5"),
@@ -54,12 +57,17 @@ final class LayerTests: XCTestCase {
     }
 
     /// Winograd's tiles through a scratch memory of room for 2 images: the batch of 7 goes
-    /// through in chunks of 2, 2, 2 and 1, and ∂w sums over them.
+    /// through in chunks of 2, 2, 2 and 1, and ∂w sums over them, for each algorithm (m outputs
+    /// per tile side from α inputs).
     func testWinogradInChunksMatchesReference() throws {
-        let small = try Engine(scratchLimit: 49 * 9 * (64 + 64) * MemoryLayout<Float>.size * 2)
-        let cases: [ConvolutionCase] = [(7, 64, 9, 7, 64, 5, 1, 2, true, "ours:winograd_3x3_5x5"),
-                                        (7, 64, 7, 9, 64, 3, 1, 1, false, "ours:winograd_2x2_3x3")]
-        for (i, t) in cases.enumerated() { try checkConvolution(t, seed: 100 + i, engine: small) }
+        let cases: [(ConvolutionCase, m: Int, alpha: Int)] = [((7, 64, 9, 7, 64, 5, 1, 2, true, "ours:winograd_3x3_5x5"), 3, 7),
+                                                              ((7, 64, 9, 7, 64, 3, 1, 1, false, "ours:winograd_3x3_3x3"), 3, 5),
+                                                              ((7, 64, 4, 4, 64, 3, 1, 1, false, "ours:winograd_2x2_3x3"), 2, 4)]
+        for (i, (t, m, alpha)) in cases.enumerated() {
+            let tiles = ((t.h + m - 1) / m) * ((t.w + m - 1) / m)
+            let small = try Engine(scratchLimit: alpha * alpha * tiles * (t.c + t.k) * MemoryLayout<Float>.size * 2)
+            try checkConvolution(t, seed: 100 + i, engine: small)
+        }
     }
 
     /// A convolution's y, ∂x, ∂w and ∂b against the plain-Swift reference at 1e-5.

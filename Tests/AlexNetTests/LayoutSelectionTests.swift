@@ -6,15 +6,16 @@ import XCTest
 /// (what Zen 2/3 and many Intel CPUs give), every convolution runs a direct JIT kernel in every
 /// pass, never the GEMM fallback that plain layouts get (conv1 too: its 11×11 kernel at stride 4
 /// has a JIT kernel only unpadded, so its input is padded beforehand); conv2–conv5 run all three
-/// passes by our Winograd kernel on the JIT kernels' nChw8c; and `bench
+/// passes by our Winograd kernel on the JIT kernels' nChw8c, each layer by the algorithm that
+/// does the fewest multiplies on its maps; and `bench
 /// --layers` reports each pass's implementation and the reorders a training step runs.
 final class LayoutSelectionTests: XCTestCase {
     func testNoGEMMConvolutionUnderAnAVX2LimitedEngine() throws {
         let dir = try Paths.temporaryDirectory()
         let config = dir.appendingPathComponent("paper-widths.yml").path
         // The paper's widths at 99 pixels: the same layers as at 224, on small maps (12×12 for
-        // conv2, 5×5 for conv3–conv5, large enough for Winograd's tiles to pay; at 67 they would
-        // be 3×3).
+        // conv2, 5×5 for conv3–conv5, where F(3×3, 3×3) does 2.25× fewer multiplies than direct
+        // and F(2×2, 3×3) only 1.56×).
         try "model:\n  input_size: 99\n  classes: 10\n".write(toFile: config, atomically: true, encoding: .utf8)
         let (status, out, err) = try runProcess(Paths.binary, ["bench", "-c", config, "-b", "8", "--iters", "1", "--warmup", "0",
                                                                "--peak-gflops", "100", "--layers", "--json"],
@@ -29,7 +30,7 @@ final class LayoutSelectionTests: XCTestCase {
                 let name = try XCTUnwrap(implementations["\(layer) \(pass)"], "\(layer) \(pass) in \(implementations)")
                 XCTAssertFalse(name.contains("gemm"), "\(layer) \(pass) runs \(name)")
                 if ["conv3", "conv4", "conv5"].contains(layer) {
-                    XCTAssertEqual(name, "ours:winograd_2x2_3x3", "\(layer) \(pass) at batch 8 on nChw8c")
+                    XCTAssertEqual(name, "ours:winograd_3x3_3x3", "\(layer) \(pass) at batch 8 on nChw8c")
                 } else if layer == "conv2" {
                     XCTAssertEqual(name, "ours:winograd_3x3_5x5", "\(layer) \(pass) at batch 8 on nChw8c")
                 } else {

@@ -3,11 +3,17 @@ import CKernels
 /// A convolution at stride 1 whose output has its input's size, 3×3 with padding 1 (conv3–conv5)
 /// or 5×5 with padding 2 (conv2), by Winograd's minimal filtering F(m×m, r×r): the transforms
 /// in CKernels/winograd.c, the α² matrix products per pass (α = m + r − 1) on oneDNN's GEMM.
-/// F(2×2, 3×3) does 2.25× fewer multiplies than the direct convolution, F(3×3, 5×5) 4.6×.
-/// Measured on AVX2 at batch 128, conv4's forward pass takes 269 ms against 528 for oneDNN's
-/// `jit:avx2`, conv2's 370 against 830, each with a relative error near 1e-6 (F(2×2, 5×5), 36
-/// products for 2×2 outputs, took 529–684 ms; F(4×4, 3×3) was no faster than F(2×2, 3×3) on
-/// 13×13 maps, whose 4×4 tiles overhang by 51 %). ∂input is the same pipeline run on ∂output
+/// F(2×2, 3×3) does 2.25× fewer multiplies than the direct convolution, F(3×3, 3×3) 3.24×,
+/// F(3×3, 5×5) 4.6×; on a map that m does not divide, the last tiles' overhang takes some of
+/// that back, and each layer gets the algorithm that does the fewest multiplies on its maps.
+/// Measured on AVX2 at batch 128, conv4's forward pass takes 269 ms by F(2×2, 3×3) against 528
+/// for oneDNN's `jit:avx2`, conv2's 370 against 830, each with a relative error near 1e-6. On
+/// 13×13 maps (conv3–conv5), F(3×3, 3×3) does 1.25× fewer multiplies than F(2×2, 3×3) (25
+/// tiles of 25 products per image against 49 of 16), and its products took 25–30 % less time,
+/// its transforms about the same: the training step went from 27.9–29.4 to 30.8–34.2 img/s.
+/// Dropped: F(2×2, 5×5) (36 products for 2×2 outputs: conv2 529–684 ms), and F(4×4, 3×3)
+/// (576 products per 13×13 map, but 2–7 % slower than F(3×3, 3×3) in training: its α = 6
+/// transforms cost more than the 8 % products saved). ∂input is the same pipeline run on ∂output
 /// with the weights turned by 180° and their channels swapped. The weight gradient follows
 /// from the forward pass being bilinear in the transformed weights U and inputs V: ∂U = Σ over
 /// tiles of V ⊙ (A ∂y Aᵀ), α² products (C × tiles) · (tiles × K), then ∂g = Gᵀ ∂U G.
@@ -28,14 +34,20 @@ final class WinogradKernel {
         /// The name `bench --layers` reports for the passes it runs, beside oneDNN's.
         var implementation: String { "ours:winograd_\(m)x\(m)_\(r)x\(r)" }
 
-        /// The algorithm for an r×r kernel, if there is one.
-        init?(kernel r: Int) {
-            switch r {
-            case 3: (id, m) = (alexnet_winograd_2x2_3x3, 2)
-            case 5: (id, m) = (alexnet_winograd_3x3_5x5, 3)
-            default: return nil
+        /// Every algorithm in winograd.c, the smaller α first for each kernel size.
+        static let all = [Algorithm(id: alexnet_winograd_2x2_3x3, m: 2, r: 3), Algorithm(id: alexnet_winograd_3x3_3x3, m: 3, r: 3),
+                          Algorithm(id: alexnet_winograd_3x3_5x5, m: 3, r: 5)]
+
+        /// The algorithm for an r×r kernel that does the fewest multiplies on maps of this size
+        /// (on a tie the smaller α, whose transforms cost less), if there is one: F(3×3, 3×3) on
+        /// 13×13, F(2×2, 3×3) on 4×4, where F(3×3, 3×3)'s tiles would overhang by 125 %.
+        static func fewestMultiplies(kernel r: Int, height: Int, width: Int) -> Algorithm? {
+            var best: Algorithm?
+            for candidate in all where candidate.r == r {
+                let saving = candidate.saving(height: height, width: width)
+                if best.map({ saving > $0.saving(height: height, width: width) }) ?? true { best = candidate }
             }
-            self.r = r
+            return best
         }
 
         func tiles(height: Int, width: Int) -> Int { Int(alexnet_winograd_tiles(id, Int32(height), Int32(width))) }
@@ -53,7 +65,7 @@ final class WinogradKernel {
     static let smallestBatch = 4
     /// The fewest multiplies saved, as a factor, for the kernel to be used: the algorithm's
     /// saving less the tiles' overhang on sizes m does not divide (F(2×2, 3×3): 1.94 on 13×13
-    /// maps, only 1.27 on the demo's 3×3, where the transforms cost more than that saves).
+    /// maps, only 1.27 on 3×3 ones, where the transforms cost more than that saves).
     static let smallestSaving = 1.5
     /// The fewest multiply-adds the products do per value the transforms read or write,
     /// C·K / (C + K), for the kernel to be used: below it the transforms, which stream the
@@ -81,7 +93,8 @@ final class WinogradKernel {
     /// and input and output in nChw8c (which also makes C and K multiples of 8).
     static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision,
                           source: TensorLayout, output: TensorLayout) -> Algorithm? {
-        guard weightShape.count == 4, weightShape[2] == weightShape[3], let algorithm = Algorithm(kernel: weightShape[2]),
+        guard weightShape.count == 4, weightShape[2] == weightShape[3],
+              let algorithm = Algorithm.fewestMultiplies(kernel: weightShape[2], height: source.dims[2], width: source.dims[3]),
               stride == 1, padding == (algorithm.r - 1) / 2, precision == .fp32, source.dims[0] >= smallestBatch,
               algorithm.saving(height: source.dims[2], width: source.dims[3]) >= smallestSaving,
               Double(weightShape[0] * weightShape[1]) / Double(weightShape[0] + weightShape[1]) >= smallestWorkPerValue,
