@@ -18,12 +18,13 @@ typedef float v8 __attribute__((vector_size(32)));
 // that AVX vectors change it without -mavx does not apply.
 #pragma clang diagnostic ignored "-Wpsabi"
 
-enum { MAX_ALPHA = 7, MAX_M = 3, MAX_R = 5 };
+enum { MAX_ALPHA = 8, MAX_M = 4, MAX_R = 5 };
 
 // An algorithm's three matrices (Lavin and Gray's notation), each the Toom–Cook construction on
 // α − 1 points and ∞: 0, 1, −1 for F(2×2, 3×3); 0, 1, −1, 2 for F(3×3, 3×3); 0, 1, −1, 2,
-// −2, ½ for F(3×3, 5×5) (for F(3×3, 3×3), a fourth point of 2, −2 or ½ gives errors within
-// 10 % of each other, about 1e-6 relative in a float32 model against float64). Aᵀ
+// −2, ½ for F(3×3, 5×5); those and −½ for F(4×4, 5×5) (for F(3×3, 3×3), a fourth point of 2,
+// −2 or ½ gives errors within 10 % of each other, about 1e-6 relative in a float32 model
+// against float64; for F(4×4, 5×5), ±½ gives 3.7e-6 where ½ and ±3 give 3–6e-5). Aᵀ
 // evaluates at the points, G evaluates the kernel there and divides by Π(pᵢ − pⱼ), and Bᵀ is
 // what makes Aᵀ[(Gg) ⊙ (Bᵀd)] the correlation of g and d (solved for exactly, in rationals).
 // F(2×2, 3×3) is as Lavin and Gray print it, which differs from that construction by the signs
@@ -66,6 +67,16 @@ static const algorithm algorithms[] = {
         .at = {{1, 1, 1, 1, 0}, {0, 1, -1, 2, 0}, {0, 1, 1, 4, 1}},
         .g = {{0.5f, 0, 0}, {-0.5f, -0.5f, -0.5f}, {-1.f / 6, 1.f / 6, -1.f / 6}, {1.f / 6, 1.f / 3, 2.f / 3}, {0, 0, 1}},
         .bt = {{2, -1, -2, 1, 0}, {0, -2, -1, 1, 0}, {0, 2, -3, 1, 0}, {0, -1, 0, 1, 0}, {0, 2, -1, -2, 1}},
+    },
+    [alexnet_winograd_4x4_5x5] = {
+        .m = 4, .r = 5, .alpha = 8,
+        .at = {{1, 1, 1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0.5f, -0.5f, 0}, {0, 1, 1, 4, 4, 0.25f, 0.25f, 0}, {0, 1, -1, 8, -8, 0.125f, -0.125f, 1}},
+        .g = {{-1, 0, 0, 0, 0}, {-2.f/9, -2.f/9, -2.f/9, -2.f/9, -2.f/9}, {-2.f/9, 2.f/9, -2.f/9, 2.f/9, -2.f/9},
+              {1.f/90, 1.f/45, 2.f/45, 4.f/45, 8.f/45}, {1.f/90, -1.f/45, 2.f/45, -4.f/45, 8.f/45},
+              {32.f/45, 16.f/45, 8.f/45, 4.f/45, 2.f/45}, {32.f/45, -16.f/45, 8.f/45, -4.f/45, 2.f/45}, {0, 0, 0, 0, 1}},
+        .bt = {{-1, 0, 5.25f, 0, -5.25f, 0, 1, 0}, {0, 1, 1, -4.25f, -4.25f, 1, 1, 0}, {0, -1, 1, 4.25f, -4.25f, -1, 1, 0},
+               {0, 0.5f, 0.25f, -2.5f, -1.25f, 2, 1, 0}, {0, -0.5f, 0.25f, 2.5f, -1.25f, -2, 1, 0},
+               {0, 2, 4, -2.5f, -5, 0.5f, 1, 0}, {0, -2, 4, 2.5f, -5, -0.5f, 1, 0}, {0, -1, 0, 5.25f, 0, -5.25f, 0, 1}},
     },
 };
 
@@ -139,9 +150,11 @@ INLINE void each_tile(const job *j, const algorithm *f, tile_visit *visit) {
     static void job##_2x2_3x3(void *arg) { job(arg, &algorithms[alexnet_winograd_2x2_3x3]); }            \
     static void job##_3x3_5x5(void *arg) { job(arg, &algorithms[alexnet_winograd_3x3_5x5]); }            \
     static void job##_3x3_3x3(void *arg) { job(arg, &algorithms[alexnet_winograd_3x3_3x3]); }            \
+    static void job##_4x4_5x5(void *arg) { job(arg, &algorithms[alexnet_winograd_4x4_5x5]); }            \
     static void (*const job##s[])(void *) = {[alexnet_winograd_2x2_3x3] = job##_2x2_3x3,                 \
                                              [alexnet_winograd_3x3_5x5] = job##_3x3_5x5,                 \
-                                             [alexnet_winograd_3x3_3x3] = job##_3x3_3x3};
+                                             [alexnet_winograd_3x3_3x3] = job##_3x3_3x3,                 \
+                                             [alexnet_winograd_4x4_5x5] = job##_4x4_5x5};
 
 INLINE void input_tile(const job *j, const algorithm *f, long plane, long block, int ty, int tx, long tile,
                        long tiles) {

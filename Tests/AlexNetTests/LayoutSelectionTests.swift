@@ -32,7 +32,7 @@ final class LayoutSelectionTests: XCTestCase {
                 if ["conv3", "conv4", "conv5"].contains(layer) {
                     XCTAssertEqual(name, "ours:winograd_3x3_3x3", "\(layer) \(pass) at batch 8 on nChw8c")
                 } else if layer == "conv2" {
-                    XCTAssertEqual(name, "ours:winograd_3x3_5x5", "\(layer) \(pass) at batch 8 on nChw8c")
+                    XCTAssertEqual(name, "ours:winograd_4x4_5x5", "\(layer) \(pass) at batch 8 on nChw8c")
                 } else {
                     XCTAssertTrue(name.contains("avx2"), "\(layer) \(pass) runs \(name)")
                 }

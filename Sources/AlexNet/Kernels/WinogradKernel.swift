@@ -4,14 +4,17 @@ import CKernels
 /// or 5×5 with padding 2 (conv2), by Winograd's minimal filtering F(m×m, r×r): the transforms
 /// in CKernels/winograd.c, the α² matrix products per pass (α = m + r − 1) on oneDNN's GEMM.
 /// F(2×2, 3×3) does 2.25× fewer multiplies than the direct convolution, F(3×3, 3×3) 3.24×,
-/// F(3×3, 5×5) 4.6×; on a map that m does not divide, the last tiles' overhang takes some of
+/// F(3×3, 5×5) 4.6×, F(4×4, 5×5) 6.25×; on a map that m does not divide, the last tiles' overhang takes some of
 /// that back, and each layer gets the algorithm that does the fewest multiplies on its maps.
 /// Measured on AVX2 at batch 128, conv4's forward pass takes 269 ms by F(2×2, 3×3) against 528
 /// for oneDNN's `jit:avx2`, conv2's 370 against 830, each with a relative error near 1e-6. On
 /// 13×13 maps (conv3–conv5), F(3×3, 3×3) does 1.25× fewer multiplies than F(2×2, 3×3) (25
 /// tiles of 25 products per image against 49 of 16), and its products took 25–30 % less time,
 /// its transforms about the same: the training step went from 27.9–29.4 to 30.8–34.2 img/s.
-/// Dropped: F(2×2, 5×5) (36 products for 2×2 outputs: conv2 529–684 ms), and F(4×4, 3×3)
+/// On 27×27 (conv2), F(4×4, 5×5) does 1.27× fewer multiplies than F(3×3, 5×5) (49 tiles of 64
+/// products per image against 81 of 49), with a relative error of 3.7e-6 against 3.1e-6 in a
+/// float32 model: conv2's forward and backward passes took 812–1013 ms against 1047–1224, in
+/// five alternated pairs of runs. Dropped: F(2×2, 5×5) (36 products for 2×2 outputs: conv2 529–684 ms), and F(4×4, 3×3)
 /// (576 products per 13×13 map, but 2–7 % slower than F(3×3, 3×3) in training: its α = 6
 /// transforms cost more than the 8 % products saved). ∂input is the same pipeline run on ∂output
 /// with the weights turned by 180° and their channels swapped. The weight gradient follows
@@ -36,11 +39,12 @@ final class WinogradKernel {
 
         /// Every algorithm in winograd.c, the smaller α first for each kernel size.
         static let all = [Algorithm(id: alexnet_winograd_2x2_3x3, m: 2, r: 3), Algorithm(id: alexnet_winograd_3x3_3x3, m: 3, r: 3),
-                          Algorithm(id: alexnet_winograd_3x3_5x5, m: 3, r: 5)]
+                          Algorithm(id: alexnet_winograd_3x3_5x5, m: 3, r: 5), Algorithm(id: alexnet_winograd_4x4_5x5, m: 4, r: 5)]
 
         /// The algorithm for an r×r kernel that does the fewest multiplies on maps of this size
         /// (on a tie the smaller α, whose transforms cost less), if there is one: F(3×3, 3×3) on
-        /// 13×13, F(2×2, 3×3) on 4×4, where F(3×3, 3×3)'s tiles would overhang by 125 %.
+        /// 13×13, F(2×2, 3×3) on 4×4, where F(3×3, 3×3)'s tiles would overhang by 125 %;
+        /// F(4×4, 5×5) on 27×27, F(3×3, 5×5) on 9×9.
         static func fewestMultiplies(kernel r: Int, height: Int, width: Int) -> Algorithm? {
             var best: Algorithm?
             for candidate in all where candidate.r == r {

@@ -20,11 +20,13 @@
 
 /// The algorithms: F(2×2, 3×3) (α = 4: 16 products for 2×2 outputs of a 3×3 kernel, 2.25×
 /// fewer multiplies than direct), F(3×3, 3×3) (α = 5: 25 products for 3×3 outputs, 3.24×
-/// fewer) and F(3×3, 5×5) (α = 7: 49 products for 3×3 outputs of a 5×5 kernel, 4.6× fewer).
+/// fewer), F(3×3, 5×5) (α = 7: 49 products for 3×3 outputs of a 5×5 kernel, 4.6× fewer) and
+/// F(4×4, 5×5) (α = 8: 64 products for 4×4 outputs, 6.25× fewer).
 typedef enum {
     alexnet_winograd_2x2_3x3 = 0,
     alexnet_winograd_3x3_5x5 = 1,
     alexnet_winograd_3x3_3x3 = 2,
+    alexnet_winograd_4x4_5x5 = 3,
 } alexnet_winograd_algorithm;
 
 /// Tiles per image: ceil(H/m) × ceil(W/m).
