@@ -4,8 +4,9 @@ import CKernels
 /// or 5×5 with padding 2 (conv2), by Winograd's minimal filtering F(m×m, r×r): the transforms
 /// in CKernels/winograd.c, the α² matrix products per pass (α = m + r − 1) on oneDNN's GEMM.
 /// F(2×2, 3×3) does 2.25× fewer multiplies than the direct convolution, F(3×3, 3×3) 3.24×,
-/// F(3×3, 5×5) 4.6×, F(4×4, 5×5) 6.25×; on a map that m does not divide, the last tiles' overhang takes some of
-/// that back, and each layer gets the algorithm that does the fewest multiplies on its maps.
+/// F(3×3, 5×5) 4.6×, F(4×4, 5×5) 6.25×; on a map that m does not divide, the last tiles'
+/// overhang takes some of that back, and each layer gets the algorithm that does the fewest
+/// multiplies on its maps.
 /// Measured on AVX2 at batch 128, conv4's forward pass takes 269 ms by F(2×2, 3×3) against 528
 /// for oneDNN's `jit:avx2`, conv2's 370 against 830, each with a relative error near 1e-6. On
 /// 13×13 maps (conv3–conv5), F(3×3, 3×3) does 1.25× fewer multiplies than F(2×2, 3×3) (25
@@ -14,9 +15,9 @@ import CKernels
 /// On 27×27 (conv2), F(4×4, 5×5) does 1.27× fewer multiplies than F(3×3, 5×5) (49 tiles of 64
 /// products per image against 81 of 49), with a relative error of 3.7e-6 against 3.1e-6 in a
 /// float32 model: conv2's forward and backward passes took 812–1013 ms against 1047–1224, in
-/// five alternated pairs of runs. Dropped: F(2×2, 5×5) (36 products for 2×2 outputs: conv2 529–684 ms), and F(4×4, 3×3)
-/// (576 products per 13×13 map, but 2–7 % slower than F(3×3, 3×3) in training: its α = 6
-/// transforms cost more than the 8 % products saved). ∂input is the same pipeline run on ∂output
+/// five alternated pairs of runs. Dropped: F(2×2, 5×5) (36 products for 2×2 outputs: conv2
+/// 529–684 ms), and F(4×4, 3×3) (576 products per 13×13 map, but 2–7 % slower than F(3×3, 3×3)
+/// in training: its α = 6 transforms cost more than the 8 % products saved). ∂input is the same pipeline run on ∂output
 /// with the weights turned by 180° and their channels swapped. The weight gradient follows
 /// from the forward pass being bilinear in the transformed weights U and inputs V: ∂U = Σ over
 /// tiles of V ⊙ (A ∂y Aᵀ), α² products (C × tiles) · (tiles × K), then ∂g = Gᵀ ∂U G.
@@ -24,8 +25,8 @@ import CKernels
 /// Tensors are in nChw8c, the layout oneDNN's AVX2 convolutions choose (`ConvolutionKernel`
 /// uses this kernel only when they do). The transformed inputs and products live in the
 /// engine's scratch memory, shared by every layer, and a batch goes through a few images at a
-/// time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image, 5.6 MB
-/// for conv2, 2.4 MB for conv4.
+/// time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image, 4.4 MB
+/// for conv2 (F(4×4, 5×5)), 1.9 MB for conv4 (F(3×3, 3×3)), at 128 MiB 30 and 69 images.
 final class WinogradKernel {
     /// One of the algorithms in winograd.c: m×m outputs per tile of an r×r kernel.
     struct Algorithm {
