@@ -17,10 +17,11 @@ import CKernels
 /// float32 model: conv2's forward and backward passes took 812–1013 ms against 1047–1224, in
 /// five alternated pairs of runs. Dropped: F(2×2, 5×5) (36 products for 2×2 outputs: conv2
 /// 529–684 ms), and F(4×4, 3×3) (576 products per 13×13 map, but 2–7 % slower than F(3×3, 3×3)
-/// in training: its α = 6 transforms cost more than the 8 % products saved). ∂input is the same pipeline run on ∂output
-/// with the weights turned by 180° and their channels swapped. The weight gradient follows
-/// from the forward pass being bilinear in the transformed weights U and inputs V: ∂U = Σ over
-/// tiles of V ⊙ (A ∂y Aᵀ), α² products (C × tiles) · (tiles × K), then ∂g = Gᵀ ∂U G.
+/// in training: its α = 6 transforms cost more than the 8 % products saved). ∂input is the
+/// same pipeline run on ∂output with the weights turned by 180° and their channels swapped.
+/// The weight gradient follows from the forward pass being bilinear in the transformed weights
+/// U and inputs V: ∂U = Σ over tiles of V ⊙ (A ∂y Aᵀ), α² products (C × tiles) · (tiles × K),
+/// then ∂g = Gᵀ ∂U G.
 ///
 /// Tensors are in nChw8c, the layout oneDNN's AVX2 convolutions choose (`ConvolutionKernel`
 /// uses this kernel only when they do). The transformed inputs and products live in the
@@ -47,12 +48,12 @@ final class WinogradKernel {
         /// 13×13, F(2×2, 3×3) on 4×4, where F(3×3, 3×3)'s tiles would overhang by 125 %;
         /// F(4×4, 5×5) on 27×27, F(3×3, 5×5) on 9×9.
         static func fewestMultiplies(kernel r: Int, height: Int, width: Int) -> Algorithm? {
-            var best: Algorithm?
+            var best: (algorithm: Algorithm, saving: Double)?
             for candidate in all where candidate.r == r {
                 let saving = candidate.saving(height: height, width: width)
-                if best.map({ saving > $0.saving(height: height, width: width) }) ?? true { best = candidate }
+                if saving > best?.saving ?? 0 { best = (candidate, saving) }
             }
-            return best
+            return best?.algorithm
         }
 
         func tiles(height: Int, width: Int) -> Int { Int(alexnet_winograd_tiles(id, Int32(height), Int32(width))) }
