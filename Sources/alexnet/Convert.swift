@@ -34,11 +34,8 @@ struct Convert: ParsableCommand {
     @Option(help: "Variant of a plain safetensors file with native names (the seed's and torchvision's names imply theirs).")
     var variant: Variant?
 
-    func validate() throws {
-        if input == output { throw ValidationError("IN and OUT must differ") }
-    }
-
     func run() throws {
+        do { try OutputRule(inputs: [input]).check(output, what: "OUT") } catch { throw usageError(error) }
         let loaded: LoadedWeights
         do { loaded = try LoadedWeights(path: input, variant: variant) } catch { throw usageError("\(input): \(error)") }
         try loaded.write(to: output, names: names)

@@ -37,10 +37,10 @@ struct Export: ParsableCommand {
     func validate() throws {
         if dynamicBatch && batch != nil { throw ValidationError("--batch and --dynamic-batch exclude each other") }
         if let batch { do { try Limits.check(batch: batch, flag: "--batch") } catch { throw ValidationError("\(error)") } }
-        if onnx == weights { throw ValidationError("--onnx must not be the weights file") }
     }
 
     func run() throws {
+        do { try OutputRule(inputs: [weights]).check(onnx, what: "--onnx") } catch { throw usageError(error) }
         let loaded: LoadedWeights
         do { loaded = try LoadedWeights(path: weights, variant: variant) } catch { throw usageError("\(weights): \(error)") }
         let nodes = try loaded.exportONNX(to: onnx, batch: dynamicBatch ? .dynamic : .fixed(batch ?? 1))

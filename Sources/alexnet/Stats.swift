@@ -40,7 +40,7 @@ struct Stats: ParsableCommand {
 
     func run() throws {
         // Before reading a single image: a bad -o used to fail only after the whole computation.
-        do { try FileIO.checkWritable(output) } catch { throw usageError("-o \(error)") }
+        do { try OutputRule(sourceTrees: [source]).check(output, what: "-o") } catch { throw usageError(error) }
         let split = try DatasetSplit.open(source)
         let stats = try DatasetStatistics.compute(split, size: size, sample: sample, seed: seed, threads: compute.count, progress: true)
         try stats.write(to: output, source: source)

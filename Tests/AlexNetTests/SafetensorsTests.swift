@@ -110,21 +110,21 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertThrowsError(try sample().write(to: dir.appendingPathComponent("missing/x.safetensors").path)) {
             XCTAssertTrue("\($0)".contains("missing/x.safetensors") && "\($0)".contains("No such file"), "\($0)")
         }
-        // A folder in the way: the rename fails, the temporary file goes, the folder stays.
+        // A folder in the way: refused before a temporary file is made; the folder stays.
         let folder = dir.appendingPathComponent("x.safetensors")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
         try Data("keep".utf8).write(to: folder.appendingPathComponent("inside"))
-        XCTAssertThrowsError(try sample().write(to: folder.path)) { XCTAssertTrue("\($0)".contains("rename"), "\($0)") }
+        XCTAssertThrowsError(try sample().write(to: folder.path)) { XCTAssertTrue("\($0)".contains("is a folder"), "\($0)") }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["x.safetensors"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["inside"])
     }
 
-    func testCheckWritableRefusesBeforeAnyWork() throws {
+    func testTheOutputRuleRefusesBeforeAnyWork() throws {
         let dir = try Paths.temporaryDirectory()
-        XCTAssertNoThrow(try FileIO.checkWritable(dir.appendingPathComponent("new.safetensors").path))
-        XCTAssertThrowsError(try FileIO.checkWritable(dir.path)) { XCTAssertTrue("\($0)".contains("is a folder"), "\($0)") }
-        XCTAssertThrowsError(try FileIO.checkWritable("/nonexistent/x.safetensors")) { XCTAssertTrue("\($0)".contains("/nonexistent"), "\($0)") }
-        XCTAssertThrowsError(try FileIO.checkWritable(dir.path + "/")) { XCTAssertTrue("\($0)".contains("no file name"), "\($0)") }
+        XCTAssertNoThrow(try OutputRule().check(dir.appendingPathComponent("new.safetensors").path))
+        XCTAssertThrowsError(try OutputRule().check(dir.path)) { XCTAssertTrue("\($0)".contains("is a folder"), "\($0)") }
+        XCTAssertThrowsError(try OutputRule().check("/nonexistent/x.safetensors")) { XCTAssertTrue("\($0)".contains("/nonexistent"), "\($0)") }
+        XCTAssertThrowsError(try OutputRule().check(dir.path + "/")) { XCTAssertTrue("\($0)".contains("no file name"), "\($0)") }
     }
 
     /// A second name for a complete file (epoch-NNN, best): the same bytes, atomically replacing

@@ -191,7 +191,7 @@ final class ErrorDescriptionTests: XCTestCase {
         collect { _ = try SafetensorsFile(path: "/nonexistent/a.safetensors") }
         collect { _ = try GoldenVerifier.files(in: ["/nonexistent/golden"]) }
         collect { try Limits.check(threads: 0) }
-        collect { try FileIO.checkWritable("/nonexistent/x") }
+        collect { try OutputRule().check("/nonexistent/x") }
         XCTAssertEqual(errors.map { "\(type(of: $0))" }, ["SafetensorsError", "GoldenFileError", "LimitError", "Failure"])
         for e in errors {
             XCTAssertEqual(e.localizedDescription, "\(e)")

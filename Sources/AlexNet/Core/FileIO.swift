@@ -211,7 +211,7 @@ public enum FileIO {
     }
 
     /// (folder, file name) of a path; "." for a bare name, "/" for a file at the root.
-    private static func split(_ path: String) -> (String, String) {
+    static func split(_ path: String) -> (String, String) {
         let slash = path.lastIndex(of: "/")
         return (slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ".", slash.map { String(path[path.index(after: $0)...]) } ?? path)
     }
@@ -267,8 +267,8 @@ public enum FileIO {
     /// the new one is complete. Every file the project saves for keeps goes through here or
     /// through `linkDurably` (bulk outputs that a rerun recreates use `createAtomically`).
     public static func writeDurably(to path: String, _ body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        try checkReplaceable(path)
         let (folder, name) = split(path)
-        guard !name.isEmpty else { throw Failure(path: path, reason: "has no file name") }
         let tmp = folder + "/." + name + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw failure(path, "cannot create \(display(tmp))") }
@@ -292,8 +292,8 @@ public enum FileIO {
     /// written. Where hard links do not work (another file system, FAT) the bytes are copied
     /// through `writeDurably`.
     public static func linkDurably(_ source: String, to path: String) throws {
+        try checkReplaceable(path)
         let (folder, name) = split(path)
-        guard !name.isEmpty else { throw Failure(path: path, reason: "has no file name") }
         let tmp = folder + "/." + name + ".tmp-\(getpid())"
         unlink(tmp)
         guard link(source, tmp) == 0 else {
@@ -312,21 +312,6 @@ public enum FileIO {
         guard dir >= 0 else { throw failure(folder, "cannot open the folder to flush it") }
         defer { close(dir) }
         guard fsync(dir) == 0 else { throw failure(folder, "cannot flush the folder to disk") }
-    }
-
-    /// Checks, before a long computation, that a file can be saved at `path`: it has a file
-    /// name, its folder exists and is writable, and `path` is not a folder, FIFO or device.
-    /// (`stats -o somedir` used to fail only after reading every image.)
-    public static func checkWritable(_ path: String) throws {
-        let (folder, name) = split(path)
-        guard !name.isEmpty, name != ".", name != ".." else { throw Failure(path: path, reason: "has no file name") }
-        var st = stat()
-        if stat(path, &st) == 0, let kind = nonRegularKind(st.st_mode) {
-            throw Failure(path: path, reason: "is \(kind), not a file that can be replaced")
-        }
-        guard stat(folder, &st) == 0 else { throw failure(path, "cannot use the folder \(folder)") }
-        guard st.st_mode & S_IFMT == S_IFDIR else { throw Failure(path: path, reason: "\(folder) is not a folder") }
-        guard access(folder, W_OK) == 0 else { throw failure(path, "cannot write into the folder \(folder)") }
     }
 
     public static func writeDurably(_ data: Data, to path: String) throws {

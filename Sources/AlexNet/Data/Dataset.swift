@@ -143,6 +143,12 @@ public struct Dataset: Sendable {
 
     public static let splitFolders = [("train_images", "val_images"), ("train", "val")]
 
+    /// The folders under `root` that hold (or would hold) its splits: what training reads, and
+    /// what no output may be written into.
+    public static func splitPaths(_ root: String) -> [String] {
+        splitFolders.flatMap { [$0.0, $0.1] }.map { (root as NSString).appendingPathComponent($0) }
+    }
+
     public static func open(_ root: String, layout: DatasetLayout? = nil) throws -> Dataset {
         let fm = FileManager.default
         for (t, v) in splitFolders {

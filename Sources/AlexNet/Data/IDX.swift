@@ -190,6 +190,14 @@ public struct IDXImporter {
         public var seconds = 0.0
     }
 
+    /// What an import's destination records (`import.json`): which tool made it, with which
+    /// class folders, so that a rerun or another split's import continues it.
+    struct Manifest: Codable {
+        var tool = "alexnet import"
+        var classes: [String]
+    }
+    public static let manifestFile = "import.json"
+
     public let options: Options
     public init(options: Options) { self.options = options }
 
@@ -248,6 +256,12 @@ public struct IDXImporter {
             if let i = l.labels.firstIndex(where: { Int($0) >= classes.count }) {
                 throw IDXError(path: s.labels, reason: "label \(l.labels[i]) of image \(i) is beyond the \(classes.count) classes (\(classes.joined(separator: ",")))")
             }
+        }
+        // A destination holding anything but an earlier import of the same classes is refused
+        // before a file is written: the import replaces incomplete files it finds.
+        let wanted = Manifest(classes: classes)
+        try OwnedFolder.claim(options.destination, manifest: Self.manifestFile, wanted: wanted, owner: "import") { found in
+            found.classes == classes ? [] : ["classes \(found.classes.joined(separator: ",")) → \(classes.joined(separator: ","))"]
         }
         var reports: [SplitReport] = []
         for (s, l) in zip(options.sources, loaded) {

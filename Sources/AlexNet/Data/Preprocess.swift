@@ -174,34 +174,9 @@ public struct Preprocessor {
     /// by `preprocess` with the same settings. Returns the folders it created (to remove again if
     /// the run cannot start).
     private func prepareDestination() throws -> [String] {
-        let destination = options.destination
-        let manifestPath = (destination as NSString).appendingPathComponent(Self.manifestFile)
         let wanted = Manifest(options)
-        let made = try FileIO.makeFolders(destination)
-        do {
-            if FileIO.status(manifestPath) != nil {
-                var bytes: [UInt8] = []
-                let n = try FileIO.read(manifestPath, into: &bytes, limit: 1 << 20)
-                guard let found = try? JSONDecoder().decode(Manifest.self, from: Data(bytes[0..<n])) else {
-                    throw ImageError(path: FileIO.display(manifestPath), reason: "is not a preprocess manifest (expected JSON with size, center_crop, format, quality, resize_in_rgb)")
-                }
-                let changed = found.differences(from: wanted)
-                if !changed.isEmpty {
-                    throw ImageError(path: FileIO.display(destination), reason: "was made with other settings (\(changed.joined(separator: ", "))); rerun with the settings in \(Self.manifestFile), or use another destination")
-                }
-                return made
-            }
-            let entries = try FileManager.default.contentsOfDirectory(atPath: destination).filter { !$0.hasPrefix(".") }
-            if !entries.isEmpty {
-                throw ImageError(path: FileIO.display(destination), reason: "is not empty and was not made by preprocess (no \(Self.manifestFile)); nothing in it is overwritten: choose a new or empty folder (a folder from an earlier version: remove it and rerun)")
-            }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try FileIO.writeDurably(try encoder.encode(wanted) + Data("\n".utf8), to: manifestPath)
-            return made
-        } catch {
-            FileIO.removeFolders(made)
-            throw error
+        return try OwnedFolder.claim(options.destination, manifest: Self.manifestFile, wanted: wanted, owner: "preprocess") {
+            $0.differences(from: wanted)
         }
     }
 

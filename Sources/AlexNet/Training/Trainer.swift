@@ -88,6 +88,8 @@ public final class Trainer {
         let epochStart: FloatBuffer
         let inference: InferenceNetworks
         let checkpointDirectory: String, logDirectory: String
+        /// Rank 0's claim on the two folders, held for the run; nil on the other ranks.
+        let folders: RunFolders?
         /// Rank 0's; nil on the other ranks.
         let tensorboard: TensorBoardWriter?
         /// Sums the gradients over the ranks during backward (distributed runs only).
@@ -153,15 +155,14 @@ public final class Trainer {
         try communicator.broadcastAndWait(parameters.values.pointer, count: parameters.values.count, what: "the initial weights")
         try communicator.broadcastAndWait(sgd.velocity.pointer, count: sgd.velocity.count, what: "the momentum buffers")
 
+        // Rank 0 writes: its folders are claimed once the configuration has proved to fit the data.
+        let folders = communicator.isRoot ? try RunFolders(
+            checkpointRoot: config.path.checkpointDir, logRoot: config.path.logDir, name: state.runName, resuming: resumed != nil,
+            rule: OutputRule(inputs: [config.augmentations.statistics, config.training.startFrom], sourceTrees: Dataset.splitPaths(config.path.dataset))) : nil
         let checkpointDirectory = (config.path.checkpointDir as NSString).appendingPathComponent(state.runName)
         let logDirectory = (config.path.logDir as NSString).appendingPathComponent(state.runName)
         var tensorboard: TensorBoardWriter?
         if communicator.isRoot {
-            for dir in [checkpointDirectory, logDirectory] {
-                do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                    throw TrainingError.setup("cannot create \(dir): \(FileIO.describe(error))")
-                }
-            }
             tensorboard = try TensorBoardWriter(directory: logDirectory)
             // Events a crashed run wrote after its last checkpoint are superseded by the rerun's.
             if resumed != nil { try tensorboard?.sessionStart(step: state.epoch + 1) }
@@ -171,7 +172,7 @@ public final class Trainer {
                        statistics: statistics, augmentation: train, parameters: parameters, sgd: sgd,
                        epochStart: epochStart, inference: InferenceNetworks(config: config.model, parameters: parameters, engine: engine,
                                                                        precision: config.training.precision),
-                       checkpointDirectory: checkpointDirectory, logDirectory: logDirectory, tensorboard: tensorboard,
+                       checkpointDirectory: checkpointDirectory, logDirectory: logDirectory, folders: folders, tensorboard: tensorboard,
                        reducer: communicator.size > 1 ? GradientReducer(communicator: communicator, parameters: parameters) : nil)
     }
 
@@ -193,7 +194,8 @@ public final class Trainer {
     }
 
     private func freshState() -> TrainingState {
-        let name = config.path.runName.isEmpty ? RunName.generate() : config.path.runName
+        let name = config.path.runName.isEmpty
+            ? RunFolders.freshName(checkpointRoot: config.path.checkpointDir, logRoot: config.path.logDir) : config.path.runName
         return TrainingState(runName: name, seed: config.training.seed, schedule: config.makeSchedule())
     }
 
