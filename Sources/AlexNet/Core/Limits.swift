@@ -47,13 +47,14 @@ public enum Limits {
     /// rest is the system's and the other buffers'), so that it fails here with a message
     /// instead of being killed by the kernel half-way. `count × bytesEach` is computed with
     /// overflow checks.
-    public static func check(memory count: Int, bytesEach: Int, what: String, flags: String) throws {
+    public static func check(memory count: Int, bytesEach: Int, what: String, flags: String, advice: String = "") throws {
         let budget = ProcessInfo.processInfo.physicalMemory / 2
         let (bytes, overflow) = count.multipliedReportingOverflow(by: bytesEach)
         guard !overflow, bytes >= 0, UInt64(bytes) <= budget else {
             let needed = overflow ? "more than 9 EB" : String(format: "%.1f GB", Double(bytes) / 1e9)
             throw LimitError(flag: flags, message: "\(what) would need \(needed), more than half of this machine's "
-                             + String(format: "%.1f GB", Double(ProcessInfo.processInfo.physicalMemory) / 1e9))
+                             + String(format: "%.1f GB", Double(ProcessInfo.processInfo.physicalMemory) / 1e9)
+                             + (advice.isEmpty ? "" : "; \(advice)"))
         }
     }
 }

@@ -104,7 +104,10 @@ public final class BatchLoader: @unchecked Sendable {
         let workers = max(1, threads)
         // A part holds at most ⌈batch / ranks⌉ samples.
         let slotFloats = (batchSize + shard.ranks - 1) / shard.ranks * crops * sampleFloats
-        slots = (0..<(workers + max(0, prefetch))).map { _ in FloatBuffer(count: slotFloats, zeroed: false) }
+        let slotCount = workers + max(0, prefetch), slotName = "a loader batch of \(batchSize)×\(crops) crops"
+        try Limits.check(memory: slotFloats * slotCount, bytesEach: MemoryLayout<Float>.stride,
+                         what: "\(slotCount) of \(slotName)", flags: "the loader:", advice: "lower the batch size")
+        slots = try (0..<slotCount).map { _ in try FloatBuffer(count: slotFloats, zeroed: false, for: slotName) }
         counter = WorkCounter(batchCount, start: startBatch)
         nextBatch = startBatch
         released = startBatch - 1

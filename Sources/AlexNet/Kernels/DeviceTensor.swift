@@ -113,7 +113,7 @@ public final class DeviceTensor {
 
     /// A zeroed tensor in `layout` (one a layer's output reported, or `TensorLayout.plain`).
     public convenience init(_ layout: TensorLayout, engine: Engine) throws {
-        let buffer = FloatBuffer(count: (layout.bytes + 3) / 4)
+        let buffer = try FloatBuffer(count: (layout.bytes + 3) / 4, for: "a \(layout.dims) tensor")
         try self.init(layout, engine: engine, storage: buffer, data: buffer.pointer)
     }
 

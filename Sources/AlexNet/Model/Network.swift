@@ -40,6 +40,13 @@ public final class Network {
                 engine: Engine) throws {
         try config.validate()
         guard batch > 0 else { throw ConfigError(message: "batch size must be positive, got \(batch)") }
+        // Every image keeps its input and each layer's output; training also keeps their
+        // gradients and the layers' saved state, about three times as much. Refused here, with
+        // the size, rather than by the kernel's out-of-memory killer half-way through.
+        let perImage = try config.shapes().reduce(3 * config.inputSize * config.inputSize) { $0 + $1.output.reduce(1, *) }
+        try Limits.check(memory: batch, bytesEach: perImage * MemoryLayout<Float>.stride * (mode == .training ? 3 : 1),
+                         what: "the activations\(mode == .training ? " and gradients" : "") of \(mode == .training ? "training" : "inference")",
+                         flags: "batch \(batch):", advice: "lower the batch size")
         (self.config, self.batch, self.mode, self.precision, self.engine, self.parameters) = (config, batch, mode, precision, engine, parameters)
         input = try DeviceTensor.plain([batch, 3, config.inputSize, config.inputSize], engine: engine)
 

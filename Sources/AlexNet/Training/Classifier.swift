@@ -11,8 +11,8 @@ public struct Prediction: Sendable, Equatable {
 }
 
 /// `alexnet classify` (the seed's `classify_image.py`, SPEC section 5): each image's shorter side
-/// to 256 (for 224 crops), the central crop or the ten crops, the top k classes. All images go
-/// through the network as one batch.
+/// to 256 (for 224 crops), the central crop or the ten crops, the top k classes. Images go
+/// through the network in batches of at most `cropsPerBatch` crops.
 public struct Classifier {
     public let weights: LoadedWeights
     public let networks: InferenceNetworks
@@ -27,6 +27,8 @@ public struct Classifier {
         var a = Augmentation(statistics: weights.statistics ?? .imagenetFallback, mean: weights.mean ?? .channel)
         a.outputSize = weights.network.inputSize
         a.channelStd = weights.channelStd
+        // The weights' statistics must fit their network, as evaluate's loader requires.
+        try a.validate()
         augmentation = a
         let k = weights.network.classes
         if let classes = weights.classes, classes.count == k {
@@ -40,17 +42,31 @@ public struct Classifier {
         readableNames = classNames.map { table.index[$0].map { table.names[$0] } ?? $0 }
     }
 
+    /// Network inputs per batch: images go through in batches of at most this many crops, so
+    /// memory stays bounded however many files are given (12 images with ten crops, 128 without).
+    public static let cropsPerBatch = 128
+
     public func classify(files: [String], top k: Int, tenCrop: Bool) throws -> [[Prediction]] {
-        guard !files.isEmpty else { return [] }
+        let crops = tenCrop ? 10 : 1
+        let perBatch = max(1, Self.cropsPerBatch / crops)
+        var results: [[Prediction]] = []
+        results.reserveCapacity(files.count)
+        for start in stride(from: 0, to: files.count, by: perBatch) {
+            results += try classifyBatch(Array(files[start..<min(files.count, start + perBatch)]), top: k, crops: crops)
+        }
+        return results
+    }
+
+    private func classifyBatch(_ files: [String], top k: Int, crops: Int) throws -> [[Prediction]] {
         let codec = ImageCodec()
-        let size = augmentation.evaluationImageSize, crops = tenCrop ? 10 : 1
+        let size = augmentation.evaluationImageSize
         let sample = 3 * augmentation.outputSize * augmentation.outputSize
-        let batch = FloatBuffer(count: crops * files.count * sample, zeroed: false)
+        let batch = try FloatBuffer(count: crops * files.count * sample, zeroed: false, for: "\(files.count) images of \(crops) crops")
         var scratch: [Float] = []
         for (i, file) in files.enumerated() {
             var image = try codec.decode(file: file)
             if image.width != size || image.height != size { image = image.resizedShorterSide(to: size, crop: true) }
-            augmentation.evaluationCrops(augmentation.prepared(image), tenCrop: tenCrop, into: batch.pointer + i * sample,
+            augmentation.evaluationCrops(augmentation.prepared(image), tenCrop: crops == 10, into: batch.pointer + i * sample,
                                          stride: files.count * sample, scratch: &scratch)
         }
         let averaged = try networks.averagedOutputs(images: batch.pointer, count: files.count, crops: crops)
