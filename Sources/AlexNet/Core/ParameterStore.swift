@@ -29,6 +29,18 @@ public final class ParameterStore: @unchecked Sendable {
     }
 
     public var names: [String] { entries.map(\.name) }
+
+    /// The first parameter (by name, and the flat index within it) whose value in `buffer`, laid
+    /// out like this store, is NaN or infinite; nil when all are finite. Files are checked with it
+    /// before use (weights, momentum), so a poisoned file is refused rather than trained on.
+    public func firstNonFinite(in buffer: FloatBuffer) -> (name: String, index: Int)? {
+        for e in entries {
+            let p = buffer.pointer + e.offset
+            if let i = (0..<e.count).first(where: { !p[$0].isFinite }) { return (e.name, i) }
+        }
+        return nil
+    }
+
     public var parameterCount: Int { entries.reduce(0) { $0 + $1.count } }
 
     public func entry(_ name: String) throws -> Entry {

@@ -167,15 +167,31 @@ public struct DatasetStatistics: Sendable, Equatable {
     }
 
     public init(file path: String) throws {
-        let f = try SafetensorsFile(path: path)
-        let mean = try f.tensor("mean_image")
-        guard mean.shape.count == 3, mean.shape[0] == mean.shape[1], mean.shape[2] == 3 else {
-            throw SafetensorsError(path: path, tensor: "mean_image", reason: "shape \(mean.shape), expected (S, S, 3)")
+        try self.init(reading: try SafetensorsFile(path: path), path: path)
+    }
+
+    /// The statistics stored under `prefix` in `f` (a statistics file's own, or a checkpoint's
+    /// `statistics.*`), checked before use: a mean image of shape (S, S, 3) and finite values
+    /// throughout, since a wrong shape would resize every image to it and a NaN would reach
+    /// every input. The covariance is optional (checkpoints keep none).
+    init(reading f: SafetensorsFile, path: String, prefix: String = "") throws {
+        let mean = try f.tensor(prefix + "mean_image")
+        guard mean.shape.count == 3, mean.shape[0] == mean.shape[1], mean.shape[0] > 0, mean.shape[2] == 3 else {
+            throw SafetensorsError(path: path, tensor: prefix + "mean_image", reason: "shape \(mean.shape), expected (S, S, 3)")
         }
-        let vectors = try f.doubles("eigenvectors", shape: [3, 3])
-        self.init(size: mean.shape[0], meanImage: mean.data, channelMean: try f.doubles("channel_mean", shape: [3]),
-                  covariance: try f.doubles("covariance", shape: [3, 3]), eigenvalues: try f.doubles("eigenvalues", shape: [3]),
+        let vectors = try f.doubles(prefix + "eigenvectors", shape: [3, 3])
+        let covariance = f.tensors[prefix + "covariance"] == nil ? [] : try f.doubles(prefix + "covariance", shape: [3, 3])
+        self.init(size: mean.shape[0], meanImage: mean.data, channelMean: try f.doubles(prefix + "channel_mean", shape: [3]),
+                  covariance: covariance, eigenvalues: try f.doubles(prefix + "eigenvalues", shape: [3]),
                   eigenvectors: [Array(vectors[0..<3]), Array(vectors[3..<6]), Array(vectors[6..<9])],
-                  imageCount: Int(f.metadata["images"] ?? "") ?? 0)
+                  imageCount: Int(f.metadata[prefix.isEmpty ? "images" : "statistics_images"] ?? "") ?? 0)
+        let named: [(String, [Double])] = [("channel_mean", channelMean), ("covariance", covariance), ("eigenvalues", eigenvalues),
+                                           ("eigenvectors", vectors)]
+        if let bad = named.first(where: { !$0.1.allSatisfy(\.isFinite) }) {
+            throw SafetensorsError(path: path, tensor: prefix + bad.0, reason: "holds NaN or infinite values")
+        }
+        if let i = meanImage.firstIndex(where: { !$0.isFinite }) {
+            throw SafetensorsError(path: path, tensor: prefix + "mean_image", reason: "value \(i) is \(meanImage[i]); statistics must be finite")
+        }
     }
 }

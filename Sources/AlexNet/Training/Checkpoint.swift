@@ -37,6 +37,30 @@ public struct TrainingState: Codable, Sendable, Equatable {
     }
 }
 
+extension TrainingState {
+    /// Throws unless this state is one a run of `epochs` epochs can continue from: a position
+    /// inside the run, counts that are not negative, and a finite positive learning rate
+    /// (`source` names the file in the error). A checkpoint holds what a run wrote, but a file
+    /// can be edited or damaged: an epoch of −7 would train epochs "−6/5", one of 2⁶² nothing.
+    public func check(source: String, epochs: Int) throws {
+        func fail(_ key: String, _ message: String) -> ConfigurationError { ConfigurationError(source: source, key: key, message: message) }
+        guard epoch >= 0 else { throw fail("epoch", "is \(epoch); a checkpoint's completed epochs are 0 or more") }
+        guard epoch <= epochs else {
+            throw fail("epoch", "the checkpoint has completed \(epoch) epochs, more than training.epochs = \(epochs); set training.epochs to at least \(epoch) to continue it")
+        }
+        for (key, value) in [("batch", batch), ("sgd_steps", sgdSteps), ("epoch_images", epochImages), ("schedule.epochs", schedule.state.epochs),
+                             ("schedule.bad_epochs", schedule.state.badEpochs), ("schedule.cooldown", schedule.state.cooldownCounter),
+                             ("schedule.drops", schedule.state.drops)] where value < 0 {
+            throw fail(key, "is \(value); it cannot be negative")
+        }
+        guard schedule.state.lr.isFinite, schedule.state.lr > 0 else {
+            throw fail("learning rate", "is \(schedule.state.lr); it must be a finite number > 0")
+        }
+        if let best, !best.isFinite { throw fail("best", "is \(best); a metric must be finite") }
+        guard epochLossSum.isFinite else { throw fail("epoch_loss_sum", "is \(epochLossSum); it must be finite") }
+    }
+}
+
 /// A training checkpoint (SPEC section 6): a safetensors file holding the parameters under
 /// SPEC section 1's names, the momentum buffers (`momentum.<name>`), the weights at the start of
 /// the epoch when written mid-epoch (`epoch_start.<name>`, for the epoch's weight-change log),
@@ -85,8 +109,14 @@ public enum Checkpoint {
 
     /// Reads a checkpoint's metadata (tensors stay in the mapped file until asked for).
     public static func read(_ path: String) throws -> Contents {
-        let file = try SafetensorsFile(path: path)
-        guard file.metadata["format"] == format else {
+        try read(try SafetensorsFile(path: path), path: path)
+    }
+
+    /// Whether `file` says it is a checkpoint; its metadata must then be whole and valid (`read`).
+    public static func isCheckpoint(_ file: SafetensorsFile) -> Bool { file.metadata["format"] == format }
+
+    static func read(_ file: SafetensorsFile, path: String) throws -> Contents {
+        guard isCheckpoint(file) else {
             throw SafetensorsError(path: path, tensor: nil, reason: "not an alexnet training checkpoint (no format=\(format) in its metadata)")
         }
         func decode<T: Decodable>(_ key: String, _ type: T.Type) throws -> T {
@@ -95,18 +125,19 @@ public enum Checkpoint {
                 throw SafetensorsError(path: path, tensor: nil, reason: "metadata '\(key)' is not valid (\(error))")
             }
         }
-        var statistics: DatasetStatistics?
-        if file.tensors["statistics.mean_image"] != nil {
-            let mean = try file.tensor("statistics.mean_image")
-            let v = try file.doubles("statistics.eigenvectors", shape: [3, 3])
-            statistics = DatasetStatistics(size: mean.shape[0], meanImage: mean.data, channelMean: try file.doubles("statistics.channel_mean", shape: [3]),
-                                           covariance: [], eigenvalues: try file.doubles("statistics.eigenvalues", shape: [3]),
-                                           eigenvectors: [Array(v[0..<3]), Array(v[3..<6]), Array(v[6..<9])],
-                                           imageCount: Int(file.metadata["statistics_images"] ?? "") ?? 0)
+        let statistics = file.tensors["statistics.mean_image"] == nil ? nil
+            : try DatasetStatistics(reading: file, path: path, prefix: "statistics.")
+        let network = try decode("network", NetworkConfig.self)
+        let classes = try decode("classes", [String].self)
+        guard classes.count == network.classes else {
+            throw SafetensorsError(path: path, tensor: nil, reason: "metadata 'classes' names \(classes.count) classes, but 'network' has \(network.classes) outputs")
         }
-        return Contents(state: try decode("state", TrainingState.self), network: try decode("network", NetworkConfig.self),
-                        configYAML: file.metadata["config"] ?? "", classes: try decode("classes", [String].self), statistics: statistics,
-                        mean: MeanMode(rawValue: file.metadata["mean"] ?? "") ?? .channel, file: file)
+        guard let config = file.metadata["config"] else { throw SafetensorsError(path: path, tensor: nil, reason: "metadata 'config' missing") }
+        guard let mean = MeanMode(rawValue: file.metadata["mean"] ?? "") else {
+            throw SafetensorsError(path: path, tensor: nil, reason: "metadata 'mean' is '\(file.metadata["mean"] ?? "")', expected \(MeanMode.allCases.map(\.rawValue).joined(separator: " or "))")
+        }
+        return Contents(state: try decode("state", TrainingState.self), network: network, configYAML: config, classes: classes,
+                        statistics: statistics, mean: mean, file: file)
     }
 
     /// Copies the tensors named `prefix + parameter` into `buffer` (laid out like `parameters`).
@@ -143,33 +174,40 @@ public struct LoadedWeights {
             mean = .channel
             if network.variant == .torchvision { channelStd = Augmentation.torchvisionStd }
             copy = { try torch.copy($0, shape: $1, into: $2) }
-        } else if let contents = try? Checkpoint.read(path) {
-            fail = { SafetensorsError(path: path, tensor: nil, reason: $0) }
-            network = contents.network
-            if let variant, variant != network.variant {
-                throw fail("this checkpoint is the \(network.variant.rawValue) variant, not \(variant.rawValue)")
-            }
-            (classes, statistics, mean) = (contents.classes, contents.statistics, contents.mean)
-            copy = { try contents.file.copyFloats($0, shape: $1, into: $2) }
         } else {
-            fail = { SafetensorsError(path: path, tensor: nil, reason: $0) }
             let file = try SafetensorsFile(path: path)
-            // A plain file may use the seed's or torchvision's names (as `convert --names` writes).
-            let naming: ParameterNaming
-            do { naming = file.tensors["conv1.weight"] != nil ? .native : try ParameterNaming.detect(file.names) } catch { throw fail("\(error)") }
-            let stored = { (native: String) in naming.foreignName(native) ?? native }
-            let shapes = Dictionary(uniqueKeysWithValues: ParameterNaming.layers.flatMap { [$0 + ".weight", $0 + ".bias"] }.compactMap { n in
-                file.tensors[stored(n)].map { (n, $0.shape) }
-            })
-            network = try Self.plainNetwork(path, naming: naming, shapes: shapes, metadata: file.metadata, variant: variant,
-                                            inputSize: inputSize, fail: fail)
-            if network.variant == .torchvision && naming == .torchvision { (mean, channelStd) = (.channel, Augmentation.torchvisionStd) }
-            copy = { try file.copyFloats(stored($0), shape: $1, into: $2) }
+            fail = { SafetensorsError(path: path, tensor: nil, reason: $0) }
+            if Checkpoint.isCheckpoint(file) {
+                // A checkpoint whose metadata cannot be read is an error, never plain weights: its
+                // network and classes would be guessed from the shapes.
+                let contents = try Checkpoint.read(file, path: path)
+                network = contents.network
+                if let variant, variant != network.variant {
+                    throw fail("this checkpoint is the \(network.variant.rawValue) variant, not \(variant.rawValue)")
+                }
+                (classes, statistics, mean) = (contents.classes, contents.statistics, contents.mean)
+                copy = { try file.copyFloats($0, shape: $1, into: $2) }
+            } else {
+                // A plain file may use the seed's or torchvision's names (as `convert --names` writes).
+                let naming: ParameterNaming
+                do { naming = file.tensors["conv1.weight"] != nil ? .native : try ParameterNaming.detect(file.names) } catch { throw fail("\(error)") }
+                let stored = { (native: String) in naming.foreignName(native) ?? native }
+                let shapes = Dictionary(uniqueKeysWithValues: ParameterNaming.layers.flatMap { [$0 + ".weight", $0 + ".bias"] }.compactMap { n in
+                    file.tensors[stored(n)].map { (n, $0.shape) }
+                })
+                network = try Self.plainNetwork(path, naming: naming, shapes: shapes, metadata: file.metadata, variant: variant,
+                                                inputSize: inputSize, fail: fail)
+                if network.variant == .torchvision && naming == .torchvision { (mean, channelStd) = (.channel, Augmentation.torchvisionStd) }
+                copy = { try file.copyFloats(stored($0), shape: $1, into: $2) }
+            }
         }
         if let inputSize { network.inputSize = inputSize }
         do { try network.validate() } catch { throw fail("\(error)") }
         parameters = Network.makeParameters(network)
         for e in parameters.entries { try copy(e.name, e.shape, parameters.values.pointer + e.offset) }
+        if let bad = parameters.firstNonFinite(in: parameters.values) {
+            throw fail("\(bad.name) holds a NaN or infinite value (element \(bad.index)); weights must be finite")
+        }
     }
 
     /// The network of a file without a training checkpoint's metadata: the variant recorded in

@@ -65,8 +65,11 @@ public struct PyTorchWeights {
                 }
                 buffers[native] = buffer
             }
-            self.optimizer = Optimizer(lr: lr, momentum: group["momentum"]?.double ?? 0, weightDecay: group["weight_decay"]?.double ?? 0,
-                                       buffers: buffers)
+            let momentum = group["momentum"]?.double ?? 0, weightDecay = group["weight_decay"]?.double ?? 0
+            guard lr.isFinite, lr > 0 else { throw fail("its optimizer's learning rate is \(lr); it must be a finite number > 0") }
+            guard momentum >= 0, momentum < 1 else { throw fail("its optimizer's momentum is \(momentum); it must be ≥ 0 and < 1") }
+            guard weightDecay.isFinite, weightDecay >= 0 else { throw fail("its optimizer's weight decay is \(weightDecay); it must be a finite number ≥ 0") }
+            self.optimizer = Optimizer(lr: lr, momentum: momentum, weightDecay: weightDecay, buffers: buffers)
         } else {
             optimizer = nil
         }
@@ -83,6 +86,10 @@ public struct PyTorchWeights {
             p.cooldown = s["cooldown"]?.int ?? p.cooldown
             p.minLR = s["min_lrs"]?.items?.first?.double ?? p.minLR
             p.eps = s["eps"]?.double ?? p.eps
+            guard p.factor > 0, p.factor < 1 else { throw fail("its scheduler's factor is \(p.factor); it must be > 0 and < 1") }
+            guard p.threshold.isFinite, p.threshold >= 0, p.minLR.isFinite, p.minLR >= 0, p.eps.isFinite, p.eps >= 0, p.patience >= 0, p.cooldown >= 0 else {
+                throw fail("its scheduler's settings are out of range (threshold \(p.threshold), min_lr \(p.minLR), eps \(p.eps), patience \(p.patience), cooldown \(p.cooldown))")
+            }
             guard let lr = s["_last_lr"]?.items?.first?.double ?? optimizer?.lr else { throw fail("its scheduler state has no learning rate") }
             var state = LearningRateSchedule.State(lr: lr)
             state.epochs = s["last_epoch"]?.int ?? 0

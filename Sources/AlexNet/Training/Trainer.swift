@@ -145,6 +145,13 @@ public final class Trainer {
         let epochStart = FloatBuffer(count: parameters.values.count)
         if let resumed {
             try resumed.load(parameters, sgd, epochStart)
+            let loaded = [("weights", parameters.values), ("momentum buffer", sgd.velocity)] + (state.batch > 0 ? [("epoch-start weights", epochStart)] : [])
+            for (what, buffer) in loaded {
+                if let bad = parameters.firstNonFinite(in: buffer) {
+                    throw ConfigurationError(source: config.training.resumeFrom, key: nil,
+                                             message: "the \(what) of \(bad.name) hold a NaN or infinite value (element \(bad.index)); a run cannot continue from it")
+                }
+            }
             sgd.steps = state.sgdSteps
         } else if !config.training.startFrom.isEmpty {
             try startingWeights(into: parameters)
@@ -220,6 +227,7 @@ public final class Trainer {
                                      message: "the checkpoint's run uses seed \(contents.state.seed), the configuration \(config.training.seed)")
         }
         var state = contents.state
+        try state.check(source: path, epochs: config.training.epochs)
         // The schedule's options come from the configuration; where it stands, from the
         // checkpoint, unless the configuration now asks for another learning rate.
         var schedule = config.makeSchedule()
@@ -263,6 +271,7 @@ public final class Trainer {
         } else {
             state.schedule.state.lr = optimizer.lr
         }
+        try state.check(source: path, epochs: config.training.epochs)
         let lr = Float(optimizer.lr), rule = config.optimizer.updateRule
         return (state, Resumption(classes: nil) { parameters, sgd, _ in
             parameters.values.pointer.update(from: weights.parameters.values.pointer, count: parameters.values.count)

@@ -128,8 +128,9 @@ extension TrainingConfig {
         return v
     }
 
-    private static func real(_ node: Node, range: ClosedRange<Double>, openLow: Bool = false, allowed: String) throws -> Double {
-        guard let s = scalar(node), let v = Double(s), v.isFinite, range.contains(v), !(openLow && v == range.lowerBound) else {
+    private static func real(_ node: Node, range: ClosedRange<Double>, openLow: Bool = false, openHigh: Bool = false, allowed: String) throws -> Double {
+        guard let s = scalar(node), let v = Double(s), v.isFinite, range.contains(v), !(openLow && v == range.lowerBound),
+              !(openHigh && v == range.upperBound) else {
             throw Invalid(allowed: allowed)
         }
         return v
@@ -143,11 +144,12 @@ extension TrainingConfig {
     }
 
     static func double(_ path: String, _ key: WritableKeyPath<TrainingConfig, Double> & Sendable, _ range: ClosedRange<Double>,
-                       openLow: Bool = false, _ help: String) -> Field {
+                       openLow: Bool = false, openHigh: Bool = false, _ help: String) -> Field {
         let low = openLow ? "> \(range.lowerBound)" : "≥ \(range.lowerBound)"
-        let allowed = range.upperBound == .infinity ? "a number \(low)" : "a number \(low) and ≤ \(range.upperBound)"
+        let high = openHigh ? "< \(range.upperBound)" : "≤ \(range.upperBound)"
+        let allowed = range.upperBound == .infinity ? "a number \(low)" : "a number \(low) and \(high)"
         return Field(path: path, allowed: allowed, help: help,
-                     parse: { c, n in c[keyPath: key] = try real(n, range: range, openLow: openLow, allowed: allowed) },
+                     parse: { c, n in c[keyPath: key] = try real(n, range: range, openLow: openLow, openHigh: openHigh, allowed: allowed) },
                      render: { "\($0[keyPath: key])" })
     }
 
@@ -236,14 +238,14 @@ extension TrainingConfig {
             "ten-crop validation every N epochs and after the last; schedules and best.safetensors see only those"),
 
         double("optimizer.lr", \.optimizer.lr, 0...Double.infinity, openLow: true, "initial learning rate"),
-        double("optimizer.momentum", \.optimizer.momentum, 0...1, "momentum μ"),
+        double("optimizer.momentum", \.optimizer.momentum, 0...1, openHigh: true, "momentum μ"),
         double("optimizer.weight_decay", \.optimizer.weightDecay, 0...Double.infinity, "weight decay"),
         choice("optimizer.update_rule", \.optimizer.updateRule, "pytorch (v ← μv + ∇ + wd·w) or paper (v ← μv − wd·lr·w − lr·∇)"),
 
         choice("scheduler.name", \.scheduler.name, "manual (the paper), plateau (the seed's) or step"),
         choice("scheduler.metric", \.scheduler.metric, "validation metric the schedule and best.safetensors watch"),
         choice("scheduler.plateau.mode", \.scheduler.plateau.mode, "ReduceLROnPlateau mode"),
-        double("scheduler.plateau.factor", \.scheduler.plateau.factor, 0...1, openLow: true, "ReduceLROnPlateau factor"),
+        double("scheduler.plateau.factor", \.scheduler.plateau.factor, 0...1, openLow: true, openHigh: true, "ReduceLROnPlateau factor"),
         int("scheduler.plateau.patience", \.scheduler.plateau.patience, min: 0, "ReduceLROnPlateau patience"),
         double("scheduler.plateau.threshold", \.scheduler.plateau.threshold, 0...Double.infinity, "ReduceLROnPlateau threshold"),
         choice("scheduler.plateau.threshold_mode", \.scheduler.plateau.thresholdMode, "ReduceLROnPlateau threshold_mode"),
@@ -264,7 +266,7 @@ extension TrainingConfig {
                   guard epochs == epochs.sorted(), Set(epochs).count == epochs.count else { throw Invalid(allowed: allowed) }
               },
               render: { "[" + $0.scheduler.manual.milestones.map { "[\($0.epoch), \($0.lr)]" }.joined(separator: ", ") + "]" }),
-        double("scheduler.manual.factor", \.scheduler.manual.factor, 0...1, openLow: true, "rate multiplier at each reduction"),
+        double("scheduler.manual.factor", \.scheduler.manual.factor, 0...1, openLow: true, openHigh: true, "rate multiplier at each reduction"),
         int("scheduler.manual.patience", \.scheduler.manual.patience, min: 1, "epochs without improvement before reducing"),
         double("scheduler.manual.threshold", \.scheduler.manual.threshold, 0...1, "relative improvement that counts"),
         int("scheduler.manual.max_drops", \.scheduler.manual.maxDrops, min: 0, "reductions at most (the paper: 3)"),
@@ -396,11 +398,30 @@ extension TrainingConfig {
             try config.apply(yaml: contents.configYAML, source: "\(resume) (its configuration)")
             source = resume
         }
+        let embedded = file == nil && resume != nil ? config : nil
         if let resume { config.training.resumeFrom = resume }
         for o in overrides { try config.override(o) }
+        if let embedded {
+            // A checkpoint is a file that may come from anywhere: the paths its configuration
+            // names are followed only inside the current folder, unless the command line gives them.
+            let given = Set(overrides.map { String($0.prefix { $0 != "=" }).trimmingCharacters(in: .whitespaces) })
+            for (key, path) in Self.pathKeys where !given.contains(key) {
+                let value = embedded[keyPath: path]
+                if value.hasPrefix("/") || value.split(separator: "/").contains("..") {
+                    throw ConfigurationError(source: "\(resume!) (its configuration)", key: key, message:
+                        "is '\(value)', outside the current folder; a checkpoint's own paths are used only when relative and inside it: give it with --set \(key)=\(value) (or -c) to use it")
+                }
+            }
+        }
         try config.validate(source: overrides.isEmpty ? source : "\(source) with --set")
         return config
     }
+
+    /// The keys that name files or folders.
+    static let pathKeys: [(String, WritableKeyPath<TrainingConfig, String>)] = [
+        ("path.dataset", \.path.dataset), ("path.log_dir", \.path.logDir), ("path.checkpoint_dir", \.path.checkpointDir),
+        ("augmentations.statistics", \.augmentations.statistics), ("training.start_from", \.training.startFrom),
+    ]
 
     // MARK: checks across keys
 
