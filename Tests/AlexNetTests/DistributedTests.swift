@@ -82,7 +82,8 @@ final class DistributedTests: XCTestCase {
         let first = try train(config("resume-2to3", batch: 16, epochs: 1), ranks: 2)
         XCTAssertEqual(first.state.epoch, 1)
         let last = Self.data.root.appendingPathComponent("checkpoints/resume-2to3/last.safetensors").path
-        let (status, out, err) = try runProcess(program, prefix3 + ["train", "--resume", last, "--set", "training.epochs=2"])
+        let flags = config("resume-2to3", batch: 16, epochs: 1).pathsOutsideTheCurrentFolder.flatMap { ["--set", "\($0.key)=\($0.value)"] }
+        let (status, out, err) = try runProcess(program, prefix3 + ["train", "--resume", last, "--set", "training.epochs=2"] + flags)
         XCTAssertEqual(status, 0, out + err)
         let resumed = try Checkpoint.read(last)
         XCTAssertEqual(resumed.state.epoch, 2)
@@ -179,7 +180,8 @@ final class DistributedTests: XCTestCase {
 
         let saved = try Checkpoint.read(checkpoint)
         XCTAssertGreaterThanOrEqual(saved.state.epoch, 1)
-        let (status, out, stderr) = try runProcess(Paths.binary, ["train", "--resume", checkpoint, "--set", "training.epochs=\(saved.state.epoch + 1)"])
+        let flags = c.pathsOutsideTheCurrentFolder.flatMap { ["--set", "\($0.key)=\($0.value)"] }
+        let (status, out, stderr) = try runProcess(Paths.binary, ["train", "--resume", checkpoint, "--set", "training.epochs=\(saved.state.epoch + 1)"] + flags)
         XCTAssertEqual(status, 0, out + stderr)
         XCTAssertEqual(try Checkpoint.read(checkpoint).state.epoch, saved.state.epoch + 1)
     }

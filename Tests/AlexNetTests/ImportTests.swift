@@ -121,8 +121,9 @@ final class ImportTests: XCTestCase {
         XCTAssertEqual(report.splits[0].skipped, 10)
         XCTAssertEqual(try grayPixels(folder(7)).2, f.pixels[7])
         XCTAssertEqual(try grayPixels(folder(4)).2, f.pixels[4])
-        // Nothing but the PNGs (no temporary files) is left.
-        XCTAssertEqual(try FileIO.walk(dst).count, 12)
+        // Nothing but the PNGs and the import's manifest (no temporary files) is left.
+        XCTAssertEqual(try FileIO.walk(dst).filter { $0.hasSuffix(".png") }.count, 12)
+        XCTAssertEqual(try FileIO.walk(dst).filter { !$0.hasSuffix(".png") }, [IDXImporter.manifestFile])
     }
 
     /// The binary killed mid-import leaves only whole files, and a rerun finishes the rest.
@@ -139,12 +140,12 @@ final class ImportTests: XCTestCase {
         while p.isRunning, ((try? FileIO.walk(dst + "/train/0")) ?? []).count < 20 { usleep(2000) }
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
-        let written = try FileIO.walk(dst)
+        let written = try FileIO.walk(dst).filter { $0 != IDXImporter.manifestFile }
         XCTAssertLessThan(written.count, 6000, "killed before the end")
         XCTAssertTrue(written.allSatisfy { Preprocessor.isComplete(dst + "/" + $0) })
-        // Nothing else, not even hidden temporary files.
+        // Nothing else but the manifest, not even hidden temporary files.
         let everything = try FileManager.default.subpathsOfDirectory(atPath: dst).filter { !$0.hasSuffix(".png") && $0.contains(".") }
-        XCTAssertEqual(everything, [])
+        XCTAssertEqual(everything, [IDXImporter.manifestFile])
         let report = try IDXImporter(options: .init(destination: dst, sources: [.init(split: "train", images: f.images, labels: f.labels)]))
             .run(progress: false)
         XCTAssertEqual(report.splits[0].skipped, written.count)

@@ -46,7 +46,7 @@ final class OutputRuleTests: XCTestCase {
         assertRefused(rule, dir + "/source/Bag/x.png", "inside")
         assertRefused(rule, dir + "/alias/Bag/new.png", "inside")
         assertRefused(rule, dir + "/folder/../source/new", "inside")
-        assertRefused(rule, dir + "/nowhere/new", "does not exist")
+        assertRefused(rule, dir + "/nowhere/new", "No such file or directory")
         assertRefused(rule, dir + "/", "no file name")
         XCTAssertNoThrow(try rule.check(dir + "/new.onnx"))
         XCTAssertNoThrow(try rule.check(dir + "/folder/new.onnx"))

@@ -89,7 +89,7 @@ final class TrainingConfigTests: XCTestCase {
         assertError("trainig:\n  epochs: 10\n", contains: ["trainig", "path, model, training, optimizer, scheduler, augmentations"])
         assertError("training:\n  epochs: ten\n", contains: ["training.epochs", "an integer ≥ 1", "'ten'"])
         assertError("training:\n  batch_size: 0\n", contains: ["training.batch_size", "≥ 1"])
-        assertError("optimizer:\n  momentum: 1.5\n", contains: ["optimizer.momentum", "≤ 1.0", "'1.5'"])
+        assertError("optimizer:\n  momentum: 1.5\n", contains: ["optimizer.momentum", "< 1.0", "'1.5'"])
         assertError("optimizer:\n  lr: 0\n", contains: ["optimizer.lr", "> 0.0"])
         assertError("model:\n  widths: [1, 2]\n", contains: ["model.widths", "5 integers"])
         assertError("model:\n  variant: resnet\n", contains: ["model.variant", "paper, seed", "'resnet'"])

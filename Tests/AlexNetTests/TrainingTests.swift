@@ -160,7 +160,7 @@ final class TrainingTests: XCTestCase {
             // The time-based checkpoint after epoch 1's first batch, kept aside.
             if (epoch, batch) == (1, 2) { try? FileManager.default.removeItem(atPath: periodic); try! FileManager.default.copyItem(atPath: self.checkpoint("stopped"), toPath: periodic) }
         })) { error in
-            guard case let TrainingError.interrupted(signal, file) = error else { return XCTFail("\(error)") }
+            guard case let TrainingError.interrupted(signal, file, _) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(signal, SIGINT)
             XCTAssertEqual(file, self.checkpoint("stopped"))
             XCTAssertEqual((error as! TrainingError).exitCode, 130)
@@ -420,7 +420,11 @@ final class TrainingCommandTests: XCTestCase {
         XCTAssertTrue(err.contains("alexnet train --resume \(last)"), err)
         let stopped = try Checkpoint.read(last)
         XCTAssertGreaterThanOrEqual(stopped.state.epoch, 1)
-        let (status, out, err2) = try runProcess(Paths.binary, ["train", "--resume", last, "--set", "training.epochs=\(stopped.state.epoch + 1)", "--json"])
+        // The command the message gives, which names the configuration's paths outside the
+        // current folder (a checkpoint's own may not), continues the run.
+        let flags = c.pathsOutsideTheCurrentFolder.flatMap { ["--set", "\($0.key)=\($0.value)"] }
+        XCTAssertTrue(err.contains(c.pathsOutsideTheCurrentFolder.map(\.flag).joined(separator: " ")), err)
+        let (status, out, err2) = try runProcess(Paths.binary, ["train", "--resume", last, "--set", "training.epochs=\(stopped.state.epoch + 1)", "--json"] + flags)
         XCTAssertEqual(status, 0, err2)
         XCTAssertTrue(err2.contains("resuming"), err2)
         XCTAssertEqual(try lastJSON(out)["epochs"] as? Int, stopped.state.epoch + 1)

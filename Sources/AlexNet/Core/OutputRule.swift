@@ -5,7 +5,7 @@ import Foundation
 ///
 /// - a target that is a device, FIFO, socket or folder is refused (renaming a new file over
 ///   `/dev/null` would replace the device node itself);
-/// - an existing file that is read-only is refused (rename(2) would replace it silently, even
+/// - an existing file that is read-only is refused (a rename would replace it silently, even
 ///   for root);
 /// - a target that is one of the command's own inputs is refused, however it is named: files
 ///   are compared by device and inode, so `x`, `./x` and a symbolic link to `x` are one file;
@@ -33,8 +33,11 @@ public struct OutputRule: Sendable {
                 : "\(what) is the same file as the input \(FileIO.display(input.path)); choose another file")
         }
         let folder = FileIO.folder(of: path)
-        guard let st = FileIO.status(folder), st.st_mode & S_IFMT == S_IFDIR else {
-            throw FileIO.Failure(path: FileIO.display(path), reason: "\(what): the folder \(FileIO.display(folder)) does not exist")
+        guard let st = FileIO.status(folder) else {
+            throw FileIO.Failure(path: FileIO.display(path), reason: "\(what): cannot use the folder \(FileIO.display(folder)) (\(String(cString: strerror(errno))))")
+        }
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            throw FileIO.Failure(path: FileIO.display(path), reason: "\(what): \(FileIO.display(folder)) is not a folder")
         }
         guard FileIO.withSystemPath(folder, { access($0, W_OK) }) == 0 else {
             throw FileIO.Failure(path: FileIO.display(path), reason: "\(what): cannot write into the folder \(FileIO.display(folder)) (\(String(cString: strerror(errno))))")

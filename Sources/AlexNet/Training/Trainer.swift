@@ -18,7 +18,9 @@ public struct TrainingSummary: Sendable {
 
 public enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(epoch: Int, batch: Int, loss: Float, checkpoint: String?)
-    case interrupted(signal: Int32, checkpoint: String)
+    /// `resumeFlags`: what `--resume` needs besides the checkpoint (its paths outside the
+    /// current folder, which a checkpoint's own configuration may not name).
+    case interrupted(signal: Int32, checkpoint: String, resumeFlags: [String])
     case setup(String)
 
     public var description: String {
@@ -27,16 +29,17 @@ public enum TrainingError: Error, CustomStringConvertible {
             return "the training loss became \(loss) at epoch \(epoch), batch \(batch); stopped without saving this state. "
                 + (checkpoint.map { "The last good checkpoint is \($0)." } ?? "No checkpoint had been written yet.")
                 + " A lower optimizer.lr usually helps."
-        case let .interrupted(signal, checkpoint):
+        case let .interrupted(signal, checkpoint, flags):
             return "stopped by signal \(signal) (\(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal")); "
                 + "the state is saved in \(checkpoint); continue with: alexnet train --resume \(checkpoint)"
+                + flags.map { " " + $0 }.joined()
         case let .setup(message): return message
         }
     }
 
     /// The exit status a command should end with: 128 + signal for interruptions, 1 otherwise.
     public var exitCode: Int32 {
-        if case let .interrupted(signal, _) = self { return 128 + signal }
+        if case let .interrupted(signal, _, _) = self { return 128 + signal }
         return 1
     }
 }
@@ -315,7 +318,7 @@ public final class Trainer {
         /// Saves the state where it stands and reports the interruption.
         func interrupted(_ signal: Int32) throws -> Never {
             try save(paths.last, midEpoch: true)
-            throw TrainingError.interrupted(signal: signal, checkpoint: paths.last)
+            throw TrainingError.interrupted(signal: signal, checkpoint: paths.last, resumeFlags: config.pathsOutsideTheCurrentFolder.map(\.flag))
         }
         func validate(label: String) throws -> EvaluationResult {
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -445,7 +448,7 @@ public final class Trainer {
                 try link(paths.last, to: paths.best)
                 logger.info("best \(config.scheduler.metric.rawValue) so far: \(fixed(metric ?? 0, 4)) → \(paths.best)")
             }
-            if let signal = stop.signal { throw TrainingError.interrupted(signal: signal, checkpoint: paths.last) }
+            if let signal = stop.signal { throw TrainingError.interrupted(signal: signal, checkpoint: paths.last, resumeFlags: config.pathsOutsideTheCurrentFolder.map(\.flag)) }
         }
         if lastCheckpoint == nil { try save(paths.last, midEpoch: false) }
         try s.tensorboard?.flush()

@@ -404,17 +404,28 @@ extension TrainingConfig {
         if let embedded {
             // A checkpoint is a file that may come from anywhere: the paths its configuration
             // names are followed only inside the current folder, unless the command line gives them.
-            let given = Set(overrides.map { String($0.prefix { $0 != "=" }).trimmingCharacters(in: .whitespaces) })
-            for (key, path) in Self.pathKeys where !given.contains(key) {
-                let value = embedded[keyPath: path]
-                if value.hasPrefix("/") || value.split(separator: "/").contains("..") {
-                    throw ConfigurationError(source: "\(resume!) (its configuration)", key: key, message:
-                        "is '\(value)', outside the current folder; a checkpoint's own paths are used only when relative and inside it: give it with --set \(key)=\(value) (or -c) to use it")
-                }
+            let given = Set(overrides.map { String($0.prefix { $0 != "=" }) })
+            let outside = embedded.pathsOutsideTheCurrentFolder.filter { !given.contains($0.key) }
+            if let first = outside.first {
+                throw ConfigurationError(source: "\(resume!) (its configuration)", key: first.key, message:
+                    "is '\(first.value)', outside the current folder; a checkpoint's own paths are followed only when relative and inside it. "
+                    + "To use its paths, give them on the command line: " + outside.map(\.flag).joined(separator: " "))
             }
         }
         try config.validate(source: overrides.isEmpty ? source : "\(source) with --set")
         return config
+    }
+
+    /// The path keys whose values are absolute or climb out of the current folder (`..`), as
+    /// the `--set` flags that give them on the command line: what resuming from a checkpoint's
+    /// own configuration needs (`resolve`).
+    public var pathsOutsideTheCurrentFolder: [(key: String, value: String, flag: String)] {
+        Self.pathKeys.compactMap { key, path in
+            let value = self[keyPath: path]
+            guard value.hasPrefix("/") || value.split(separator: "/").contains("..") else { return nil }
+            let plain = value.allSatisfy { $0.isLetter || $0.isNumber || "/._-+,:@".contains($0) }
+            return (key, value, "--set " + (plain ? "\(key)=\(value)" : "'\(key)=\(value.replacingOccurrences(of: "'", with: "'\\''"))'"))
+        }
     }
 
     /// The keys that name files or folders.
