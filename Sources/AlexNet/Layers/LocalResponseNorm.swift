@@ -18,7 +18,7 @@ public final class LocalResponseNorm: Layer {
     }
 
     public let name: String
-    let kernel: LRNKernel
+    let kernel: WorkspaceKernel
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
     public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
@@ -38,7 +38,7 @@ public final class LocalResponseNorm: Layer {
             throw HyperparameterError(layer: name, name: "k", value: "\(c.k)", allowed: "finite and positive")
         }
         guard input.dims.count == 4 else { throw ShapeError(what: "\(name) input", shape: input.dims, expected: "(N, C, H, W)") }
-        kernel = try LRNKernel(name: name, input: input, size: c.size, alpha: c.alpha, beta: c.beta, k: c.k,
+        kernel = try WorkspaceKernel.localResponseNorm(name: name, input: input, size: c.size, alpha: c.alpha, beta: c.beta, k: c.k,
                                training: mode == .training, engine: engine)
     }
 

@@ -3,7 +3,7 @@
 /// Training keeps the arg-max for backward; ties go to the first maximum.
 public final class MaxPool: Layer {
     public let name: String
-    let kernel: PoolingKernel
+    let kernel: WorkspaceKernel
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
     public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
@@ -17,13 +17,13 @@ public final class MaxPool: Layer {
             throw ShapeError(what: "\(name) input", shape: d, expected: "(N, C, H, W) with H and W at least the \(kernel)×\(kernel) window")
         }
         let outDims = [d[0], d[1], (d[2] - kernel) / stride + 1, (d[3] - kernel) / stride + 1]
-        self.kernel = try PoolingKernel(name: name, input: input, outputDims: outDims, kernel: kernel, stride: stride,
+        self.kernel = try WorkspaceKernel.maxPooling(name: name, input: input, outputDims: outDims, kernel: kernel, stride: stride,
                                         training: mode == .training, engine: engine)
     }
 
     public func forward(_ input: DeviceTensor) throws { try kernel.forward(input) }
 
-    public func backward(input: DeviceTensor, dOutput: DeviceTensor) throws { try kernel.backward(dOutput: dOutput) }
+    public func backward(input: DeviceTensor, dOutput: DeviceTensor) throws { try kernel.backward(input: input, dOutput: dOutput) }
 
     // MARK: plain-Swift reference (tests only)
 
