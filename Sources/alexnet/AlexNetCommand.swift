@@ -72,7 +72,7 @@ struct ComputeOptions: ParsableArguments {
 
     func validate() throws {
         if let threads {
-            do { try Limits.check(threads: threads) } catch { throw ValidationError("\(error)") }
+            try validating { try Limits.check(threads: threads) }
         }
     }
 

@@ -68,11 +68,10 @@ struct Bench: ParsableCommand {
     @OptionGroup var precision: PrecisionOptions
 
     func validate() throws {
-        func limit(_ body: () throws -> Void) throws { do { try body() } catch { throw ValidationError("\(error)") } }
-        try limit { try Limits.check(batch: batch, flag: "--batch") }
-        if let iters { try limit { try Limits.check(iters, in: 1...1_000_000, flag: "--iters") } }
-        if let warmup { try limit { try Limits.check(warmup, in: 0...1_000_000, flag: "--warmup") } }
-        if let valBatch { try limit { try Limits.check(batch: valBatch, flag: "--val-batch") } }
+        try validating { try Limits.check(batch: batch, flag: "--batch") }
+        if let iters { try validating { try Limits.check(iters, in: 1...1_000_000, flag: "--iters") } }
+        if let warmup { try validating { try Limits.check(warmup, in: 0...1_000_000, flag: "--warmup") } }
+        if let valBatch { try validating { try Limits.check(batch: valBatch, flag: "--val-batch") } }
         if let peakGflops, !(peakGflops > 0 && peakGflops.isFinite) {
             throw ValidationError("--peak-gflops must be a positive number, got \(peakGflops)")
         }

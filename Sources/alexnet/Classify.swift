@@ -41,7 +41,7 @@ struct Classify: ParsableCommand {
         if image.isEmpty { throw ValidationError("give at least one image with -i FILE") }
         if top < 1 { throw ValidationError("-k must be at least 1, got \(top)") }
         // All images form one batch (ten forward passes each with --ten-crop).
-        do { try Limits.check(batch: image.count, flag: "-i (the number of images)") } catch { throw ValidationError("\(error)") }
+        try validating { try Limits.check(batch: image.count, flag: "-i (the number of images)") }
         for file in image where !FileManager.default.fileExists(atPath: file) { throw ValidationError("-i \(file): no such file") }
     }
 

@@ -63,6 +63,13 @@ func rounded(_ x: Double, _ digits: Int) -> JSONNullable<Double> {
 
 // MARK: errors
 
+/// Runs a library check inside a command's `validate()`, turning what it throws (a `LimitError`
+/// naming the flag and the range) into the ValidationError that ArgumentParser reports with
+/// the usage line.
+func validating(_ check: () throws -> Void) throws {
+    do { try check() } catch { throw ValidationError("\(error)") }
+}
+
 /// Stops a command over a bad input (a configuration, a weights file, an image) with the message
 /// alone on stderr and exit status 64, as argument errors have, without the usage text that
 /// ValidationError adds (the message names the file, key or value at fault).

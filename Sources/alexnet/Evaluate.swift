@@ -50,7 +50,7 @@ struct Evaluate: ParsableCommand {
 
     func validate() throws {
         if (config == nil) == (data == nil) { throw ValidationError("give exactly one of -c CONFIG or --data DIR") }
-        if let batch { do { try Limits.check(batch: batch, flag: "--batch") } catch { throw ValidationError("\(error)") } }
+        if let batch { try validating { try Limits.check(batch: batch, flag: "--batch") } }
     }
 
     func run() throws {

@@ -36,7 +36,7 @@ struct Export: ParsableCommand {
 
     func validate() throws {
         if dynamicBatch && batch != nil { throw ValidationError("--batch and --dynamic-batch exclude each other") }
-        if let batch { do { try Limits.check(batch: batch, flag: "--batch") } catch { throw ValidationError("\(error)") } }
+        if let batch { try validating { try Limits.check(batch: batch, flag: "--batch") } }
     }
 
     func run() throws {

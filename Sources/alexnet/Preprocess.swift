@@ -51,7 +51,7 @@ struct Preprocess: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
-        do { try Limits.check(imageSide: size, flag: "-z/--size") } catch { throw ValidationError("\(error)") }
+        try validating { try Limits.check(imageSide: size, flag: "-z/--size") }
         if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1…100, got \(quality)") }
     }
 

@@ -32,10 +32,10 @@ struct Stats: ParsableCommand {
 
     func validate() throws {
         if let sample, sample < 1 { throw ValidationError("--sample must be at least 1, got \(sample)") }
-        do {
+        try validating {
             try Limits.check(imageSide: size, flag: "-z/--size")
             try DatasetStatistics.checkMemory(size: size, threads: compute.count)
-        } catch { throw ValidationError("\(error)") }
+        }
     }
 
     func run() throws {
