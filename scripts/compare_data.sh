@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# The input pipeline against the seed's (../shared/bench), on the same files in one run:
+# The input pipeline against the seed's (the peer scripts in the project's reference folder,
+# bench/), on the same files in one run:
 # preprocessing (peer_preprocess.py vs alexnet preprocess, default and --exact-rgb, same
 # process/thread count) and the training / ten-crop validation loaders (peer_loader.py vs
 # alexnet bench --data), per core.
-# Usage: scripts/compare_data.sh PYTHON_WITH_PEERS [N_IMAGES=3000] [WORK_DIR=/tmp/alexnet-compare]
-# PYTHON_WITH_PEERS has opencv, albumentations, jpeg4py, torch, torchvision and pillow (see
-# ../shared/bench/README.md); CI does not run this.
+# Usage: ALEXNET_SHARED=REFERENCE_DIR scripts/compare_data.sh PYTHON_WITH_PEERS [N_IMAGES=3000]
+#        [WORK_DIR=/tmp/alexnet-compare]
+# REFERENCE_DIR is the project's reference folder (bench/ with the peer scripts, images/ with the
+# photos the corpus is cut from); PYTHON_WITH_PEERS has opencv, albumentations, jpeg4py, torch,
+# torchvision and pillow (see bench/README.md there); CI does not run this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${1:?usage: scripts/compare_data.sh PYTHON_WITH_PEERS [N] [WORK_DIR]}"
 n="${2:-3000}"
 work="${3:-/tmp/alexnet-compare}"
-shared="${ALEXNET_SHARED:-../shared}"
+ref="${ALEXNET_SHARED:?set ALEXNET_SHARED to the reference folder with bench/ and images/}"
 threads=$(nproc)
 [ -x .build/release/alexnet ] || swift build -c release
 mkdir -p "$work"
-[ -d "$work/src" ] || "$python" "$shared/bench/make_corpus.py" "$shared/images" "$work/src" "$n"
+[ -d "$work/src" ] || "$python" "$ref/bench/make_corpus.py" "$ref/images" "$work/src" "$n"
 export NO_ALBUMENTATIONS_UPDATE=1
 # Disk writes dominate the noise here (deleting 3000 files just before a run slows it by up to
 # 40 %), so each run writes a fresh folder after a sync and a pause, the two alternate, and the
@@ -34,7 +37,7 @@ for round in 1 2 3 4 5; do
     sync; sleep 2
     rgb+=("$(.build/release/alexnet preprocess -s "$work/src" -d "$work/rgb-$round" -c --exact-rgb --threads "$threads" 2>/dev/null | rate)")
     sync; sleep 2
-    peer+=("$("$python" "$shared/bench/peer_preprocess.py" "$work/src" "$work/peer-$round" "$threads" | sed -E 's/images\/s: //')")
+    peer+=("$("$python" "$ref/bench/peer_preprocess.py" "$work/src" "$work/peer-$round" "$threads" | sed -E 's/images\/s: //')")
 done
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 mo=$(median "${ours[@]}") mr=$(median "${rgb[@]}") mp=$(median "${peer[@]}")
@@ -42,7 +45,7 @@ echo "preprocess, $threads threads/processes, $n images: seed ${peer[*]} (median
 echo "  ours (Y'CbCr planes) ${ours[*]} (median $mo) img/s: ratio $(python3 -c "print(f'{$mo/$mp:.2f}')")x"
 echo "  ours (--exact-rgb)   ${rgb[*]} (median $mr) img/s: ratio $(python3 -c "print(f'{$mr/$mp:.2f}')")x"
 loader=$(.build/release/alexnet bench --data "$work/ours-5" --json | tail -n 1)
-peerloader=$("$python" "$shared/bench/peer_loader.py" "$work/ours-5" 2>/dev/null)
+peerloader=$("$python" "$ref/bench/peer_loader.py" "$work/ours-5" 2>/dev/null)
 echo "$loader"
 echo "$peerloader"
 LOADER="$loader" PEER="$peerloader" python3 - <<'PY'

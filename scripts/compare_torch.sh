@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs PyTorch's side (../shared/bench/torch_anchor.py) and `alexnet bench` one after the other on
-# this machine and prints the ratios, so every speed claim is measured in one run: once at the
-# CPU's best ISA and once limited to AVX2.
-# Usage: scripts/compare_torch.sh PYTHON_WITH_TORCH [--batch 128] [--iters 5]
-# (PyTorch lives in a virtual environment outside the repo; see ../shared/bench/README.md.)
+# Runs PyTorch's side (bench/torch_anchor.py in the project's reference folder) and `alexnet
+# bench` one after the other on this machine and prints the ratios, so every speed claim is
+# measured in one run: once at the CPU's best ISA and once limited to AVX2.
+# Usage: ALEXNET_SHARED=REFERENCE_DIR scripts/compare_torch.sh PYTHON_WITH_TORCH [--batch 128]
+#        [--iters 5]
+# (REFERENCE_DIR holds bench/torch_anchor.py; PyTorch lives in a virtual environment outside the
+# repo, see bench/README.md there.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${1:?usage: scripts/compare_torch.sh PYTHON_WITH_TORCH [--batch B] [--iters N]}"
@@ -16,7 +18,7 @@ while (($#)); do
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-shared="${ALEXNET_SHARED:-../shared}"
+ref="${ALEXNET_SHARED:?set ALEXNET_SHARED to the reference folder with bench/torch_anchor.py}"
 [ -x .build/release/alexnet ] || swift build -c release
 # Both sides run twice: with oneDNN free to use the CPU's best ISA, and limited to AVX2
 # (ONEDNN_MAX_CPU_ISA=AVX2, what Zen 2/3 EPYCs and many Intel CPUs give; PyTorch's convolutions
@@ -24,7 +26,7 @@ shared="${ALEXNET_SHARED:-../shared}"
 compare() {
     local label="$1"; shift
     echo "== ISA: $label"
-    torch_out=$(env "$@" /usr/bin/time -f "torch peak rss kbytes: %M" "$python" "$shared/bench/torch_anchor.py" --batch "$batch" --iters "$iters" 2>&1)
+    torch_out=$(env "$@" /usr/bin/time -f "torch peak rss kbytes: %M" "$python" "$ref/bench/torch_anchor.py" --batch "$batch" --iters "$iters" 2>&1)
     echo "$torch_out"
     # The anchor times the seed's network (its LRN constant, final ReLU); bench the same variant.
     ours=$(env "$@" .build/release/alexnet bench --variant seed --batch "$batch" --iters "$iters" --json)

@@ -9,9 +9,10 @@ What it makes, in Tests/Fixtures/eval/ (or OUT_DIR):
       top-k margins; under "classify", single-crop and ten-crop probabilities for chelsea and coffee.
 
 The dataset (DATASET_RULE below; the Swift test rebuilds it from the same PNGs). It is a pure pixel
-permutation, no resampling. Sources: the six ../shared/images/*.rgb256.png (256x256 RGB), sorted by
-file name: astronaut, chelsea, coffee, gray, rocket, small. Each source image a (numpy array H x W x 3,
-row y from the top, column x from the left, N = 256) gives 8 images, transform index t = 0..7:
+permutation, no resampling. Sources: the six Tests/Fixtures/photos/*.rgb256.png (256x256 RGB, Pillow's
+results, written by scripts/make_image_fixtures.py --photos), sorted by file name: astronaut, chelsea,
+coffee, gray, rocket, small. Each source image a (numpy array H x W x 3, row y from the top, column x
+from the left, N = 256) gives 8 images, transform index t = 0..7:
   t0 identity               out[y, x] = a[y, x]                  a
   t1 rotate 90 deg CCW      out[y, x] = a[x, N-1-y]              np.rot90(a, 1)
   t2 rotate 180 deg         out[y, x] = a[N-1-y, N-1-x]          np.rot90(a, 2)
@@ -66,7 +67,7 @@ from torchvision.transforms.functional import ten_crop
 
 F = torch.float64
 HERE = os.path.dirname(os.path.abspath(__file__))
-IMAGES = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "images"))
+IMAGES = os.path.normpath(os.path.join(HERE, "..", "Tests", "Fixtures", "photos"))
 OUT = os.path.normpath(os.path.join(HERE, "..", "Tests", "Fixtures", "eval"))
 
 WIDTHS = [8, 16, 24, 24, 16]
@@ -96,7 +97,7 @@ TRANSFORMS = [
 ]
 
 DATASET_RULE = (
-    "Sources: the six shared/images/*.rgb256.png (256x256 RGB, Pillow's results), sorted by file name. "
+    "Sources: the six Tests/Fixtures/photos/*.rgb256.png (256x256 RGB, Pillow's results), sorted by file name. "
     "For source s (0..5) and transform t (0..7), image j = 8*s + t. With a the source as an H x W x 3 array "
     "(y = row from the top, x = column from the left, N = 256): "
     + "; ".join(f"t{i} {n}: {d}" for i, (n, d, _) in enumerate(TRANSFORMS))

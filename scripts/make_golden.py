@@ -1,12 +1,21 @@
-"""Writes a golden set in the format of ../shared/golden (SPEC section 8) with PyTorch.
+"""Writes a golden set in the format of SPEC section 8 with PyTorch.
 
-Math runs in float64 and results are stored as float32, as in the shared set. The configuration
-(widths, hidden width, classes, batch, input size, seed) is free, so `alexnet verify` can be
-checked on networks other than the shipped ones.
+Math runs in float64 and results are stored as float32, as in the project's full golden set. The
+configuration (widths, hidden width, classes, batch, input size, seed) is free, so `alexnet verify`
+can be checked on networks other than the shipped ones.
 
 Usage: python make_golden.py OUT_DIR [--widths 8 16 24 24 16] [--hidden 64] [--classes 7]
                              [--batch 3] [--input 195] [--seed 7] [--variants paper seed]
+                             [--layer-cases alt|spec] [--net-name 'net_{variant}'] [--tencrop]
 Needs torch, numpy and safetensors (a virtual environment outside the repo; see README).
+
+The two sets in Tests/Fixtures were written with
+  golden-alt: python scripts/make_golden.py Tests/Fixtures/golden-alt
+  golden:     python scripts/make_golden.py Tests/Fixtures/golden --layer-cases spec --widths 8 16 16 24 16
+                  --hidden 32 --classes 10 --batch 4 --input 89 --seed 11 --net-name 'net_small_{variant}' --tencrop
+The second has SPEC section 8's file names, layer case names and tensor names (what the tests
+read), at sizes that keep it small: batch 4 as in the SPEC, and a conv3 case at batch 4 with 64
+channels in and out, which the Winograd kernel computes where oneDNN's convolutions are AVX2 ones.
 """
 import argparse
 import json
@@ -78,6 +87,70 @@ def layers_file(path, g):
     save_file(out, path, metadata={"cases": json.dumps(cases)})
 
 
+def spec_layers_file(path, g):
+    """SPEC section 8's layer cases (conv1, conv2, conv3, conv_odd, lrn_paper, lrn_seed, maxpool,
+    linear, xent) with their geometries and value scales, at small sizes."""
+    t, cases = {}, {}
+
+    def rnd(*shape, scale=1.0):
+        return f32(torch.randn(*shape, generator=g, dtype=F) * scale)
+
+    def grads(name, y, x, params):
+        dy = rnd(*y.shape)
+        y.backward(dy)
+        t.update({f"{name}.x": x, f"{name}.y": y, f"{name}.dy": dy, f"{name}.dx": x.grad})
+        for k, p in params.items():
+            t[f"{name}.{k}"], t[f"{name}.d{k}"] = p, p.grad
+
+    # (batch, in, height, width, out, kernel, stride, padding, weight scale, bias scale)
+    for name, (n, c, h, w, k, ks, s, p, ws, bs) in {
+        "conv1": (2, 3, 51, 51, 8, 11, 4, 5, 0.01, 0.1),     # conv1's geometry: 51 -> 13
+        "conv2": (2, 16, 13, 13, 24, 5, 1, 2, 0.01, 0.1),    # conv2's
+        "conv3": (4, 64, 5, 5, 64, 3, 1, 1, 0.01, 0.1),      # conv3's, Winograd-sized: C*K/(C+K) = 32, batch 4
+        "conv_odd": (3, 5, 9, 11, 7, 3, 2, 1, 0.01, 0.05),   # odd sizes, stride 2
+    }.items():
+        x = rnd(n, c, h, w, scale=50.0).requires_grad_(True)
+        wt, b = rnd(k, c, ks, ks, scale=ws).requires_grad_(True), rnd(k, scale=bs).requires_grad_(True)
+        grads(name, nn.functional.conv2d(x, wt, b, stride=s, padding=p), x, {"w": wt, "b": b})
+        cases[name] = {"stride": s, "padding": p}
+    x = f32(torch.relu(torch.randn(2, 13, 9, 7, generator=g, dtype=F) * 30))
+    for name, alpha in {"lrn_paper": 5e-4, "lrn_seed": 1e-3}.items():
+        xl = x.clone().requires_grad_(True)
+        grads(name, nn.functional.local_response_norm(xl, 5, alpha=alpha, beta=0.75, k=2.0), xl, {})
+        cases[name] = {"size": 5, "torch_alpha": alpha, "paper_alpha": alpha / 5, "beta": 0.75, "k": 2.0}
+    x = rnd(2, 8, 13, 13).requires_grad_(True)
+    grads("maxpool", nn.functional.max_pool2d(x, 3, 2), x, {})
+    cases["maxpool"] = {"kernel": 3, "stride": 2}
+    x, wt, b = rnd(4, 64).requires_grad_(True), rnd(32, 64, scale=0.05).requires_grad_(True), rnd(32).requires_grad_(True)
+    grads("linear", nn.functional.linear(x, wt, b), x, {"w": wt, "b": b})
+    logits = rnd(8, 1000, scale=3.0).requires_grad_(True)
+    labels = torch.randint(0, 1000, (8,), generator=g)
+    loss = nn.functional.cross_entropy(logits, labels)
+    loss.backward()
+    t.update({"xent.logits": logits, "xent.loss": loss.reshape(1), "xent.probs": torch.softmax(logits, 1),
+              "xent.dlogits": logits.grad})
+    cases["xent"] = {"reduction": "mean"}
+    out = store(t)
+    out["xent.labels"] = labels.to(torch.int64)
+    save_file(out, path, metadata={"cases": json.dumps(cases)})
+
+
+def tencrop_file(path, g):
+    """Ten-crop windows (SPEC section 5) of two images: the four corners and the centre, then the
+    same of the left-right mirrored image."""
+    image = f32(torch.randn(2, 3, 20, 18, generator=g, dtype=F))
+    s, (h, w) = 16, image.shape[2:]
+    top, left = (h - s) // 2, (w - s) // 2  # torchvision's centre_crop rounds (h - s) / 2; both even here
+
+    def five(im):
+        return [im[..., :s, :s], im[..., :s, w - s:], im[..., h - s:, :s], im[..., h - s:, w - s:],
+                im[..., top:top + s, left:left + s]]
+
+    crops = torch.stack(five(image) + five(image.flip(-1)))
+    config = {"crop": s, "order": "tl,tr,bl,br,center, then the same of the horizontally flipped image"}
+    save_file(store({"image": image, "crops": crops}), path, metadata={"config": json.dumps(config)})
+
+
 def network(variant, widths, hidden, classes, alpha):
     w1, w2, w3, w4, w5 = widths
     trunk = [nn.Conv2d(3, w1, 11, 4, 5), nn.ReLU(), nn.LocalResponseNorm(5, alpha, 0.75, 2.0), nn.MaxPool2d(3, 2),
@@ -97,7 +170,7 @@ def net_file(path, variant, a, g):
     convs = [m for m in trunk if isinstance(m, nn.Conv2d)]
     params = {}
     for n, m in list(zip(names, convs)) + list(zip(["fc6", "fc7", "fc8"], fcs)):
-        # PyTorch's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as the shared set uses:
+        # PyTorch's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as the full golden set does:
         # it keeps activations in range, so the comparison measures rounding, not divergence.
         bound = 1 / (m.weight[0].numel() ** 0.5)
         with torch.no_grad():
@@ -158,13 +231,19 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--variants", nargs="+", default=["paper", "seed"])
     ap.add_argument("--no-layers", action="store_true")
+    ap.add_argument("--layer-cases", choices=["alt", "spec"], default="alt",
+                    help="alt: conv_a, conv_b, conv_c, lrn_p, lrn_s, ...; spec: SPEC section 8's case names")
+    ap.add_argument("--net-name", default="net_{variant}", help="file name of each network, without .safetensors")
+    ap.add_argument("--tencrop", action="store_true", help="also write tencrop.safetensors")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     g = torch.Generator().manual_seed(a.seed)
     if not a.no_layers:
-        layers_file(os.path.join(a.out, "layers.safetensors"), g)
+        (spec_layers_file if a.layer_cases == "spec" else layers_file)(os.path.join(a.out, "layers.safetensors"), g)
     for v in a.variants:
-        net_file(os.path.join(a.out, f"net_{v}.safetensors"), v, a, g)
+        net_file(os.path.join(a.out, a.net_name.format(variant=v) + ".safetensors"), v, a, g)
+    if a.tencrop:
+        tencrop_file(os.path.join(a.out, "tencrop.safetensors"), g)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,32 @@
-"""Writes the decoder fixtures in Tests/Fixtures/images with Pillow (run once; the outputs are committed).
+"""Writes the image fixtures in Tests/Fixtures with Pillow (run once; the outputs are committed).
 
+Decoder fixtures (python make_image_fixtures.py PHOTOS OUT_DIR, written to Tests/Fixtures/images):
 - <photo>.pillow256.png: Pillow's open + convert("RGB") + resize(shorter side 256, BICUBIC) + central
-  crop for the odd photos in ../shared/images that have no reference there (CMYK, progressive), and
+  crop for the odd photos in PHOTOS that have no reference there (CMYK, progressive), and
   for odd420.jpg, sub422.jpg and sub444.jpg (447×299 cuts of chelsea.jpg in those chroma layouts).
 - png_<kind>.png and png_<kind>.rgb.png: PNG variants (16-bit RGB, 16-bit gray, palette, gray+alpha,
   RGBA, 1-bit) and what Pillow's convert("RGB") makes of them (16-bit: the high byte).
-Usage: python make_image_fixtures.py SHARED_IMAGES_DIR OUT_DIR
+
+The photo set (python make_image_fixtures.py --photos PHOTOS OUT_DIR, written to Tests/Fixtures/photos),
+what the image, evaluation and PyTorch-file tests read:
+- astronaut, chelsea, coffee, gray, rocket and small .jpg, copied from PHOTOS, with
+  <name>.rgb256.png, Pillow's result for each (the same preprocessing as above); the script checks
+  that these equal the references in PHOTOS pixel for pixel where PHOTOS has them.
+- cmyk.jpg (Adobe CMYK), progressive.jpg, and the broken files truncated.jpg (a JPEG cut short),
+  not_an_image.jpg and empty.jpg (0 bytes), copied.
+- coffee.png: a PNG photo, Pillow's lossless copy of the central 300×200 cut of coffee.jpg.
+
+PHOTOS is the project's folder of sample photos (the images/ folder beside the full golden set).
 """
 import os
+import shutil
 import sys
 
 import numpy as np
 from PIL import Image
 
-src, out = sys.argv[1], sys.argv[2]
+photos = sys.argv[1] == "--photos"
+src, out = sys.argv[1 + photos], sys.argv[2 + photos]
 os.makedirs(out, exist_ok=True)
 
 
@@ -25,6 +38,27 @@ def preprocess(im):
     w, h = im.size
     return im.crop(((w - 256) // 2, (h - 256) // 2, (w - 256) // 2 + 256, (h - 256) // 2 + 256))
 
+
+def photo_set():
+    for name in ["astronaut", "chelsea", "coffee", "gray", "rocket", "small"]:
+        shutil.copyfile(os.path.join(src, name + ".jpg"), os.path.join(out, name + ".jpg"))
+        ours = preprocess(Image.open(os.path.join(out, name + ".jpg")))
+        reference = os.path.join(src, name + ".rgb256.png")
+        if os.path.exists(reference):
+            assert np.array_equal(np.asarray(ours), np.asarray(Image.open(reference).convert("RGB"))), name
+        ours.save(os.path.join(out, name + ".rgb256.png"), optimize=True)
+    for name in ["cmyk.jpg", "progressive.jpg", "truncated.jpg", "not_an_image.jpg", "empty.jpg"]:
+        shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
+    coffee = Image.open(os.path.join(src, "coffee.jpg")).convert("RGB")
+    w, h = coffee.size
+    coffee.crop(((w - 300) // 2, (h - 200) // 2, (w + 300) // 2, (h + 200) // 2)).save(os.path.join(out, "coffee.png"), optimize=True)
+    for f in sorted(os.listdir(out)):
+        print(f, os.path.getsize(os.path.join(out, f)))
+
+
+if photos:
+    photo_set()
+    sys.exit()
 
 for name in ["cmyk", "progressive"]:
     im = Image.open(os.path.join(src, name + ".jpg"))

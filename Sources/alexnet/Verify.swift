@@ -6,7 +6,7 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check every tensor of golden files (SPEC section 8) against this implementation.",
         discussion: """
-        Each PATH is a golden .safetensors file or a folder of them (e.g. ../shared/golden). \
+        Each PATH is a golden .safetensors file or a folder of them (e.g. Tests/Fixtures/golden). \
         Prints one row per tensor with its relative L2 error ‖ours − ref‖/‖ref‖ and exits \
         non-zero when any exceeds its tolerance (1e-4). With --precision bf16 the convolutions \
         and linear layers compute in bfloat16 against the same float32 references, with \

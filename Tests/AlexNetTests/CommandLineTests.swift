@@ -6,7 +6,7 @@ import XCTest
 final class CommandLineTests: XCTestCase {
     func alexnet(_ args: String...) throws -> (Int32, String, String) { try runProcess(Paths.binary, args) }
 
-    func testVerifyPassesOnTheSharedGoldenSet() throws {
+    func testVerifyPassesOnTheGoldenSet() throws {
         let (status, out, _) = try alexnet("verify", Paths.golden.path)
         XCTAssertEqual(status, 0, out)
         XCTAssertTrue(out.contains("conv1       dw"), out)

@@ -227,7 +227,7 @@ final class AugmentationTests: XCTestCase {
         XCTAssertEqual(w.map(\.mirrored), [false, false, false, false, false, true, true, true, true, true])
         let file = try SafetensorsFile(path: Paths.golden.appendingPathComponent("tencrop.safetensors").path)
         let crops = try file.tensor("crops")
-        XCTAssertEqual(TenCrop.crops(try file.tensor("image"), size: 32), crops)
+        XCTAssertEqual(TenCrop.crops(try file.tensor("image"), size: crops.shape[4]), crops)
     }
 }
 
@@ -353,7 +353,7 @@ final class DataEndToEndTests: XCTestCase {
             // One bad file among the good ones.
             let bad = layout == .huggingFace ? raw.appendingPathComponent("\(trainName)/broken_n01440764.JPEG")
                                              : raw.appendingPathComponent("\(trainName)/n01440764/broken.JPEG")
-            try Data(try Data(contentsOf: Paths.shared.appendingPathComponent("images/truncated.jpg"))).write(to: bad)
+            try Data(try Data(contentsOf: Paths.photos.appendingPathComponent("truncated.jpg"))).write(to: bad)
 
             var (status, stdout, _) = try alexnet("preprocess", "-s", raw.path, "-d", out.path, "-c", "--threads", "2")
             XCTAssertEqual(status, 1, "a failed input sets the exit status: \(stdout)")
@@ -441,9 +441,9 @@ final class PreprocessTests: XCTestCase {
         let root = try Paths.temporaryDirectory()
         let src = root.appendingPathComponent("src")
         try FileManager.default.createDirectory(at: src, withIntermediateDirectories: true)
-        let shared = Paths.shared.appendingPathComponent("images"), fixtures = Paths.repository.appendingPathComponent("Tests/Fixtures/images")
-        for (folder, name) in [(shared, "astronaut.jpg"), (shared, "gray.jpg"), (shared, "cmyk.jpg"), (shared, "progressive.jpg"),
-                               (shared, "coffee.png"), (fixtures, "sub444.jpg"), (fixtures, "sub422.jpg")] {
+        let photos = Paths.photos, fixtures = Paths.repository.appendingPathComponent("Tests/Fixtures/images")
+        for (folder, name) in [(photos, "astronaut.jpg"), (photos, "gray.jpg"), (photos, "cmyk.jpg"), (photos, "progressive.jpg"),
+                               (photos, "coffee.png"), (fixtures, "sub444.jpg"), (fixtures, "sub422.jpg")] {
             try FileManager.default.copyItem(at: folder.appendingPathComponent(name), to: src.appendingPathComponent(name))
         }
         let codec = ImageCodec()

@@ -24,12 +24,12 @@ final class EvaluationTests: XCTestCase {
     /// eight pixel permutations of the square, as lossless PNGs in class folders c0…c6.
     static func makeDataset() throws -> URL {
         let root = try Paths.temporaryDirectory("evaluation-dataset")
-        let sources = try FileManager.default.contentsOfDirectory(atPath: Paths.shared.appendingPathComponent("images").path)
+        let sources = try FileManager.default.contentsOfDirectory(atPath: Paths.photos.path)
             .filter { $0.hasSuffix(".rgb256.png") }.sorted()
         XCTAssertEqual(sources.count, 6)
         let codec = ImageCodec()
         for (s, name) in sources.enumerated() {
-            let a = try codec.decode(file: Paths.shared.appendingPathComponent("images/\(name)").path)
+            let a = try codec.decode(file: Paths.photos.appendingPathComponent(name).path)
             let n = a.width
             XCTAssertEqual(a.height, n)
             // out[y][x] = a[sy][sx] for each transform t (the fixture's table).
@@ -105,7 +105,7 @@ final class EvaluationTests: XCTestCase {
 
     func testClassifyAgreesWithPyTorch() throws {
         let images = ["chelsea.rgb256.png", "coffee.rgb256.png"]
-        let files = images.map { Paths.shared.appendingPathComponent("images/\($0)").path }
+        let files = images.map { Paths.photos.appendingPathComponent($0).path }
         for variant in ["paper", "seed"] {
             for tenCrop in [false, true] {
                 let weights = Self.fixtures.appendingPathComponent("\(variant).safetensors").path
@@ -131,13 +131,13 @@ final class EvaluationTests: XCTestCase {
     /// One image gives a flat list; a bad file or weights that do not fit give a clear message.
     func testClassifyOutputAndErrors() throws {
         let weights = Self.fixtures.appendingPathComponent("paper.safetensors").path
-        let cat = Paths.shared.appendingPathComponent("images/chelsea.jpg").path
+        let cat = Paths.photos.appendingPathComponent("chelsea.jpg").path
         var (status, out, err) = try runProcess(Paths.binary, ["classify", "-i", cat, "-w", weights, "-k", "3", "--json"])
         XCTAssertEqual(status, 0, err)
         let list = try lastJSON(out) as! [[String: Any]]
         XCTAssertEqual(list.count, 3)
         XCTAssertEqual(Set(list[0].keys), ["index", "class", "name", "probability"])
-        let broken = Paths.shared.appendingPathComponent("images/not_an_image.jpg").path
+        let broken = Paths.photos.appendingPathComponent("not_an_image.jpg").path
         (status, _, err) = try runProcess(Paths.binary, ["classify", "-i", broken, "-w", weights])
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(err.contains("not_an_image.jpg"), err)

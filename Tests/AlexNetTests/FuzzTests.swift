@@ -311,9 +311,9 @@ final class FuzzTests: XCTestCase {
 
     func testFuzzJPEGDecoding() throws {
         var seeds = try imageSeeds("jpg")
-        // Gray, progressive and CMYK JPEGs (../shared) and a small 4:1:1 one widen the decoder paths.
+        // Gray, progressive and CMYK JPEGs (the sample photos) and a small 4:1:1 one widen the decoder paths.
         for name in ["gray.jpg", "progressive.jpg", "cmyk.jpg"] {
-            seeds.append([UInt8](try Data(contentsOf: Paths.shared.appendingPathComponent("images/\(name)"))))
+            seeds.append([UInt8](try Data(contentsOf: Paths.photos.appendingPathComponent(name))))
         }
         try ImageCodec().encodeJPEG(syntheticImage(width: 37, height: 29, seed: 3), quality: 80, subsampling: .s411) { seeds.append([UInt8]($0)) }
         fuzz("JPEG", stream: 1, seeds: seeds, mutate: Self.mutateJPEG, run: imageRunner(try Paths.temporaryDirectory()))

@@ -11,7 +11,7 @@ final class GoldenTests: XCTestCase {
         return rows
     }
 
-    func testSharedGoldenSet() throws {
+    func testGoldenSet() throws {
         let rows = try verify(Paths.golden)
         let checked = rows
         XCTAssertGreaterThanOrEqual(checked.count, 168, "every layer case, both networks' steps and the ten-crop windows")

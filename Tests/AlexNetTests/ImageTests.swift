@@ -3,7 +3,7 @@ import Foundation
 import XCTest
 
 final class ImageTests: XCTestCase {
-    let images = Paths.shared.appendingPathComponent("images")
+    let images = Paths.photos
     func path(_ name: String) -> String { images.appendingPathComponent(name).path }
 
     func difference(_ a: RGBImage, _ b: RGBImage) -> (mean: Double, max: Int) {
@@ -33,16 +33,16 @@ final class ImageTests: XCTestCase {
                 XCTAssertLessThanOrEqual(d.max, 16, "\(name): max \(d.max)")
             }
         }
-        // The PNG twin of coffee.jpg goes through the same path.
+        // A PNG photo (a cut of coffee.jpg) goes through the same path.
         let png = try codec.decode(file: path("coffee.png"))
-        XCTAssertEqual(png.width, 600)
-        XCTAssertEqual(png.height, 400)
+        XCTAssertEqual(png.width, 300)
+        XCTAssertEqual(png.height, 200)
     }
 
     /// The Y'CbCr path (JPEG to JPEG) holds the same bound in the space it works in: its Y plane
     /// against the Y of Pillow's RGB result, and its chroma planes against that result's chroma
     /// averaged over 2×2 (what a 4:2:0 encoder keeps of it), mean ≤ 1.0 and max ≤ 16 per sample.
-    /// Cases: the shared photos (4:2:0 and gray) and Pillow's fixtures at an odd size in 4:2:0,
+    /// Cases: the sample photos (4:2:0 and gray) and Pillow's fixtures at an odd size in 4:2:0,
     /// 4:2:2 and 4:4:4; and 4:4:0 and 4:1:1 (which Pillow cannot write), made here from chelsea.jpg
     /// with the RGB path's result, byte for byte Pillow's, as the reference.
     func testPlanesPathMatchesPillowInYCbCr() throws {
@@ -178,9 +178,9 @@ final class ImageTests: XCTestCase {
             XCTAssertEqual(ours.height, 37, kind)
             XCTAssertEqual(ours, pillow, "\(kind) differs from Pillow's convert(\"RGB\")")
         }
-        // A PNG photo resizes like its JPEG twin would.
+        // A PNG photo decodes at its size.
         let png = try codec.decode(file: path("coffee.png"))
-        XCTAssertEqual([png.width, png.height], [600, 400])
+        XCTAssertEqual([png.width, png.height], [300, 200])
     }
 
     func testGrayJPEGBecomesThreeEqualChannels() throws {

@@ -15,7 +15,7 @@ final class PrecisionTests: XCTestCase {
         let config = dir.appendingPathComponent("tiny.yml").path
         try "path:\n  dataset: \(dir.appendingPathComponent("no-such-dataset").path)\nmodel:\n  input_size: 67\n  classes: 3\naugmentations:\n  mean: channel\n"
             .write(toFile: config, atomically: true, encoding: .utf8)
-        let photo = Paths.shared.appendingPathComponent("images").path
+        let photo = Paths.photos.path
         let image = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: photo).sorted().first { $0.hasSuffix(".jpg") })
         let demoWork = dir.appendingPathComponent("demo-work")
         let commands: [[String]] = [

@@ -2,11 +2,11 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// PyTorch files read natively (interop issue, item 3): ../shared/golden/torch's files, written
-/// by `torch.save`, give PyTorch's logits and (for the full checkpoint) its momentum buffers,
-/// epoch and scheduler state.
+/// PyTorch files read natively (interop issue, item 3): the small files in Tests/Fixtures/golden/torch,
+/// written by `torch.save` (scripts/make_torch_fixtures.py), give PyTorch's logits and (for the
+/// full checkpoint) its momentum buffers, epoch and scheduler state.
 final class PyTorchFileTests: XCTestCase {
-    let torch = Paths.shared.appendingPathComponent("golden/torch")
+    let torch = Paths.torch
 
     private func expected() throws -> SafetensorsFile { try SafetensorsFile(path: torch.appendingPathComponent("expected.safetensors").path) }
 
@@ -24,8 +24,8 @@ final class PyTorchFileTests: XCTestCase {
         for name in ["seed_small", "seed_small_full"] {
             let weights = try LoadedWeights(path: torch.appendingPathComponent(name + ".pt").path)
             XCTAssertEqual(weights.network.variant, .seed, name)
-            XCTAssertEqual(weights.network.widths, [24, 64, 96, 96, 64], name)
-            XCTAssertEqual([weights.network.hidden, weights.network.classes, weights.network.inputSize], [256, 10, 224], name)
+            XCTAssertEqual(weights.network.widths, [8, 16, 24, 24, 16], name)
+            XCTAssertEqual([weights.network.hidden, weights.network.classes, weights.network.inputSize], [32, 10, 224], name)
             assertClose(try logits(weights, x), try reference.tensor(name + ".logits"), 1e-4, name)
         }
     }
@@ -34,9 +34,9 @@ final class PyTorchFileTests: XCTestCase {
         let reference = try expected()
         let weights = try LoadedWeights(path: torch.appendingPathComponent("torchvision_small.pt").path)
         XCTAssertEqual(weights.network.variant, .torchvision)
-        XCTAssertEqual(weights.network.widths, [16, 48, 96, 64, 64])
+        XCTAssertEqual(weights.network.widths, [8, 16, 24, 16, 16])
         XCTAssertEqual([weights.network.hidden, weights.network.classes, weights.network.inputSize, weights.network.conv1Stride,
-                        weights.network.conv1Padding], [256, 10, 224, 4, 2])
+                        weights.network.conv1Padding], [32, 10, 224, 4, 2])
         XCTAssertEqual(weights.channelStd, [0.229, 0.224, 0.225].map { $0 * 255 }, "torchvision's normalisation")
         assertClose(try logits(weights, try reference.tensor("x")), try reference.tensor("torchvision_small.logits"), 1e-4, "torchvision_small")
         XCTAssertThrowsError(try LoadedWeights(path: torch.appendingPathComponent("torchvision_small.pt").path, variant: .paper)) {
@@ -52,7 +52,7 @@ final class PyTorchFileTests: XCTestCase {
         let photos = expected.keys.sorted()
         for file in ["seed_small.pt", "torchvision_small.pt"] {
             let args = ["classify", "-w", torch.appendingPathComponent(file).path, "-k", "5", "--json"]
-                + photos.flatMap { ["-i", Paths.shared.appendingPathComponent("images/\($0)").path] }
+                + photos.flatMap { ["-i", Paths.photos.appendingPathComponent($0).path] }
             let (status, out, err) = try runProcess(Paths.binary, args)
             XCTAssertEqual(status, 0, err)
             let last = try XCTUnwrap(out.split(separator: "\n").last)
@@ -99,7 +99,7 @@ final class ConvertTests: XCTestCase {
     func testConvertWritesStateDictsPythonReadsAndRoundTrips() throws {
         let python = try Paths.python(needing: "numpy and safetensors")
         let dir = try Paths.temporaryDirectory()
-        let source = Paths.shared.appendingPathComponent("golden/torch/seed_small_full.pt").path
+        let source = Paths.torch.appendingPathComponent("seed_small_full.pt").path
         let original = try LoadedWeights(path: source)
         let names = original.parameters.entries.map(\.name)
         for (naming, ext) in [(ParameterNaming.seed, "pt"), (.torchvision, "pth"), (.native, "safetensors")] {
@@ -215,7 +215,7 @@ final class PyTorchMalformedTests: XCTestCase {
     /// succeeds or throws; none crashes or hangs (bounded in time).
     func testMutatedFilesNeverCrash() throws {
         let dir = try Paths.temporaryDirectory()
-        let original = try Data(contentsOf: Paths.shared.appendingPathComponent("golden/torch/seed_small.pt"))
+        let original = try Data(contentsOf: Paths.torch.appendingPathComponent("seed_small.pt"))
         let pickleOffset = original.range(of: Data("seed_small/data.pkl".utf8))!.upperBound
         var rng = RandomGenerator(seed: 2026, stream: 9)
         let start = Date()

@@ -2,13 +2,23 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// Paths the tests need: the repository, ../shared beside it, and the built `alexnet` binary.
+/// Paths the tests need: the repository, its fixtures (everything the tests read is in the
+/// clone), and the built `alexnet` binary.
 enum Paths {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
-    static let shared = repository.deletingLastPathComponent().appendingPathComponent("shared")
-    static let golden = shared.appendingPathComponent("golden")
-    static let goldenAlt = repository.appendingPathComponent("Tests/Fixtures/golden-alt")
+    static let fixtures = repository.appendingPathComponent("Tests/Fixtures")
+    /// SPEC section 8's golden files at small sizes (scripts/make_golden.py; the command is in
+    /// its docstring): layers.safetensors, net_small_paper/seed.safetensors, tencrop.safetensors.
+    static let golden = fixtures.appendingPathComponent("golden")
+    /// Small `.pt` files written by `torch.save` and PyTorch's results on them
+    /// (scripts/make_torch_fixtures.py).
+    static let torch = golden.appendingPathComponent("torch")
+    /// Sample photos with Pillow's 256×256 results, and odd and broken image files
+    /// (scripts/make_image_fixtures.py --photos).
+    static let photos = fixtures.appendingPathComponent("photos")
+    /// A second golden set with other widths, classes, batch, input size and seed.
+    static let goldenAlt = fixtures.appendingPathComponent("golden-alt")
 
     /// The `alexnet` executable SwiftPM built beside the test bundle.
     static var binary: URL {

@@ -222,12 +222,12 @@ final class TrainingTests: XCTestCase {
     /// as −lr·v: one step from the file under either rule gives the same weights and momenta.
     /// A state dict starts a run instead (training.start_from) and cannot be resumed.
     func testResumeFromTheSeedsFullCheckpoint() throws {
-        let torch = Paths.shared.appendingPathComponent("golden/torch")
+        let torch = Paths.torch
         let full = torch.appendingPathComponent("seed_small_full.pt").path
         let data = try makeTrainingDataset(try Paths.temporaryDirectory("seed-resume"), classes: 10, train: 2, val: 1)
         func config(_ run: String, _ rule: UpdateRule) -> TrainingConfig {
             var c = tinyConfig(data, run: run)
-            c.model = NetworkConfig(variant: .seed, widths: [24, 64, 96, 96, 64], hidden: 256, classes: 10)
+            c.model = NetworkConfig(variant: .seed, widths: [8, 16, 24, 24, 16], hidden: 32, classes: 10)
             c.augmentations.mean = .channel   // the 73×73 mean image is smaller than the 224 crops
             c.training.epochs = 5
             c.optimizer.updateRule = rule
@@ -283,7 +283,7 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try started.file.tensor("epoch_start.fc8.weight"), try dict.parameters.tensor("fc8.weight"))
         var wrong = config("wrong", .pytorch)
         wrong.model.hidden = 128
-        XCTAssertThrowsError(try train(wrong)) { XCTAssertTrue("\($0)".contains("hidden 256"), "\($0)") }
+        XCTAssertThrowsError(try train(wrong)) { XCTAssertTrue("\($0)".contains("hidden 32"), "\($0)") }
     }
 
     func testResumeRefusesACheckpointOfAnotherNetwork() throws {
