@@ -37,6 +37,20 @@ def store(d):
     return {k: v.detach().to(torch.float32).contiguous() for k, v in d.items()}
 
 
+def save_with_xent(path, t, cases, logits, g):
+    """Adds the softmax cross-entropy case (random labels for `logits`, mean over the batch) to
+    the layer tensors `t` and writes the file."""
+    labels = torch.randint(0, logits.shape[1], (logits.shape[0],), generator=g)
+    loss = nn.functional.cross_entropy(logits, labels)
+    loss.backward()
+    t.update({"xent.logits": logits, "xent.loss": loss.reshape(1), "xent.probs": torch.softmax(logits, 1),
+              "xent.dlogits": logits.grad})
+    cases["xent"] = {"reduction": "mean"}
+    out = store(t)
+    out["xent.labels"] = labels.to(torch.int64)
+    save_file(out, path, metadata={"cases": json.dumps(cases)})
+
+
 def layers_file(path, g):
     t, cases = {}, {}
 
@@ -75,16 +89,7 @@ def layers_file(path, g):
     y.backward(dy)
     t.update({"linear.x": x, "linear.w": wt, "linear.b": b, "linear.y": y, "linear.dy": dy,
               "linear.dx": x.grad, "linear.dw": wt.grad, "linear.db": b.grad})
-    logits = rnd(6, 13, scale=3.0).requires_grad_(True)
-    labels = torch.randint(0, 13, (6,), generator=g)
-    loss = nn.functional.cross_entropy(logits, labels)
-    loss.backward()
-    t.update({"xent.logits": logits, "xent.loss": loss.reshape(1), "xent.probs": torch.softmax(logits, 1),
-              "xent.dlogits": logits.grad})
-    cases["xent"] = {"reduction": "mean"}
-    out = store(t)
-    out["xent.labels"] = labels.to(torch.int64)
-    save_file(out, path, metadata={"cases": json.dumps(cases)})
+    save_with_xent(path, t, cases, rnd(6, 13, scale=3.0).requires_grad_(True), g)
 
 
 def spec_layers_file(path, g):
@@ -123,16 +128,7 @@ def spec_layers_file(path, g):
     cases["maxpool"] = {"kernel": 3, "stride": 2}
     x, wt, b = rnd(4, 64).requires_grad_(True), rnd(32, 64, scale=0.05).requires_grad_(True), rnd(32).requires_grad_(True)
     grads("linear", nn.functional.linear(x, wt, b), x, {"w": wt, "b": b})
-    logits = rnd(8, 1000, scale=3.0).requires_grad_(True)
-    labels = torch.randint(0, 1000, (8,), generator=g)
-    loss = nn.functional.cross_entropy(logits, labels)
-    loss.backward()
-    t.update({"xent.logits": logits, "xent.loss": loss.reshape(1), "xent.probs": torch.softmax(logits, 1),
-              "xent.dlogits": logits.grad})
-    cases["xent"] = {"reduction": "mean"}
-    out = store(t)
-    out["xent.labels"] = labels.to(torch.int64)
-    save_file(out, path, metadata={"cases": json.dumps(cases)})
+    save_with_xent(path, t, cases, rnd(8, 1000, scale=3.0).requires_grad_(True), g)
 
 
 def tencrop_file(path, g):
