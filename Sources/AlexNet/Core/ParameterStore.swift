@@ -56,6 +56,20 @@ public final class ParameterStore: @unchecked Sendable {
         return Tensor(shape: e.shape, data: Array(UnsafeBufferPointer(start: base, count: e.count)))
     }
 
+    /// Where NaN or infinite values are after an update, and most likely began: the first
+    /// parameter whose values are not finite while its gradient is (its own weights, the
+    /// learning rate or its momentum went bad); else the last one whose gradient is not
+    /// (backward runs from the loss towards conv1, so the last is nearest to where it started).
+    /// `gradient` says which of the two; nil when everything is finite.
+    public func nonFiniteOrigin() -> (name: String, gradient: Bool)? {
+        func finite(_ buffer: FloatBuffer, _ e: Entry) -> Bool {
+            UnsafeBufferPointer(start: buffer.pointer + e.offset, count: e.count).allSatisfy(\.isFinite)
+        }
+        if let e = entries.first(where: { !finite(values, $0) && finite(grads, $0) }) { return (e.name, false) }
+        if let e = entries.last(where: { !finite(grads, $0) }) { return (e.name, true) }
+        return nil
+    }
+
     /// Sets a parameter from a tensor of the same shape.
     public func set(_ name: String, _ tensor: Tensor) throws {
         let p = try value(name, shape: tensor.shape)
