@@ -279,6 +279,20 @@ final class TrainingTests: XCTestCase {
         XCTAssertFalse(out.contains("error 0.00"), out)
     }
 
+    /// A TensorBoard write that fails (here past the file-size limit, SIGXFSZ ignored) is
+    /// reported once, by the error that stops the run, not again when the writer closes.
+    func testATensorBoardWriteErrorIsReportedOnce() throws {
+        var c = tinyConfig(Self.data, run: "tensorboard-full")
+        c.training.epochs = 1
+        c.training.evaluateBeforeTraining = false
+        let config = try writeConfig(c, in: try Paths.temporaryDirectory(), named: "tb.yml")
+        let (status, out, err) = try runProcess(URL(fileURLWithPath: "/bin/bash"),
+                                                ["-c", "trap '' XFSZ; ulimit -f 4; exec \"$0\" train -c \"$1\"", Paths.binary.path, config])
+        XCTAssertEqual(status, 1, out + err)
+        XCTAssertTrue(err.contains("cannot write (File too large)"), err)
+        XCTAssertEqual(err.components(separatedBy: "events.out.tfevents").count - 1, 1, err)
+    }
+
     /// A checkpoint write that dies half-way (here: an error after the first bytes) leaves the
     /// previous file whole and no temporary file behind.
     func testAnInterruptedCheckpointWriteKeepsThePreviousFile() throws {

@@ -244,7 +244,9 @@ public struct EvaluationJob {
         let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
         let found = split
         labels = try found.classNames.enumerated().map { i, name in
-            guard let l = index[name] else { throw DatasetError(message: "\(found.path(i)): class '\(name)' is not one of the weights' classes") }
+            guard let l = index[name] else {
+                throw DatasetError(message: "\(FileIO.display(found.path(i))): class '\(FileIO.display(name))' is not one of the weights' classes")
+            }
             return l
         }
         var a: Augmentation
