@@ -21,7 +21,8 @@ struct Classify: ParsableCommand {
     @Option(name: .shortAndLong, help: "A checkpoint, a safetensors file, or a PyTorch file (the seed's or torchvision's state dict, the seed's _full.pt).")
     var weights: String
 
-    @Option(name: .customShort("k"), help: "Classes to show per image.")
+    // Unconditional: "-k -1" reaches validate() (which names the rule) instead of reading as a flag.
+    @Option(name: .customShort("k"), parsing: .unconditional, help: "Classes to show per image.")
     var top = 5
 
     @Flag(help: "Average the ten crops (four corners, centre, and their mirror images) instead of the central crop.")
@@ -57,7 +58,9 @@ struct Classify: ParsableCommand {
         for (file, predictions) in zip(image, results) {
             print(file + ":")
             for p in predictions {
-                print(String(format: "  %6.2f %%  %4d  ", 100 * p.probability, p.index) + p.className + (p.name != p.className ? "  " + p.name : ""))
+                // Names come from folder names or a checkpoint: control characters are escaped.
+                print(String(format: "  %6.2f %%  %4d  ", 100 * p.probability, p.index) + FileIO.display(p.className)
+                      + (p.name != p.className ? "  " + FileIO.display(p.name) : ""))
             }
         }
         if json {

@@ -46,7 +46,7 @@ struct DatasetInfo: ParsableCommand {
             let shown = allClasses || s.classCounts.count <= 12 ? s.classCounts
                 : Array(s.classCounts.sorted { $0.count < $1.count }.prefix(5)) + Array(s.classCounts.sorted { $0.count < $1.count }.suffix(5))
             if !allClasses && s.classCounts.count > 12 { print("  (5 smallest and 5 largest classes; --all-classes lists every one)") }
-            for c in shown { print("  \(c.name)\t\(c.count)") }
+            for c in shown { print("  \(FileIO.display(c.name))\t\(c.count)") }
         }
         if !report.splits.isEmpty { print("labels: " + (report.isImageNet ? "ILSVRC-2012 table (1000 classes)" : "sorted class names found")) }
         for n in report.notes { print("note: \(n)") }

@@ -53,8 +53,8 @@ struct DemoCommand: ParsableCommand {
         print(String(format: "Fashion-MNIST test set, ten-crop: top-1 error %.2f %%, top-5 error %.2f %% (%d images), loss %.4f",
                      100 * e.top1Error, 100 * e.top5Error, e.images, e.loss))
         for p in result.predictions {
-            let guesses = p.top.map { String(format: "%@ %.1f %%", $0.name, 100 * $0.probability) }.joined(separator: ", ")
-            print("  \(p.file) (\(p.label)): \(guesses)")
+            let guesses = p.top.map { FileIO.display($0.name) + String(format: " %.1f %%", 100 * $0.probability) }.joined(separator: ", ")
+            print("  \(FileIO.display(p.file)) (\(FileIO.display(p.label))): \(guesses)")
         }
         print("checkpoints: \(result.training.checkpointDirectory) (best: \(result.checkpoint))")
         print("TensorBoard: tensorboard --logdir \(result.training.logDirectory)")

@@ -23,7 +23,8 @@ struct Verify: ParsableCommand {
     @Argument(help: "Golden files or folders holding them.")
     var paths: [String]
 
-    @Option(help: "Largest relative L2 error accepted for every tensor (default: 1e-4; with --precision bf16 one per kind of tensor, see above).")
+    // Unconditional: "--tolerance -1" reaches validate() instead of reading as a flag.
+    @Option(parsing: .unconditional, help: "Largest relative L2 error accepted for every tensor (default: 1e-4; with --precision bf16 one per kind of tensor, see above).")
     var tolerance: Double?
 
     @Flag(help: "Print only failing rows and the summary.")

@@ -74,6 +74,63 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(err.contains("--threads"), err)
     }
 
+    /// Each says its real cause in one line: a negative -k or --tolerance (not "Missing value"),
+    /// a device or a folder given as the configuration (not "Permission denied"); a FIFO, as the
+    /// shell's -c <(…) gives, is read.
+    func testMessagesSayTheRealCause() throws {
+        let weights = Paths.repository.appendingPathComponent("Tests/Fixtures/eval/paper.safetensors").path
+        let cat = Paths.shared.appendingPathComponent("images/chelsea.jpg").path
+        var (status, _, err) = try alexnet("classify", "-k", "-1", "-i", cat, "-w", weights)
+        XCTAssertEqual(status, 64)
+        XCTAssertTrue(err.contains("-k must be at least 1, got -1"), err)
+        (status, _, err) = try alexnet("verify", "--tolerance", "-1", Paths.golden.path)
+        XCTAssertEqual(status, 64)
+        XCTAssertTrue(err.contains("--tolerance must be a positive number, got -1.0"), err)
+        for args in [["train", "-c", "/dev/null"], ["evaluate", "-c", "/dev/null", "-w", weights]] {
+            (status, _, err) = try runProcess(Paths.binary, args)
+            XCTAssertEqual(status, 64, "\(args): \(err)")
+            XCTAssertEqual(err, "Error: /dev/null: a device, not a configuration file\n", "\(args)")
+        }
+        (status, _, err) = try alexnet("train", "-c", try Paths.temporaryDirectory().path)
+        XCTAssertEqual(status, 64)
+        XCTAssertTrue(err.contains(": a folder, not a configuration file"), err)
+        let out: String
+        (status, out, err) = try runProcess(URL(fileURLWithPath: "/bin/bash"),
+                                            ["-c", "\"$0\" train -c <(printf 'training:\\n  epochs: 7\\n') --print-config", Paths.binary.path])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(out.contains("epochs: 7"), out)
+    }
+
+    /// Class names come from folder names and checkpoints: classify prints their control
+    /// characters escaped, never raw to the terminal.
+    func testClassNamesAreEscapedWhenPrinted() throws {
+        let model = NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 4, inputSize: 64)
+        let parameters = Network.makeParameters(model)
+        Initialization.paper.apply(to: parameters, seed: 1)
+        var config = TrainingConfig()
+        config.model = model
+        let path = try Paths.temporaryDirectory().appendingPathComponent("names.safetensors").path
+        try Checkpoint.write(to: path, state: TrainingState(runName: "names", seed: 1, schedule: config.makeSchedule()), network: model,
+                             configYAML: config.yaml(comments: false), classes: ["red\u{1B}[31m", "tab\there", "del\u{7F}", "csi\u{9B}2J"],
+                             statistics: nil, mean: .channel, parameters: parameters, momentum: FloatBuffer(count: parameters.values.count),
+                             epochStart: nil)
+        let (status, out, err) = try alexnet("classify", "-i", Paths.shared.appendingPathComponent("images/chelsea.jpg").path, "-w", path, "-k", "4")
+        XCTAssertEqual(status, 0, err)
+        XCTAssertFalse(out.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\n") || (0x7F...0x9F).contains($0.value) }, out)
+        for escaped in ["red\\x1b[31m", "tab\\there", "del\\x7f", "csi\\u{9b}2J"] { XCTAssertTrue(out.contains(escaped), "\(escaped): \(out)") }
+
+        // dataset-info lists the class folders of a split by name.
+        let root = try Paths.temporaryDirectory("names-dataset")
+        for name in ["red\u{1B}[31m", "del\u{7F}"] {
+            let folder = root.appendingPathComponent("train/\(name)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try ImageCodec().encodePNG(syntheticImage(width: 8, height: 8, seed: 1)).write(to: folder.appendingPathComponent("a.png"))
+        }
+        let (_, listed, _) = try alexnet("dataset-info", root.path)
+        XCTAssertTrue(listed.contains("  red\\x1b[31m\t1\n") && listed.contains("  del\\x7f\t1\n"), listed)
+        XCTAssertFalse(listed.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x7F }, listed)
+    }
+
     /// Every command's --help exits 0 and lists each of its flags; every command takes --threads
     /// (declared once) and lists the choices of its enumerations. The commands come from the
     /// parser's own description (--experimental-dump-help), checked against the expected list so

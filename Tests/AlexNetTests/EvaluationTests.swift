@@ -158,4 +158,86 @@ final class EvaluationTests: XCTestCase {
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(err.contains("bad.safetensors") && err.contains("conv5"), err)
     }
+
+    /// The top-k rule against torch.topk (Tests/Fixtures/topk_ties.json, scripts/make_topk_fixture.py):
+    /// the same membership wherever the label is not tied across the k-th place; there, where
+    /// torch.topk keeps or drops the label by its own undocumented tie-breaking, a miss.
+    func testTopKAgreesWithTorchAndCountsBoundaryTiesAsMisses() throws {
+        let data = try Data(contentsOf: Paths.repository.appendingPathComponent("Tests/Fixtures/topk_ties.json"))
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        var tiedHitsInTorch = 0
+        for (i, row) in rows.enumerated() {
+            let scores = ArraySlice(row["scores"] as! [Double]), label = row["label"] as! Int
+            let torch = row["torch"] as! [String: Bool], tied = row["boundary_tie"] as! [String: Bool]
+            for k in [1, 5] {
+                let ours = TopK.contains(label, in: scores, k: k)
+                if tied["\(k)"]! {
+                    XCTAssertFalse(ours, "row \(i), k \(k): a tie across the k-th place is a miss")
+                    if torch["\(k)"]! { tiedHitsInTorch += 1 }
+                } else {
+                    XCTAssertEqual(ours, torch["\(k)"]!, "row \(i), k \(k): \(scores), label \(label)")
+                }
+            }
+        }
+        XCTAssertGreaterThan(tiedHitsInTorch, 0, "the fixture holds ties torch.topk counts as found")
+        // A slice of a larger array (a batch's row), and scores that are not finite.
+        let batch: [Double] = [9, 9, 1, 2, 3, 1, 1, 1]
+        XCTAssertTrue(TopK.contains(0, in: batch[4...], k: 1))
+        XCTAssertFalse(TopK.contains(1, in: batch[4...], k: 3), "3, 1 and 1 score at least as high")
+        XCTAssertTrue(TopK.contains(1, in: batch[4...], k: 4))
+        XCTAssertEqual(TopK.rivals(of: 0, in: batch[5...]), 2)
+        XCTAssertFalse(TopK.contains(0, in: [.nan, 0, 0], k: 3))
+        XCTAssertFalse(TopK.contains(0, in: [.infinity, 0, 0], k: 3))
+    }
+
+    /// Outputs that are all equal (fc8 zero) find no label: 100 % top-1 and top-5 error with 7
+    /// classes, loss ln 7, for both variants; outputs holding a NaN make evaluation and
+    /// classification an error that names an image, in the library and through the binary.
+    func testEqualOutputsAreErrorsAndNaNOutputsStopEvaluation() throws {
+        let root = try Self.makeDataset()
+        let dir = try Paths.temporaryDirectory()
+        let cat = Paths.shared.appendingPathComponent("images/chelsea.jpg").path
+        for variant in [Variant.paper, .seed] {
+            let weights = try LoadedWeights(path: Self.fixtures.appendingPathComponent("\(variant.rawValue).safetensors").path, variant: variant)
+            let job = try EvaluationJob(weights: weights, config: nil, data: root.path)
+            for name in ["fc8.weight", "fc8.bias"] { try weights.parameters.set(name, Tensor(zeros: try weights.parameters.tensor(name).shape)) }
+            let flat = try job.run(engine: sharedEngine, batchSize: 7, threads: 2)
+            XCTAssertEqual(flat.images, 48)
+            XCTAssertEqual(flat.top1Error, 1, "\(variant): a tie is not a hit")
+            XCTAssertEqual(flat.top5Error, 1, "\(variant): six classes tie with the label")
+            XCTAssertEqual(flat.loss, log(7), accuracy: 1e-9, "\(variant)")
+            guard variant == .paper else { continue }
+            // Class 0 at −2000 below the rest: its probability, e^−2000, is below Double's range,
+            // and the loss of its images is 2000 + ln 6 (summed in log space), not infinite.
+            try weights.parameters.set("fc8.bias", Tensor(shape: [7], data: [-2000, 0, 0, 0, 0, 0, 0]))
+            let low = try job.run(engine: sharedEngine, batchSize: 7, threads: 2)
+            let zeros = Double(job.labels.filter { $0 == 0 }.count)
+            XCTAssertGreaterThan(zeros, 0)
+            XCTAssertEqual(low.loss, log(6) + 2000 * zeros / 48, accuracy: 1e-9)
+            XCTAssertEqual([low.top1Error, low.top5Error], [1, 1])
+        }
+        // The paper's logits carry a NaN of fc8 through (the seed's final ReLU turns it into 0,
+        // which the rule above counts as a tie).
+        let weights = try LoadedWeights(path: Self.fixtures.appendingPathComponent("paper.safetensors").path, variant: .paper)
+        let job = try EvaluationJob(weights: weights, config: nil, data: root.path)
+        var bias = try weights.parameters.tensor("fc8.bias")
+        bias.data[2] = .nan
+        try weights.parameters.set("fc8.bias", bias)
+        XCTAssertThrowsError(try job.run(engine: sharedEngine, batchSize: 7, threads: 2)) { error in
+            XCTAssertTrue(error is NonFiniteOutputError, "\(error)")
+            XCTAssertTrue("\(error)".contains("validation: the network's outputs are not finite (NaN or infinite) for 7 images, first ")
+                          && "\(error)".contains(".png (batch 1)"), "\(error)")
+        }
+        XCTAssertThrowsError(try Classifier(weights: weights, engine: sharedEngine).classify(files: [cat], top: 3, tenCrop: false)) { error in
+            XCTAssertTrue("\(error)".contains("classify: the network's outputs are not finite (NaN or infinite) for 1 image, first \(cat)"), "\(error)")
+        }
+        let poisoned = dir.appendingPathComponent("nan.safetensors").path
+        try weights.write(to: poisoned)
+        for args in [["evaluate", "--data", root.path, "-w", poisoned, "--batch", "7"], ["classify", "-i", cat, "-w", poisoned]] {
+            let (status, out, err) = try runProcess(Paths.binary, args)
+            XCTAssertEqual(status, 1, "\(args): \(out)")
+            XCTAssertEqual(err.split(separator: "\n").last.map { $0.hasPrefix("Error: ") && $0.contains("not finite") }, true, "\(args): \(err)")
+            XCTAssertFalse(out.contains("%"), "\(args): no metric or prediction printed: \(out)")
+        }
+    }
 }

@@ -2,8 +2,9 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// Issue 8's fuzz test: mutated JPEGs, PNGs and safetensors files go through the decoders and
-/// the reader; none may crash or hang, and every failure must be the reader's own thrown error.
+/// Issue 8's fuzz test: mutated JPEGs, PNGs, safetensors files and pickles go through the
+/// decoders and the readers; none may crash or hang, and every failure must be the reader's own
+/// thrown error.
 ///
 /// Case k of a format is a pure function of (format, k): its generator is
 /// `RandomGenerator(seed: 0xF022, stream: format, k)`, so a failure names a case that any run
@@ -440,6 +441,155 @@ final class FuzzTests: XCTestCase {
                 if info.range.count > bytes.count { return "'\(name)': range \(info.range) beyond a file of \(bytes.count) bytes" }
             }
             return nil
+        }
+    }
+
+    // MARK: - pickle (PyTorch files)
+
+    /// Opcodes that open and close one level of nesting around a value: the prefix goes before
+    /// it, the suffix after it (a MARK and TUPLE, LIST, or DICT with a key; or TUPLE1 alone).
+    static let nestingLevels: [(kind: String, prefix: [UInt8], suffix: [UInt8])] = [
+        ("tuple", [], [0x85]), ("tuple", [0x28], [0x74]), ("list", [0x28], [0x6C]),
+        ("dict", [0x28, 0x8C, 0x01, 0x6B], [0x64]),
+    ]
+
+    /// The value of pickle `b` (PROTO, …, STOP) wrapped in `levels` of nesting, each of a kind
+    /// drawn from `kinds` (outermost first).
+    static func nested(_ b: [UInt8], levels: Int, kinds: [Int]) -> [UInt8] {
+        var prefix: [UInt8] = [], suffix: [UInt8] = []
+        for i in 0..<levels {
+            let level = nestingLevels[kinds[i % kinds.count]]
+            prefix += level.prefix
+            suffix = level.suffix + suffix
+        }
+        return Array(b[..<2]) + prefix + Array(b[2..<(b.count - 1)]) + suffix + [0x2E]
+    }
+
+    /// A list or dict chain built bottom-up without MARKs: `n` empty containers, then `n − 1`
+    /// APPENDs (or key and SETITEM pairs), each putting the top one into the one below it.
+    static func chain(_ n: Int, dict: Bool) -> [UInt8] {
+        dict ? [0x80, 0x02, 0x7D] + Array(repeating: [0x8C, 0x01, 0x6B, 0x7D], count: n - 1).joined() + Array(repeating: 0x73, count: n - 1) + [0x2E]
+             : [0x80, 0x02] + Array(repeating: 0x5D, count: n) + Array(repeating: 0x61, count: n - 1) + [0x2E]
+    }
+
+    static func mutatePickle(_ b: inout [UInt8], others: [[UInt8]], _ rng: inout RandomGenerator) -> String {
+        switch below(4, &rng) {
+        case 0 where b.count >= 3 && b[0] == 0x80 && b.last == 0x2E:
+            let levels = pick([10, 999, 1000, 1001, 5000, 50_000], &rng)
+            let kinds = (0..<(1 + below(3, &rng))).map { _ in below(nestingLevels.count, &rng) }
+            b = nested(b, levels: levels, kinds: kinds)
+            return "nested \(levels) deep in \(kinds.map { nestingLevels[$0].kind })"
+        case 1:
+            let n = pick([999, 1000, 1001, 50_000], &rng), dict = below(2, &rng) == 0
+            b = chain(n, dict: dict)
+            return "a chain of \(n) \(dict ? "dicts" : "lists")"
+        default:
+            return mutateBytes(&b, others: others, &rng)
+        }
+    }
+
+    /// One short line: what a message quoting a hostile value must stay.
+    static func shortLine(_ message: String) -> String? {
+        message.contains("\n") || message.count > 300 ? "the message is not one short line (\(message.count) characters): \(message.prefix(300))" : nil
+    }
+
+    func pickleSeeds() -> [[UInt8]] {
+        var stateDict = Pickler()
+        stateDict.write(.dict([(.string("conv1.weight"), .tensor(storageKey: "0", count: 6, shape: [2, 3])),
+                               (.string("conv1.bias"), .tensor(storageKey: "1", count: 2, shape: [2]))], ordered: true))
+        var checkpoint = Pickler()
+        checkpoint.write(.dict([
+            (.string("epoch"), .int(3)),
+            (.string("model"), .dict([(.string("block1.0.weight"), .tensor(storageKey: "0", count: 4, shape: [1, 1, 2, 2]))], ordered: true)),
+            (.string("optimizer"), .dict([
+                (.string("state"), .dict([(.int(0), .dict([(.string("momentum_buffer"), .tensor(storageKey: "1", count: 4, shape: [1, 1, 2, 2]))], ordered: false))], ordered: false)),
+                (.string("param_groups"), .list([.dict([(.string("lr"), .float(0.01)), (.string("params"), .list([.int(0)]))], ordered: false)])),
+            ], ordered: false)),
+            (.string("scheduler"), .dict([(.string("best"), .float(.infinity)), (.string("_last_lr"), .list([.float(0.01)]))], ordered: false)),
+            (.string("names"), .tuple([.string("a"), .none, .bool(true), .tuple([.int(-1), .int(1 << 40)])])),
+        ], ordered: false))
+        return [stateDict.finish(), checkpoint.finish(), Self.chain(3, dict: false), Self.chain(3, dict: true)]
+    }
+
+    /// Mutated pickles, and pickles nested 1000 deep and more (tuples, lists, dicts, mixed, with
+    /// and without MARKs) through the reader, and one case in eight as a .pt through the weights
+    /// loader: none may crash (a value nested 50 000 deep used to overflow the stack), and every
+    /// failure is the reader's own error, on one short line.
+    func testFuzzPickleReading() throws {
+        let dir = try Paths.temporaryDirectory()
+        var k = 0
+        fuzz("pickle", stream: 4, seeds: pickleSeeds(), mutate: Self.mutatePickle) { bytes in
+            k += 1
+            do { _ = try Unpickler.load(bytes, path: "case.pkl") } catch let e as PickleError {
+                if let problem = Self.shortLine("\(e)") { return problem }
+            } catch {
+                return "threw \(type(of: error)), not a PickleError: \(error)"
+            }
+            guard k % 8 == 0 else { return nil }
+            do {
+                var zip = ZipWriter()
+                try zip.add("case/data.pkl", Data(bytes))
+                try zip.add("case/data/0", Data(count: 24))
+                try zip.add("case/data/1", Data(count: 16))
+                let path = dir.appendingPathComponent("case.pt").path
+                try zip.finish().write(to: URL(fileURLWithPath: path))
+                _ = try LoadedWeights(path: path)
+            } catch {
+                return Self.shortLine("\(error)")
+            }
+            return nil
+        }
+    }
+
+    /// Each kind of deep nesting, 50 000 levels in about 50 KB: refused with one short line that
+    /// names the file and the bound; 1000 levels (the bound) are read and torn down.
+    func testDeepNestingIsRefusedOnOneShortLine() throws {
+        let empty: [UInt8] = [0x80, 0x02, 0x29, 0x2E]   // ()
+        var cases: [(String, [UInt8])] = Self.nestingLevels.indices.map { i in
+            ("\(Self.nestingLevels[i].kind) \(i)", Self.nested(empty, levels: 50_000, kinds: [i]))
+        }
+        cases.append(("mixed", Self.nested(empty, levels: 50_000, kinds: [0, 2, 3, 1])))
+        cases.append(("list chain", Self.chain(50_000, dict: false)))
+        cases.append(("dict chain", Self.chain(50_000, dict: true)))
+        for (what, bytes) in cases {
+            XCTAssertLessThan(bytes.count, 300_000, what)
+            XCTAssertThrowsError(try Unpickler.load(bytes, path: "deep.pkl"), what) { error in
+                XCTAssertTrue("\(error)".hasPrefix("deep.pkl: pickle byte "), "\(what): \(error)")
+                XCTAssertTrue("\(error)".contains("nested more than 1000 deep"), "\(what): \(error)")
+                XCTAssertNil(Self.shortLine("\(error)"), what)
+            }
+        }
+        // The empty tuple is one level: 999 more make the bound, 1000 more pass it.
+        for kinds in [[0], [1], [2], [3], [3, 2, 1, 0]] {
+            let limit = try Unpickler.load(Self.nested(empty, levels: 999, kinds: kinds), path: "ok.pkl")
+            XCTAssertLessThanOrEqual(limit.description.count, 30, "\(kinds): \(limit)")
+            XCTAssertThrowsError(try Unpickler.load(Self.nested(empty, levels: 1000, kinds: kinds), path: "deep.pkl"), "\(kinds)")
+        }
+        XCTAssertNoThrow(try Unpickler.load(Self.chain(1000, dict: false), path: "ok.pkl"))
+        XCTAssertThrowsError(try Unpickler.load(Self.chain(1001, dict: true), path: "deep.pkl"))
+
+        // A list filled after it was put in another would hide its growth from its holders (and
+        // is how a list comes to hold itself): lists 0, 1, 2 memoised, then 1 into 0, 2 into 1.
+        var late: [UInt8] = [0x80, 0x02]
+        for i: UInt8 in 0..<3 { late += [0x5D, 0x71, i, 0x30] }
+        late += [0x68, 0, 0x68, 1, 0x61, 0x30, 0x68, 1, 0x68, 2, 0x61, 0x2E]
+        XCTAssertThrowsError(try Unpickler.load(late, path: "late.pkl")) { XCTAssertTrue("\($0)".contains("already inside another container"), "\($0)") }
+        let itself: [UInt8] = [0x80, 0x02, 0x5D, 0x71, 0, 0x68, 0, 0x61, 0x2E]
+        XCTAssertThrowsError(try Unpickler.load(itself, path: "self.pkl")) { XCTAssertTrue("\($0)".contains("inside itself"), "\($0)") }
+    }
+
+    /// A value quoted in an error stays short whatever it holds: a long string, a wide tuple,
+    /// control characters.
+    func testQuotedValuesStayShort() throws {
+        var p = Pickler()
+        p.write(.tuple([.string(String(repeating: "x", count: 100_000) + "\n"), .tuple((0..<100).map { .int($0) })]))
+        var bytes = p.finish()
+        // REDUCE with a string where a callable belongs: the message quotes both.
+        bytes.removeLast()
+        bytes = [0x80, 0x02, 0x8C, 0x02, 0x61, 0x0A] + Array(bytes[2...]) + [0x52, 0x2E]
+        XCTAssertThrowsError(try Unpickler.load(bytes, path: "wide.pkl")) { error in
+            XCTAssertTrue("\(error)".contains("REDUCE of 'a\\n' on ('xxxx"), "\(error)")
+            XCTAssertNil(Self.shortLine("\(error)"))
         }
     }
 }

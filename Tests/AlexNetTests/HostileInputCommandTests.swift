@@ -85,4 +85,35 @@ final class HostileInputCommandTests: XCTestCase {
         XCTAssertTrue(out.contains("note: \(folder.appendingPathComponent("w.jpg").path): 9500×9500 = 90250000 pixels"), out)
         XCTAssertTrue(out.contains("no problems found"), out)
     }
+
+    /// A 50 KB .pt whose pickle nests tuples 50 000 deep, and a raw pickle where weights belong:
+    /// every command that reads weights ends with an exit status (not a signal) and one line
+    /// saying what the file is.
+    func testDeepPickleAndRawPickleEndInOneLine() throws {
+        let dir = try Paths.temporaryDirectory()
+        var zip = ZipWriter()
+        try zip.add("deep/data.pkl", Data([0x80, 0x02, 0x29] + Array(repeating: 0x85, count: 50_000) + [0x2E]))
+        let deep = dir.appendingPathComponent("deep.pt").path
+        try zip.finish().write(to: URL(fileURLWithPath: deep))
+        let raw = dir.appendingPathComponent("weights.pkl").path
+        try Data([0x80, 0x04, 0x95, 1, 0, 0, 0, 0, 0, 0, 0, 0x7D, 0x94, 0x2E]).write(to: URL(fileURLWithPath: raw))
+        let out = dir.appendingPathComponent("out.safetensors").path
+        for (file, says) in [(deep, "nested more than 1000 deep"), (raw, "a raw pickle, not a torch.save zip file")] {
+            for args in [["convert", file, out], ["evaluate", "-w", file, "--data", dir.path], ["classify", "-w", file, "-i", file]] {
+                let p = Process()
+                p.executableURL = Paths.binary
+                p.arguments = args
+                let err = Pipe()
+                (p.standardOutput, p.standardError) = (FileHandle.nullDevice, err)
+                try p.run()
+                let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                p.waitUntilExit()
+                XCTAssertEqual(p.terminationReason, .exit, "\(args): ended by signal \(p.terminationStatus)")
+                XCTAssertTrue((1...127).contains(p.terminationStatus), "\(args): exit \(p.terminationStatus)")
+                XCTAssertEqual(message.filter { $0 == "\n" }.count, 1, "\(args): \(message.prefix(500))")
+                XCTAssertTrue(message.contains(file) && message.contains(says) && message.count < 400, "\(args): \(message.prefix(500))")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
 }

@@ -209,6 +209,11 @@ final class PyTorchMalformedTests: XCTestCase {
         let legacy = dir.appendingPathComponent("legacy.pt").path
         try Data([0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E]).write(to: URL(fileURLWithPath: legacy))
         assertFails(legacy, "legacy format")
+
+        // pickle.dump's output (protocol 4: PROTO, FRAME, an empty dict) is no torch.save file.
+        let raw = dir.appendingPathComponent("raw.pt").path
+        try Data([0x80, 0x04, 0x95, 1, 0, 0, 0, 0, 0, 0, 0, 0x7D, 0x94, 0x2E]).write(to: URL(fileURLWithPath: raw))
+        assertFails(raw, "a raw pickle, not a torch.save zip file")
     }
 
     /// Bit flips, truncations and byte runs in a real `.pt` (archive and pickle): each read either

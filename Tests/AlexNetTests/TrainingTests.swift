@@ -202,6 +202,97 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: checkpoint("diverge"))), before)
     }
 
+    /// A safetensors file of `model`'s initial weights with `poison` applied, for training.start_from.
+    func weightsFile(_ model: NetworkConfig, named name: String, poison: (ParameterStore) throws -> Void) throws -> String {
+        let parameters = Network.makeParameters(model)
+        Initialization.paper.apply(to: parameters, seed: 3)
+        try poison(parameters)
+        var w = SafetensorsWriter(metadata: ["variant": model.variant.rawValue, "input_size": "\(model.inputSize)",
+                                             "conv1_stride": "\(model.conv1Stride)", "conv1_padding": "\(model.conv1Padding)"])
+        for e in parameters.entries { w.add(e.name, try parameters.tensor(e.name)) }
+        let path = try Paths.temporaryDirectory().appendingPathComponent(name).path
+        try w.write(to: path)
+        return path
+    }
+
+    /// The seed variant's final ReLU turns NaN logits into zeros, so the loss stays finite: a NaN
+    /// in fc8's weights is caught by the update's own check at the first step, naming the
+    /// parameter, and no checkpoint is written. NaN outputs of the validation before training
+    /// (the paper's logits keep them) stop the run as clearly.
+    func testNonFiniteWeightsStopTheRunWithoutACheckpoint() throws {
+        var seed = tinyConfig(Self.data, run: "poisoned-seed")
+        seed.model.variant = .seed
+        seed.training.startFrom = try weightsFile(seed.model, named: "seed.safetensors") { p in
+            var t = try p.tensor("fc8.weight")
+            t.data[3] = .nan
+            try p.set("fc8.weight", t)
+        }
+        XCTAssertThrowsError(try train(seed)) { error in
+            guard case TrainingError.nonFiniteState = error else { return XCTFail("\(error)") }
+            XCTAssertTrue("\(error)".contains("after the update at epoch 1, batch 1, fc8.weight is not finite (NaN or infinite); learning rate 0.02"),
+                          "\(error)")
+            XCTAssertTrue("\(error)".contains("No checkpoint had been written yet"), "\(error)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: Self.data.root.appendingPathComponent("checkpoints/poisoned-seed").path), [])
+
+        var paper = tinyConfig(Self.data, run: "poisoned-paper")
+        paper.training.startFrom = try weightsFile(paper.model, named: "paper.safetensors") { p in
+            try p.set("fc8.bias", Tensor(shape: [4], data: [0, .nan, 0, 0]))
+        }
+        XCTAssertThrowsError(try train(paper)) { error in
+            XCTAssertTrue("\(error)".contains("before training: validation: the network's outputs are not finite (NaN or infinite) for 5 images, first "),
+                          "\(error)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: Self.data.root.appendingPathComponent("checkpoints/poisoned-paper").path), [])
+    }
+
+    /// The seed's full checkpoint with a learning rate of NaN, resumed through the real binary:
+    /// the first update makes every weight NaN (and the seed's final ReLU keeps the loss finite);
+    /// the run stops there with exit status 1 and one line naming the parameter and the rate,
+    /// and writes neither last.safetensors nor best.safetensors.
+    func testResumingWithALearningRateOfNaNStops() throws {
+        var c = tinyConfig(Self.data, run: "nan-lr")
+        c.model.variant = .seed
+        c.training.epochs = 3
+        let parameters = Network.makeParameters(c.model)
+        Initialization.paper.apply(to: parameters, seed: 3)
+        let entries = parameters.entries
+        let stateDict = Pickler.Value.dict(entries.enumerated().map { i, e in
+            (.string(ParameterNaming.seed.foreignName(e.name)!), .tensor(storageKey: "\(i)", count: e.count, shape: e.shape))
+        }, ordered: true)
+        let group = Pickler.Value.dict([(.string("lr"), .float(.nan)), (.string("momentum"), .float(0.9)), (.string("weight_decay"), .float(5e-4)),
+                                        (.string("params"), .list(entries.indices.map { .int($0) }))], ordered: false)
+        let checkpoint = Pickler.Value.dict([
+            (.string("epoch"), .int(1)), (.string("model"), stateDict),
+            (.string("optimizer"), .dict([(.string("state"), .dict([], ordered: false)), (.string("param_groups"), .list([group]))], ordered: false)),
+        ], ordered: false)
+        let dir = try Paths.temporaryDirectory()
+        c.training.resumeFrom = dir.appendingPathComponent("alexnet_1_nan_full.pt").path
+        try PyTorchFile.write(checkpoint, tensors: entries.map { try! parameters.tensor($0.name).data }, to: c.training.resumeFrom)
+        let (status, out, err) = try runProcess(Paths.binary, ["train", "-c", try writeConfig(c, in: dir, named: "nan.yml")])
+        XCTAssertEqual(status, 1, out + err)
+        let last = err.split(separator: "\n").last.map(String.init) ?? ""
+        XCTAssertTrue(last.contains("after the update at epoch 2, batch 1, conv1.weight is not finite (NaN or infinite); learning rate nan"), err)
+        XCTAssertTrue(last.contains("No checkpoint had been written yet") || last.contains("The last good checkpoint is \(c.training.resumeFrom)"), last)
+        let written = try FileManager.default.contentsOfDirectory(atPath: Self.data.root.appendingPathComponent("checkpoints/nan-lr").path)
+        XCTAssertEqual(written, [], "no checkpoint from NaN weights")
+        XCTAssertFalse(out.contains("error 0.00"), out)
+    }
+
+    /// A TensorBoard write that fails (here past the file-size limit, SIGXFSZ ignored) is
+    /// reported once, by the error that stops the run, not again when the writer closes.
+    func testATensorBoardWriteErrorIsReportedOnce() throws {
+        var c = tinyConfig(Self.data, run: "tensorboard-full")
+        c.training.epochs = 1
+        c.training.evaluateBeforeTraining = false
+        let config = try writeConfig(c, in: try Paths.temporaryDirectory(), named: "tb.yml")
+        let (status, out, err) = try runProcess(URL(fileURLWithPath: "/bin/bash"),
+                                                ["-c", "trap '' XFSZ; ulimit -f 4; exec \"$0\" train -c \"$1\"", Paths.binary.path, config])
+        XCTAssertEqual(status, 1, out + err)
+        XCTAssertTrue(err.contains("cannot write (File too large)"), err)
+        XCTAssertEqual(err.components(separatedBy: "events.out.tfevents").count - 1, 1, err)
+    }
+
     /// A checkpoint write that dies half-way (here: an error after the first bytes) leaves the
     /// previous file whole and no temporary file behind.
     func testAnInterruptedCheckpointWriteKeepsThePreviousFile() throws {

@@ -17,6 +17,7 @@ extension IDXError: LocalizedError { public var errorDescription: String? { desc
 extension ImageError: LocalizedError { public var errorDescription: String? { description } }
 extension LayerError: LocalizedError { public var errorDescription: String? { description } }
 extension LimitError: LocalizedError { public var errorDescription: String? { description } }
+extension NonFiniteOutputError: LocalizedError { public var errorDescription: String? { description } }
 extension ParameterError: LocalizedError { public var errorDescription: String? { description } }
 extension SafetensorsError: LocalizedError { public var errorDescription: String? { description } }
 extension TensorBoardError: LocalizedError { public var errorDescription: String? { description } }

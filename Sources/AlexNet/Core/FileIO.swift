@@ -75,9 +75,11 @@ public enum FileIO {
     }
 
     /// A path as it can be printed on one line or in one TSV field: raw bytes as \xNN, and
-    /// backslash, tab, newline and carriage return escaped as \\, \t, \n, \r.
+    /// backslash, tab, newline and carriage return escaped as \\, \t, \n, \r, the other control
+    /// characters (which a terminal would act on) as \xNN or \u{NN}.
     public static func display(_ path: String) -> String {
-        guard path.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "\\" || $0.value >= rawByteBase }) else { return path }
+        func control(_ s: Unicode.Scalar) -> Bool { s.value < 0x20 || (0x7F...0x9F).contains(s.value) }
+        guard path.unicodeScalars.contains(where: { control($0) || $0 == "\\" || $0.value >= rawByteBase }) else { return path }
         var out = ""
         for scalar in path.unicodeScalars {
             switch scalar {
@@ -88,8 +90,10 @@ public enum FileIO {
             default:
                 if scalar.value >= rawByteBase && scalar.value <= rawByteBase + 0xFF {
                     out += String(format: "\\x%02x", scalar.value - rawByteBase)
-                } else if scalar.value < 0x20 {
+                } else if scalar.value < 0x80 && control(scalar) {
                     out += String(format: "\\x%02x", scalar.value)
+                } else if control(scalar) {
+                    out += String(format: "\\u{%02x}", scalar.value)
                 } else {
                     out.unicodeScalars.append(scalar)
                 }

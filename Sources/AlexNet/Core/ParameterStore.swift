@@ -34,11 +34,13 @@ public final class ParameterStore: @unchecked Sendable {
     /// out like this store, is NaN or infinite; nil when all are finite. Files are checked with it
     /// before use (weights, momentum), so a poisoned file is refused rather than trained on.
     public func firstNonFinite(in buffer: FloatBuffer) -> (name: String, index: Int)? {
-        for e in entries {
-            let p = buffer.pointer + e.offset
-            if let i = (0..<e.count).first(where: { !p[$0].isFinite }) { return (e.name, i) }
-        }
-        return nil
+        guard let e = entries.first(where: { !isFinite($0, in: buffer) }) else { return nil }
+        return (e.name, UnsafeBufferPointer(start: buffer.pointer + e.offset, count: e.count).firstIndex { !$0.isFinite }!)
+    }
+
+    /// Whether every value of `e` in `buffer` (laid out like this store) is finite.
+    private func isFinite(_ e: Entry, in buffer: FloatBuffer) -> Bool {
+        UnsafeBufferPointer(start: buffer.pointer + e.offset, count: e.count).allSatisfy(\.isFinite)
     }
 
     public var parameterCount: Int { entries.reduce(0) { $0 + $1.count } }
@@ -66,6 +68,17 @@ public final class ParameterStore: @unchecked Sendable {
         let e = try entry(name)
         let base = (grad ? grads : values).pointer + e.offset
         return Tensor(shape: e.shape, data: Array(UnsafeBufferPointer(start: base, count: e.count)))
+    }
+
+    /// Where NaN or infinite values are after an update, and most likely began: the first
+    /// parameter whose values are not finite while its gradient is (its own weights, the
+    /// learning rate or its momentum went bad); else the last one whose gradient is not
+    /// (backward runs from the loss towards conv1, so the last is nearest to where it started).
+    /// `gradient` says which of the two; nil when everything is finite.
+    public func nonFiniteOrigin() -> (name: String, gradient: Bool)? {
+        if let e = entries.first(where: { !isFinite($0, in: values) && isFinite($0, in: grads) }) { return (e.name, false) }
+        if let e = entries.last(where: { !isFinite($0, in: grads) }) { return (e.name, true) }
+        return nil
     }
 
     /// Sets a parameter from a tensor of the same shape.

@@ -6,7 +6,8 @@ import Foundation
 /// (`torch._utils._rebuild_tensor_v2`). It is a data parser, not an interpreter: it constructs no
 /// Python object and calls nothing; any other global, any other opcode, is an error naming it and
 /// its byte offset. Every length is checked against the input, and the stack, memo and nesting
-/// are bounded, so a crafted pickle can neither run code nor crash the process.
+/// depth are bounded, so a crafted pickle can neither run code nor crash the process (a value
+/// nested thousands deep would overflow the stack when it is torn down).
 public enum PickleValue: CustomStringConvertible {
     case none
     case bool(Bool)
@@ -24,15 +25,24 @@ public enum PickleValue: CustomStringConvertible {
     /// One of the allowed callables, before REDUCE applies it.
     case global(PickleGlobal)
 
-    public var description: String {
+    /// The value in a few words: two levels of containers, four items each, strings cut at 40
+    /// characters and escaped. Error messages quote values from untrusted files, so this stays one
+    /// short line whatever the value holds.
+    public var description: String { describe(levels: 2) }
+
+    private func describe(levels: Int) -> String {
         switch self {
         case .none: return "None"
         case .bool(let b): return b ? "True" : "False"
         case .int(let i): return "\(i)"
         case .float(let d): return "\(d)"
-        case .string(let s): return "'\(s)'"
+        case .string(let s):
+            let cut = s.unicodeScalars.prefix(40)
+            return "'" + FileIO.display(String(String.UnicodeScalarView(cut))) + (cut.endIndex < s.unicodeScalars.endIndex ? "…'" : "'")
         case .bytes(let b): return "<\(b.count) bytes>"
-        case .tuple(let t): return "(" + t.prefix(4).map(\.description).joined(separator: ", ") + (t.count > 4 ? ", …" : "") + ")"
+        case .tuple(let t):
+            guard levels > 0 || t.isEmpty else { return "(…)" }
+            return "(" + t.prefix(4).map { $0.describe(levels: levels - 1) }.joined(separator: ", ") + (t.count > 4 ? ", …" : "") + ")"
         case .list(let l): return "[\(l.items.count) items]"
         case .dict(let d): return "{\(d.entries.count) entries}"
         case .storage(let s): return "storage \(s.key) (\(s.dtype.rawValue) × \(s.count))"
@@ -68,8 +78,16 @@ public enum PickleValue: CustomStringConvertible {
 }
 
 /// Lists and dicts are references in pickle (filled after they are memoised), so here too.
-public final class PickleList { public var items: [PickleValue] = [] }
-public final class PickleDict { public var entries: [(key: PickleValue, value: PickleValue)] = [] }
+/// `nesting` is the depth of containers down from this one (1 when it holds no container);
+/// `sealed`: it has been put inside another container, so it may no longer grow (see `Unpickler`).
+public final class PickleList {
+    public var items: [PickleValue] = []
+    var nesting = 1, sealed = false
+}
+public final class PickleDict {
+    public var entries: [(key: PickleValue, value: PickleValue)] = []
+    var nesting = 1, sealed = false
+}
 
 /// The only callables a state dict needs.
 public enum PickleGlobal: String, Sendable {
@@ -120,11 +138,25 @@ public struct PickleError: Error, CustomStringConvertible {
 public struct Unpickler {
     /// Bounds that no state dict comes near and that keep a crafted input's memory small.
     static let maxStack = 1 << 20, maxMemo = 1 << 20, maxString = 1 << 30
+    /// Containers (tuples, lists, dicts) nested deeper than this are refused: a state dict or a
+    /// checkpoint dict nests a few levels, and a value nested thousands deep would overflow the
+    /// thread's stack when Swift tears it down (one call per level).
+    public static let maxDepth = 1000
 
+    /// Reads a pickle into its value.
+    ///
+    /// The nesting of every value is known when it is built: a tuple's is fixed at creation, and
+    /// a list or dict keeps its own (`nesting`), which grows with what APPEND and SETITEM add. A
+    /// list or dict put inside another container is sealed: adding to it afterwards (what only a
+    /// recursive object's pickle does) is refused, so a container's nesting never changes behind
+    /// the containers that hold it, the depth bound holds for the whole tree, and no value can
+    /// hold itself.
     public static func load(_ bytes: [UInt8], path: String) throws -> PickleValue {
         var stack: [PickleValue] = []
+        // The nesting of each stack value (lists and dicts keep theirs up to date themselves).
+        var depths: [Int] = []
         var marks: [Int] = []
-        var memo: [Int: PickleValue] = [:]
+        var memo: [Int: (value: PickleValue, depth: Int)] = [:]
         var pos = 0
         var opStart = 0
         func fail(_ reason: String) -> PickleError { PickleError(path: path, offset: opStart, reason: reason) }
@@ -139,23 +171,55 @@ public struct Unpickler {
             guard v <= UInt64(maxString) else { throw fail("a length of \(v) bytes is beyond what this reader accepts") }
             return Int(v)
         }
-        func push(_ v: PickleValue) throws {
+        func nesting(_ v: PickleValue, _ recorded: Int) -> Int {
+            switch v {
+            case .list(let l): return l.nesting
+            case .dict(let d): return d.nesting
+            default: return recorded
+            }
+        }
+        func push(_ v: PickleValue, depth: Int = 0) throws {
             guard stack.count < maxStack else { throw fail("stack deeper than \(maxStack)") }
             stack.append(v)
+            depths.append(depth)
         }
-        func pop() throws -> PickleValue {
-            guard let v = stack.popLast() else { throw fail("pops an empty stack") }
+        func popEntry() throws -> (value: PickleValue, depth: Int) {
+            guard let v = stack.popLast(), let d = depths.popLast() else { throw fail("pops an empty stack") }
             if let m = marks.last, stack.count < m { throw fail("pops past a MARK") }
-            return v
+            return (v, nesting(v, d))
         }
-        func popMark() throws -> [PickleValue] {
+        func pop() throws -> PickleValue { try popEntry().value }
+        func popMark() throws -> (values: [PickleValue], depths: [Int]) {
             guard let m = marks.popLast(), m <= stack.count else { throw fail("needs a MARK that is not there") }
-            defer { stack.removeLast(stack.count - m) }
-            return Array(stack[m...])
+            defer { stack.removeLast(stack.count - m); depths.removeLast(depths.count - m) }
+            return (Array(stack[m...]), zip(stack[m...], depths[m...]).map { nesting($0, $1) })
         }
         func top() throws -> PickleValue {
             guard let v = stack.last else { throw fail("needs a value on an empty stack") }
             return v
+        }
+        /// The nesting of a container holding `values` (of nestings `depths`), which it seals;
+        /// `target` is the list or dict they go into, if it exists already.
+        func contain(_ values: [PickleValue], _ depths: [Int], in target: AnyObject? = nil) throws -> Int {
+            let depth = 1 + (depths.max() ?? 0)
+            guard depth <= maxDepth else {
+                throw fail("containers (tuples, lists, dicts) nested more than \(maxDepth) deep; a state dict nests a few levels")
+            }
+            for v in values {
+                switch v {
+                case .list(let l):
+                    if l === target { throw fail("a list put inside itself (a recursive object; a state dict is not one)") }
+                    l.sealed = true
+                case .dict(let d):
+                    if d === target { throw fail("a dict put inside itself (a recursive object; a state dict is not one)") }
+                    d.sealed = true
+                default: break
+                }
+            }
+            return depth
+        }
+        func tuple(_ values: [PickleValue], _ depths: [Int]) throws {
+            try push(.tuple(values), depth: try contain(values, depths))
         }
         func text(_ n: Int) throws -> String {
             guard let s = String(validating: try take(n), as: UTF8.self) else { throw fail("a string that is not UTF-8") }
@@ -163,7 +227,8 @@ public struct Unpickler {
         }
         func memoize(_ key: Int) throws {
             guard memo.count < maxMemo || memo[key] != nil else { throw fail("memo larger than \(maxMemo)") }
-            memo[key] = try top()
+            guard let v = stack.last, let d = depths.last else { throw fail("needs a value on an empty stack") }
+            memo[key] = (v, d)
         }
         func global(_ module: String, _ name: String) throws -> PickleValue {
             let full = module + "." + name
@@ -186,7 +251,8 @@ public struct Unpickler {
             case 0x28: marks.append(stack.count)                         // MARK
             case 0x30: _ = try pop()                                     // POP
             case 0x31: _ = try popMark()                                 // POP_MARK
-            case 0x32: try push(try top())                               // DUP
+            case 0x32: guard let d = depths.last else { throw fail("needs a value on an empty stack") }   // DUP
+                try push(try top(), depth: d)
             case 0x4E: try push(.none)                                   // NONE
             case 0x88: try push(.bool(true))                             // NEWTRUE
             case 0x89: try push(.bool(false))                            // NEWFALSE
@@ -206,40 +272,52 @@ public struct Unpickler {
             case 0x8D: try push(.string(try text(try length(8))))        // BINUNICODE8
             case 0x43: try push(.bytes(Array(try take(try length(1)))))  // SHORT_BINBYTES
             case 0x42: try push(.bytes(Array(try take(try length(4)))))  // BINBYTES
-            case 0x29: try push(.tuple([]))                              // EMPTY_TUPLE
-            case 0x85: try push(.tuple([try pop()]))                     // TUPLE1
-            case 0x86: let b = try pop(), a = try pop(); try push(.tuple([a, b]))                   // TUPLE2
-            case 0x87: let c = try pop(), b = try pop(), a = try pop(); try push(.tuple([a, b, c])) // TUPLE3
-            case 0x74: try push(.tuple(try popMark()))                   // TUPLE
+            case 0x29: try push(.tuple([]), depth: 1)                    // EMPTY_TUPLE
+            case 0x85: let a = try popEntry(); try tuple([a.value], [a.depth])                        // TUPLE1
+            case 0x86: let b = try popEntry(), a = try popEntry(); try tuple([a.value, b.value], [a.depth, b.depth])   // TUPLE2
+            case 0x87:                                                   // TUPLE3
+                let c = try popEntry(), b = try popEntry(), a = try popEntry()
+                try tuple([a.value, b.value, c.value], [a.depth, b.depth, c.depth])
+            case 0x74: let m = try popMark(); try tuple(m.values, m.depths)   // TUPLE
             case 0x5D: try push(.list(PickleList()))                     // EMPTY_LIST
-            case 0x6C: let l = PickleList(); l.items = try popMark(); try push(.list(l))   // LIST
+            case 0x6C:                                                   // LIST
+                let m = try popMark(), l = PickleList()
+                l.nesting = try contain(m.values, m.depths)
+                l.items = m.values
+                try push(.list(l))
             case 0x61, 0x65:                                             // APPEND, APPENDS
-                let values = op == 0x61 ? [try pop()] : try popMark()
+                let m: (values: [PickleValue], depths: [Int])
+                if op == 0x61 { let v = try popEntry(); m = ([v.value], [v.depth]) } else { m = try popMark() }
                 guard case .list(let l) = try top() else { throw fail("APPEND to \(try top()), not a list") }
-                l.items += values
+                guard !l.sealed else { throw fail("APPEND to a list already inside another container (a recursive object; a state dict is not one)") }
+                l.nesting = max(l.nesting, try contain(m.values, m.depths, in: l))
+                l.items += m.values
             case 0x7D: try push(.dict(PickleDict()))                     // EMPTY_DICT
             case 0x64, 0x73, 0x75:                                       // DICT, SETITEM, SETITEMS
-                let values: [PickleValue]
-                if op == 0x73 { let v = try pop(), k = try pop(); values = [k, v] } else { values = try popMark() }
-                guard values.count % 2 == 0 else { throw fail("an odd number of keys and values") }
+                let m: (values: [PickleValue], depths: [Int])
+                if op == 0x73 { let v = try popEntry(), k = try popEntry(); m = ([k.value, v.value], [k.depth, v.depth]) } else { m = try popMark() }
+                guard m.values.count % 2 == 0 else { throw fail("an odd number of keys and values") }
+                for k in stride(from: 0, to: m.values.count, by: 2) {
+                    switch m.values[k] {
+                    case .string, .int, .bool, .none, .float: break
+                    default: throw fail("a dict key of kind \(m.values[k]); only strings and numbers are read")
+                    }
+                }
                 let d: PickleDict
                 if op == 0x64 { d = PickleDict(); try push(.dict(d)) } else {
                     guard case .dict(let target) = try top() else { throw fail("SETITEM on \(try top()), not a dict") }
+                    guard !target.sealed else { throw fail("SETITEM on a dict already inside another container (a recursive object; a state dict is not one)") }
                     d = target
                 }
-                for i in stride(from: 0, to: values.count, by: 2) {
-                    switch values[i] {
-                    case .string, .int, .bool, .none, .float: d.entries.append((values[i], values[i + 1]))
-                    default: throw fail("a dict key of kind \(values[i]); only strings and numbers are read")
-                    }
-                }
+                d.nesting = max(d.nesting, try contain(m.values, m.depths, in: d))
+                for k in stride(from: 0, to: m.values.count, by: 2) { d.entries.append((m.values[k], m.values[k + 1])) }
             case 0x71: try memoize(Int(try unsigned(1)))                 // BINPUT
             case 0x72: try memoize(Int(try unsigned(4)))                 // LONG_BINPUT
             case 0x94: try memoize(memo.count)                           // MEMOIZE
             case 0x68, 0x6A:                                             // BINGET, LONG_BINGET
                 let key = Int(try unsigned(op == 0x68 ? 1 : 4))
                 guard let v = memo[key] else { throw fail("memo entry \(key) was never stored") }
-                try push(v)
+                try push(v.value, depth: v.depth)
             case 0x63:                                                   // GLOBAL "module\nname\n"
                 func line() throws -> String {
                     guard let end = bytes[pos...].prefix(256).firstIndex(of: 0x0A) else { throw fail("GLOBAL without its newline") }
@@ -256,9 +334,9 @@ public struct Unpickler {
             case 0x51:                                                   // BINPERSID
                 try push(try storage(try pop(), fail))
             case 0x52:                                                   // REDUCE
-                let args = try pop(), callable = try pop()
-                guard case .global(let g) = callable, case .tuple(let a) = args else {
-                    throw fail("REDUCE of \(callable) on \(args): only OrderedDict and tensor rebuilding are applied")
+                let args = try popEntry(), callable = try pop()
+                guard case .global(let g) = callable, case .tuple(let a) = args.value else {
+                    throw fail("REDUCE of \(callable) on \(args.value): only OrderedDict and tensor rebuilding are applied")
                 }
                 try push(try reduce(g, a, fail))
             case 0x62:                                                   // BUILD

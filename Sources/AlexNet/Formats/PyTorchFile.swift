@@ -28,6 +28,12 @@ public struct PyTorchFile {
         return bytes.count >= magic.count && zip(bytes.prefix(magic.count), magic).allSatisfy { $0 == $1 }
     }
 
+    /// Whether the file's first bytes are a pickle of protocol 2 to 5 (PROTO, then its number)
+    /// written straight to the file, as `pickle.dump` does, rather than inside `torch.save`'s zip.
+    public static func isRawPickle(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        bytes.count >= 2 && bytes[0] == 0x80 && (2...5).contains(bytes[1])
+    }
+
     public init(path: String) throws {
         self.path = path
         let data: Data
@@ -35,6 +41,9 @@ public struct PyTorchFile {
         let head = data.prefix(16)
         if head.withUnsafeBytes(Self.isLegacy) {
             throw Failure(path: path, reason: "PyTorch's legacy format (torch.save before 1.6, or _use_new_zipfile_serialization=False) is not supported: load it in PyTorch and save it again with torch.save")
+        }
+        if head.withUnsafeBytes(Self.isRawPickle) {
+            throw Failure(path: path, reason: "a raw pickle, not a torch.save zip file: load it in Python and save it with torch.save (PyTorch 1.6 or later)")
         }
         guard head.withUnsafeBytes(ZipArchive.looksLikeZip) else {
             throw Failure(path: path, reason: "not a PyTorch file (torch.save writes a zip archive; this starts with \(head.prefix(4).map { String(format: "%02x", $0) }.joined(separator: " ")))")

@@ -44,6 +44,9 @@ public final class TensorBoardWriter {
     public let path: String
     private var fd: Int32
     private var pending: [UInt8] = []
+    /// A write or sync failed and the error went to a caller: close() then drops what is
+    /// pending instead of failing, and reporting, the same way again.
+    private var failed = false
     private static let bufferLimit = 1 << 20
     private static let counterLock = NSLock()
     private nonisolated(unsafe) static var counter = 0
@@ -115,15 +118,16 @@ public final class TensorBoardWriter {
     /// Writes the buffered records and fsyncs the file.
     public func flush() throws {
         try writePending()
-        guard fsync(fd) == 0 else { throw Self.failure(path, "cannot sync") }
+        guard fsync(fd) == 0 else { failed = true; throw Self.failure(path, "cannot sync") }
     }
 
     /// Flushes and closes the file; later calls throw. Since this cannot throw, a failure is
-    /// reported on stderr: call `flush()` first to handle it.
+    /// reported on stderr (unless an earlier call already threw one): call `flush()` first to
+    /// handle it.
     public func close() {
         guard fd >= 0 else { return }
         var problems: [String] = []
-        do { try flush() } catch { problems.append("\(error)") }
+        if !failed { do { try flush() } catch { problems.append("\(error)") } }
         if Foundation.close(fd) != 0 { problems.append("\(Self.failure(path, "cannot close"))") }
         fd = -1
         for p in problems { FileHandle.standardError.write(Data("TensorBoardWriter: \(p)\n".utf8)) }
@@ -162,7 +166,7 @@ public final class TensorBoardWriter {
             while done < raw.count {
                 let n = write(fd, raw.baseAddress! + done, raw.count - done)
                 if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw Self.failure(path, "cannot write") }
+                guard n > 0 else { failed = true; throw Self.failure(path, "cannot write") }
                 done += n
             }
         }

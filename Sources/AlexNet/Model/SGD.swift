@@ -1,3 +1,5 @@
+import Foundation
+
 /// Stochastic gradient descent with momentum and weight decay (paper section 5, SPEC section 3).
 public enum UpdateRule: String, Sendable, Codable, CaseIterable {
     /// PyTorch's (the seed's): g ← ∇ + wd·w; v ← μ·v + g (v = g on the first step); w ← w − lr·v.
@@ -25,24 +27,36 @@ public final class SGD {
     }
 
     /// One update over the whole flat block (gaps between tensors hold zeros and stay zero).
-    public func step(_ parameters: ParameterStore) {
+    /// Returns whether every updated weight is finite. A NaN or an infinity in a gradient, a
+    /// momentum buffer, a weight or the learning rate reaches the updated weight, so this one
+    /// check, made in the same pass, sees them all (`ParameterStore.nonFiniteOrigin` says where).
+    @discardableResult
+    public func step(_ parameters: ParameterStore) -> Bool {
         require(parameters.values.count == velocity.count, "SGD: parameter store does not match the momentum buffers")
         let w = parameters.values.pointer, g = parameters.grads.pointer, v = velocity.pointer
         let (lr, mu, wd) = (learningRate, momentum, weightDecay)
         let first = steps == 0
+        let lock = NSLock()
+        var finite = true
         parallelChunks(velocity.count, workers: workers) { r in
+            // Bit 31 of (exponent bits + one exponent step) is set only for an all-ones
+            // exponent (NaN, ±infinity): integer operations the loop vectorizes.
+            var flags: UInt32 = 0
+            @inline(__always) func note(_ x: Float) { flags |= (x.bitPattern & 0x7F80_0000) &+ 0x0080_0000 }
             switch self.rule {
             case .pytorch:
                 if first {
-                    for i in r { let d = g[i] + wd * w[i]; v[i] = d; w[i] -= lr * d }
+                    for i in r { let d = g[i] + wd * w[i]; v[i] = d; let nw = w[i] - lr * d; w[i] = nw; note(nw) }
                 } else {
-                    for i in r { let d = g[i] + wd * w[i]; let nv = mu * v[i] + d; v[i] = nv; w[i] -= lr * nv }
+                    for i in r { let d = g[i] + wd * w[i]; let nv = mu * v[i] + d; v[i] = nv; let nw = w[i] - lr * nv; w[i] = nw; note(nw) }
                 }
             case .paper:
-                for i in r { let nv = mu * v[i] - wd * lr * w[i] - lr * g[i]; v[i] = nv; w[i] += nv }
+                for i in r { let nv = mu * v[i] - wd * lr * w[i] - lr * g[i]; v[i] = nv; let nw = w[i] + nv; w[i] = nw; note(nw) }
             }
+            if flags & 0x8000_0000 != 0 { lock.lock(); finite = false; lock.unlock() }
         }
         steps += 1
+        return finite
     }
 
     /// The momentum buffers as named tensors (`momentum.<parameter>`, SPEC section 6).

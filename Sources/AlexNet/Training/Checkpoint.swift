@@ -278,7 +278,8 @@ public struct LoadedWeights {
         return model.nodeCount
     }
 
-    /// Whether a file starts as `torch.save`'s zip archives (or PyTorch's legacy pickles) do.
+    /// Whether a file starts as `torch.save`'s zip archives (or PyTorch's legacy pickles, or any
+    /// pickle) do: such a file is read, or refused with what it is, as a PyTorch file.
     static func isPyTorch(_ path: String) -> Bool {
         var head: [UInt8] = []
         let fd = FileIO.open(path, O_RDONLY | O_CLOEXEC)
@@ -287,7 +288,7 @@ public struct LoadedWeights {
         head = [UInt8](repeating: 0, count: 16)
         let n = read(fd, &head, 16)
         guard n > 0 else { return false }
-        return head.prefix(n).withUnsafeBytes { PyTorchFile.looksLikePyTorch($0) || PyTorchFile.isLegacy($0) }
+        return head.prefix(n).withUnsafeBytes { PyTorchFile.looksLikePyTorch($0) || PyTorchFile.isLegacy($0) || PyTorchFile.isRawPickle($0) }
     }
 
     /// The network whose parameter shapes (under SPEC section 1's names) are `shapes`. conv1's

@@ -70,11 +70,13 @@ public struct Classifier {
                                          stride: files.count * sample, scratch: &scratch)
         }
         let averaged = try networks.averagedOutputs(images: batch.pointer, count: files.count, crops: crops)
-        let probabilities = networks.probabilities(fromAveraged: averaged)
         let classes = weights.network.classes
+        let broken = files.indices.filter { i in !averaged[(i * classes)..<((i + 1) * classes)].allSatisfy(\.isFinite) }
+        if let first = broken.first { throw NonFiniteOutputError(context: "classify", images: broken.count, first: files[first]) }
+        let probabilities = networks.probabilities(fromAveraged: averaged)
         return (0..<files.count).map { i in
             let row = probabilities[(i * classes)..<((i + 1) * classes)]
-            // Ties keep the lower index first, as torch.topk does on the CPU.
+            // Ties keep the lower index first (torch.topk documents no order among ties).
             let order = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }.prefix(min(k, classes))
             return order.map { j in
                 let c = j - i * classes

@@ -43,27 +43,54 @@ public final class InferenceNetworks {
     /// Runs the network on `crops` inputs of `count` images each, laid out crop-major at `images`
     /// (the loader's ten-crop batch, read in place), and returns per image the combination
     /// SPEC section 5 prescribes: the paper's mean of the softmax outputs, or the seed's mean of
-    /// the raw outputs (after its final ReLU). (count, classes), row-major.
+    /// the raw outputs (after its final ReLU). (count, classes), row-major. An image whose
+    /// outputs were not all finite (NaN or infinite) has a row holding NaN.
     public func averagedOutputs(images: UnsafeMutablePointer<Float>, count: Int, crops: Int) throws -> [Double] {
+        try averaged(images: images, count: count, crops: crops, labels: nil).outputs
+    }
+
+    /// `averagedOutputs`, and with `labels`, each image's log p̄(label) for the paper's loss:
+    /// the log of the mean over the crops of the label's softmax probability, summed in log
+    /// space, so that a probability below Double's range gives a large finite loss instead of
+    /// −log 0 = ∞. Empty without labels or for the seed (whose loss reads the outputs).
+    func averaged(images: UnsafeMutablePointer<Float>, count: Int, crops: Int, labels: [Int]?)
+        throws -> (outputs: [Double], labelLogProbabilities: [Double]) {
         let net = try network(batch: count)
         let k = config.classes, sample = 3 * config.inputSize * config.inputSize
         var sum = [Double](repeating: 0, count: count * k)
+        let paper = config.variant.averagesProbabilities
+        // Running log-sum-exp of the label's log-probabilities: largest term, and Σ exp(term − largest).
+        let logs = paper && labels != nil
+        var largest = [Double](repeating: -.infinity, count: logs ? count : 0), scaled = [Double](repeating: 0, count: logs ? count : 0)
+        var finite = [Bool](repeating: true, count: count)
         for c in 0..<crops {
             try net.bindInput(images + c * count * sample)
             try net.forward()
             let logits = try net.logits.plainFloats().baseAddress!
             for b in 0..<count {
                 let row = logits + b * k
-                if !config.variant.averagesProbabilities {
+                guard (0..<k).allSatisfy({ row[$0].isFinite }) else { finite[b] = false; continue }
+                if !paper {
                     for j in 0..<k { sum[b * k + j] += Double(row[j]) }
                 } else {
                     let m = (0..<k).reduce(-Double.infinity) { max($0, Double(row[$1])) }
                     let z = (0..<k).reduce(0.0) { $0 + exp(Double(row[$1]) - m) }
                     for j in 0..<k { sum[b * k + j] += exp(Double(row[j]) - m) / z }
+                    if logs, let labels {
+                        let term = Double(row[labels[b]]) - m - log(z)
+                        if term > largest[b] {
+                            scaled[b] = scaled[b] * exp(largest[b] - term) + 1
+                            largest[b] = term
+                        } else {
+                            scaled[b] += exp(term - largest[b])
+                        }
+                    }
                 }
             }
         }
-        return sum.map { $0 / Double(crops) }
+        for b in 0..<count where !finite[b] { for j in 0..<k { sum[b * k + j] = .nan } }
+        let outputs = sum.map { $0 / Double(crops) }
+        return (outputs, logs ? (0..<count).map { largest[$0] + log(scaled[$0]) - log(Double(crops)) } : [])
     }
 
     /// Class probabilities from `averagedOutputs`: already probabilities for the paper; the
@@ -96,32 +123,89 @@ public final class InferenceNetworks {
         defer { loader.stop() }
         let k = config.classes
         var loss = 0.0, wrong1 = 0, wrong5 = 0, images = 0
+        // Images whose outputs were not finite: every rank counts its own, the first named.
+        var nonFinite = 0, firstNonFinite: (file: String, batch: Int)?
         while let batch = loader.next() {
             if let failure = loader.failures.first { throw failure }
             // A rank's part of the last batch is empty when it has fewer images than there are ranks.
             guard batch.count > 0 else { continue }
-            let averaged = try averagedOutputs(images: batch.images, count: batch.count, crops: batch.crops)
+            let (averaged, labelLogs) = try averaged(images: batch.images, count: batch.count, crops: batch.crops, labels: batch.labels)
             for b in 0..<batch.count {
-                let row = Array(averaged[(b * k)..<((b + 1) * k)]), y = batch.labels[b]
+                let row = averaged[(b * k)..<((b + 1) * k)], y = batch.labels[b]
+                guard row.allSatisfy(\.isFinite) else {
+                    nonFinite += 1
+                    if firstNonFinite == nil { firstNonFinite = (split.path(batch.samples[b]), batch.index + 1) }
+                    continue
+                }
                 if !config.variant.averagesProbabilities {
                     let m = row.max()!
-                    loss += log(row.reduce(0.0) { $0 + exp($1 - m) }) + m - row[y]
+                    loss += log(row.reduce(0.0) { $0 + exp($1 - m) }) + m - row[row.startIndex + y]
                 } else {
-                    loss -= log(row[y])
+                    loss -= labelLogs[b]
                 }
-                // The label is among the top k when fewer than k classes score strictly higher.
-                let above = row.reduce(0) { $0 + ($1 > row[y] ? 1 : 0) }
-                if above >= 1 { wrong1 += 1 }
-                if above >= min(5, k) { wrong5 += 1 }
+                if !TopK.contains(y, in: row, k: 1) { wrong1 += 1 }
+                if !TopK.contains(y, in: row, k: min(5, k)) { wrong5 += 1 }
+            }
+            // One process stops at once; ranks stop together after the sum below.
+            if nonFinite > 0 && communicator.size == 1 {
+                throw NonFiniteOutputError(context: "validation", images: nonFinite, first: firstNonFinite!.file, batch: firstNonFinite!.batch)
             }
             images += batch.count
             try progress?(images, split.count)
         }
         if let failure = loader.failures.first { throw failure }
-        var totals = [loss, Double(wrong1), Double(wrong5), Double(images)]
+        var totals = [loss, Double(wrong1), Double(wrong5), Double(images), Double(nonFinite)]
         try communicator.sum(&totals, what: "validation metrics")
+        if totals[4] > 0 {
+            throw NonFiniteOutputError(context: "validation", images: Int(totals[4]), first: firstNonFinite?.file, batch: firstNonFinite?.batch)
+        }
         let n = max(totals[3], 1)
         return EvaluationResult(loss: totals[0] / n, top1Error: totals[1] / n, top5Error: totals[2] / n, images: Int(totals[3]))
+    }
+}
+
+/// Top-k membership (SPEC section 5: the label among the k largest outputs) with ties counted
+/// against the label: the label is found at k when its score is finite and fewer than k other
+/// classes score at least as high. torch.topk breaks a tie at the k-th place by position, so
+/// there a tied label is in or out of its k by its index; here it is out. Outputs that do not
+/// single the label out (all equal, as from a zero fc8) are errors, not hits.
+public enum TopK {
+    /// How many other classes score at least as high as class `label` of `scores` (one image's
+    /// outputs); nil when the label's score is NaN or infinite.
+    public static func rivals(of label: Int, in scores: ArraySlice<Double>) -> Int? {
+        let at = scores.startIndex + label
+        let s = scores[at]
+        guard s.isFinite else { return nil }
+        var n = 0
+        for j in scores.indices where j != at && scores[j] >= s { n += 1 }
+        return n
+    }
+
+    /// Whether `label` is among the top `k` of `scores` by the rule above.
+    public static func contains(_ label: Int, in scores: ArraySlice<Double>, k: Int) -> Bool {
+        rivals(of: label, in: scores).map { $0 < k } ?? false
+    }
+}
+
+/// The network's outputs for some images were NaN or infinite: its weights hold such values, or
+/// its activations overflowed float32. No metric or prediction is made from them.
+public struct NonFiniteOutputError: Error, CustomStringConvertible {
+    /// What was run: "validation", "classify".
+    public let context: String
+    /// How many images, the first of them (nil when another rank of a distributed run saw them
+    /// all), and its batch (counted from 1).
+    public let images: Int
+    public let first: String?
+    public let batch: Int?
+
+    public init(context: String, images: Int, first: String?, batch: Int? = nil) {
+        (self.context, self.images, self.first, self.batch) = (context, images, first, batch)
+    }
+
+    public var description: String {
+        let which = first.map { "\(FileIO.display($0))" + (batch.map { " (batch \($0))" } ?? "") } ?? "images of another rank"
+        return "\(context): the network's outputs are not finite (NaN or infinite) for \(images == 1 ? "1 image" : "\(images) images"), "
+            + "first \(which); the weights hold NaN or infinite values, or the activations overflowed"
     }
 }
 
@@ -160,7 +244,9 @@ public struct EvaluationJob {
         let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
         let found = split
         labels = try found.classNames.enumerated().map { i, name in
-            guard let l = index[name] else { throw DatasetError(message: "\(found.path(i)): class '\(name)' is not one of the weights' classes") }
+            guard let l = index[name] else {
+                throw DatasetError(message: "\(FileIO.display(found.path(i))): class '\(FileIO.display(name))' is not one of the weights' classes")
+            }
             return l
         }
         var a: Augmentation

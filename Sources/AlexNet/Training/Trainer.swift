@@ -18,6 +18,8 @@ public struct TrainingSummary: Sendable {
 
 public enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(epoch: Int, batch: Int, loss: Float, checkpoint: String?)
+    /// Weights, gradients or validation outputs became NaN or infinite: what and where.
+    case nonFiniteState(String, checkpoint: String?)
     /// `resumeFlags`: what `--resume` needs besides the checkpoint (its paths outside the
     /// current folder, which a checkpoint's own configuration may not name).
     case interrupted(signal: Int32, checkpoint: String, resumeFlags: [String])
@@ -29,6 +31,9 @@ public enum TrainingError: Error, CustomStringConvertible {
             return "the training loss became \(loss) at epoch \(epoch), batch \(batch); stopped without saving this state. "
                 + (checkpoint.map { "The last good checkpoint is \($0)." } ?? "No checkpoint had been written yet.")
                 + " A lower optimizer.lr usually helps."
+        case let .nonFiniteState(what, checkpoint):
+            return "\(what); stopped without saving this state. "
+                + (checkpoint.map { "The last good checkpoint is \($0)." } ?? "No checkpoint had been written yet.")
         case let .interrupted(signal, checkpoint, flags):
             return "stopped by signal \(signal) (\(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal")); "
                 + "the state is saved in \(checkpoint); continue with: alexnet train --resume \(checkpoint)"
@@ -322,11 +327,21 @@ public final class Trainer {
         }
         func validate(label: String) throws -> EvaluationResult {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let result = try s.inference.evaluate(split: s.val, labels: s.valLabels, augmentation: s.augmentation,
+            let result: EvaluationResult
+            do {
+                result = try s.inference.evaluate(split: s.val, labels: s.valLabels, augmentation: s.augmentation,
                                                   batchSize: config.training.evalBatchSize, threads: s.loaderThreads,
                                                   communicator: communicator) { _, _ in
-                // Several ranks agree on stopping at a training step, not inside a collective.
-                if self.communicator.size == 1, let signal = self.stop.signal { try interrupted(signal) }
+                    // Several ranks agree on stopping at a training step, not inside a collective.
+                    if self.communicator.size == 1, let signal = self.stop.signal { try interrupted(signal) }
+                }
+            } catch let e as NonFiniteOutputError {
+                throw TrainingError.nonFiniteState("\(label): \(e)", checkpoint: lastCheckpoint)
+            }
+            // Finite outputs give a finite loss; this keeps any other way out of the checkpoint's
+            // history, which JSON cannot hold.
+            guard result.loss.isFinite else {
+                throw TrainingError.nonFiniteState("\(label): the validation loss is \(result.loss)", checkpoint: lastCheckpoint)
             }
             logger.info("\(label): val loss \(fixed(result.loss, 4)), top-1 error \(fixed(100 * result.top1Error, 2)) %, top-5 error \(fixed(100 * result.top5Error, 2)) % (\(result.images) images, ten-crop, \(fixed(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, 1)) s)")
             return result
@@ -402,7 +417,15 @@ public final class Trainer {
                 guard loss.isFinite else {
                     throw TrainingError.nonFinite(epoch: epoch, batch: batch.index + 1, loss: loss, checkpoint: lastCheckpoint)
                 }
-                s.sgd.step(s.parameters)
+                // The seed's final ReLU turns NaN logits into zeros and a finite loss, so the
+                // updated weights are checked too (in the update's own pass).
+                guard s.sgd.step(s.parameters) else {
+                    let culprit = s.parameters.nonFiniteOrigin()
+                    let what = culprit.map { $0.gradient ? "the gradient of \($0.name)" : "\($0.name)" } ?? "a weight"
+                    throw TrainingError.nonFiniteState(
+                        "after the update at epoch \(epoch), batch \(batch.index + 1), \(what) is not finite (NaN or infinite); "
+                            + "learning rate \(s.sgd.learningRate), loss \(loss)", checkpoint: lastCheckpoint)
+                }
                 stepSeconds += Double(DispatchTime.now().uptimeNanoseconds - s0) / 1e9
                 state.batch = batch.index + 1
                 state.sgdSteps += 1

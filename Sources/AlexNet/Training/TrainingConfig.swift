@@ -289,7 +289,24 @@ extension TrainingConfig {
     /// errors naming the file, the line and the key path.
     public static func load(file path: String) throws -> TrainingConfig {
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+        // Foundation reads only regular files (anything else fails as "Permission denied"): a
+        // FIFO, such as the shell's -c <(…), is read to its end; a folder or device is named.
+        let mode = FileIO.status(path).map { $0.st_mode & S_IFMT }
+        if let mode, mode != S_IFIFO, let kind = FileIO.nonRegularKind(mode) {
+            throw ConfigurationError(source: FileIO.display(path), key: nil, message: "\(kind), not a configuration file")
+        }
+        do {
+            if mode == S_IFIFO {
+                guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileReadNoPermission, userInfo: [NSFilePathErrorKey: path]) }
+                defer { try? handle.close() }
+                guard let t = String(data: try handle.readToEnd() ?? Data(), encoding: .utf8) else {
+                    throw ConfigurationError(source: FileIO.display(path), key: nil, message: "not UTF-8 text")
+                }
+                text = t
+            } else {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            }
+        } catch let e as ConfigurationError { throw e } catch {
             throw ConfigurationError(source: path, key: nil, message: "cannot read the configuration (\(FileIO.describe(error)))")
         }
         var config = TrainingConfig()
