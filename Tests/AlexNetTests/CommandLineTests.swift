@@ -79,7 +79,7 @@ final class CommandLineTests: XCTestCase {
     /// shell's -c <(…) gives, is read.
     func testMessagesSayTheRealCause() throws {
         let weights = Paths.repository.appendingPathComponent("Tests/Fixtures/eval/paper.safetensors").path
-        let cat = Paths.shared.appendingPathComponent("images/chelsea.jpg").path
+        let cat = Paths.photos.appendingPathComponent("chelsea.jpg").path
         var (status, _, err) = try alexnet("classify", "-k", "-1", "-i", cat, "-w", weights)
         XCTAssertEqual(status, 64)
         XCTAssertTrue(err.contains("-k must be at least 1, got -1"), err)
@@ -114,7 +114,7 @@ final class CommandLineTests: XCTestCase {
                              configYAML: config.yaml(comments: false), classes: ["red\u{1B}[31m", "tab\there", "del\u{7F}", "csi\u{9B}2J"],
                              statistics: nil, mean: .channel, parameters: parameters, momentum: FloatBuffer(count: parameters.values.count),
                              epochStart: nil)
-        let (status, out, err) = try alexnet("classify", "-i", Paths.shared.appendingPathComponent("images/chelsea.jpg").path, "-w", path, "-k", "4")
+        let (status, out, err) = try alexnet("classify", "-i", Paths.photos.appendingPathComponent("chelsea.jpg").path, "-w", path, "-k", "4")
         XCTAssertEqual(status, 0, err)
         XCTAssertFalse(out.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\n") || (0x7F...0x9F).contains($0.value) }, out)
         for escaped in ["red\\x1b[31m", "tab\\there", "del\\x7f", "csi\\u{9b}2J"] { XCTAssertTrue(out.contains(escaped), "\(escaped): \(out)") }

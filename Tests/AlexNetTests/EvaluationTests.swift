@@ -196,7 +196,7 @@ final class EvaluationTests: XCTestCase {
     func testEqualOutputsAreErrorsAndNaNOutputsStopEvaluation() throws {
         let root = try Self.makeDataset()
         let dir = try Paths.temporaryDirectory()
-        let cat = Paths.shared.appendingPathComponent("images/chelsea.jpg").path
+        let cat = Paths.photos.appendingPathComponent("chelsea.jpg").path
         for variant in [Variant.paper, .seed] {
             let weights = try LoadedWeights(path: Self.fixtures.appendingPathComponent("\(variant.rawValue).safetensors").path, variant: variant)
             let job = try EvaluationJob(weights: weights, config: nil, data: root.path)
