@@ -231,9 +231,20 @@ final class EvaluationTests: XCTestCase {
         XCTAssertThrowsError(try Classifier(weights: weights, engine: sharedEngine).classify(files: [cat], top: 3, tenCrop: false)) { error in
             XCTAssertTrue("\(error)".contains("classify: the network's outputs are not finite (NaN or infinite) for 1 image, first \(cat)"), "\(error)")
         }
+        // Through the binary: a file holding a NaN is refused when read, naming the parameter;
+        // finite weights whose outputs overflow stop evaluate and classify instead.
         let poisoned = dir.appendingPathComponent("nan.safetensors").path
         try weights.write(to: poisoned)
-        for args in [["evaluate", "--data", root.path, "-w", poisoned, "--batch", "7"], ["classify", "-i", cat, "-w", poisoned]] {
+        let (refused, _, why) = try runProcess(Paths.binary, ["classify", "-i", cat, "-w", poisoned])
+        XCTAssertEqual(refused, 64, why)
+        XCTAssertTrue(why.contains("fc8.bias holds a NaN or infinite value"), why)
+        bias.data[2] = 0
+        try weights.parameters.set("fc8.bias", bias)
+        let fc8 = try weights.parameters.tensor("fc8.weight")
+        try weights.parameters.set("fc8.weight", Tensor(shape: fc8.shape, data: [Float](repeating: 3e38, count: fc8.data.count)))
+        let overflowing = dir.appendingPathComponent("overflow.safetensors").path
+        try weights.write(to: overflowing)
+        for args in [["evaluate", "--data", root.path, "-w", overflowing, "--batch", "7"], ["classify", "-i", cat, "-w", overflowing]] {
             let (status, out, err) = try runProcess(Paths.binary, args)
             XCTAssertEqual(status, 1, "\(args): \(out)")
             XCTAssertEqual(err.split(separator: "\n").last.map { $0.hasPrefix("Error: ") && $0.contains("not finite") }, true, "\(args): \(err)")

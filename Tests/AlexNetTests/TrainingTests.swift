@@ -215,41 +215,56 @@ final class TrainingTests: XCTestCase {
         return path
     }
 
-    /// The seed variant's final ReLU turns NaN logits into zeros, so the loss stays finite: a NaN
-    /// in fc8's weights is caught by the update's own check at the first step, naming the
-    /// parameter, and no checkpoint is written. NaN outputs of the validation before training
-    /// (the paper's logits keep them) stop the run as clearly.
+    /// Files in the run's own checkpoint folder, hidden ones (its lock) aside.
+    func checkpointFiles(_ run: String) -> [String] {
+        let folder = Self.data.root.appendingPathComponent("checkpoints/\(run)").path
+        return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { !$0.hasPrefix(".") }
+    }
+
+    /// The seed variant's final ReLU turns NaN logits into zeros, so the loss stays finite: weights
+    /// that overflow during training (a learning rate far too large) are caught by the update's
+    /// own check, naming the parameter, and no checkpoint is written. A NaN already in the
+    /// starting weights is refused when they are read; outputs that overflow in the validation
+    /// before training (the paper's logits keep them) stop the run as clearly.
     func testNonFiniteWeightsStopTheRunWithoutACheckpoint() throws {
-        var seed = tinyConfig(Self.data, run: "poisoned-seed")
+        var seed = tinyConfig(Self.data, run: "overflowing-seed")
         seed.model.variant = .seed
-        seed.training.startFrom = try weightsFile(seed.model, named: "seed.safetensors") { p in
+        seed.optimizer.lr = 1e38
+        seed.training.evaluateBeforeTraining = false
+        XCTAssertThrowsError(try train(seed)) { error in
+            guard case TrainingError.nonFiniteState = error else { return XCTFail("\(error)") }
+            XCTAssertTrue("\(error)".contains("after the update at epoch 1, batch ") && "\(error)".contains("is not finite (NaN or infinite); learning rate 1e+38"),
+                          "\(error)")
+            XCTAssertTrue("\(error)".contains("No checkpoint had been written yet"), "\(error)")
+        }
+        XCTAssertEqual(checkpointFiles("overflowing-seed"), [])
+
+        var poisoned = tinyConfig(Self.data, run: "poisoned-seed")
+        poisoned.model.variant = .seed
+        poisoned.training.startFrom = try weightsFile(poisoned.model, named: "seed.safetensors") { p in
             var t = try p.tensor("fc8.weight")
             t.data[3] = .nan
             try p.set("fc8.weight", t)
         }
-        XCTAssertThrowsError(try train(seed)) { error in
-            guard case TrainingError.nonFiniteState = error else { return XCTFail("\(error)") }
-            XCTAssertTrue("\(error)".contains("after the update at epoch 1, batch 1, fc8.weight is not finite (NaN or infinite); learning rate 0.02"),
-                          "\(error)")
-            XCTAssertTrue("\(error)".contains("No checkpoint had been written yet"), "\(error)")
-        }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: Self.data.root.appendingPathComponent("checkpoints/poisoned-seed").path), [])
+        XCTAssertThrowsError(try train(poisoned)) { XCTAssertTrue("\($0)".contains("fc8.weight holds a NaN or infinite value"), "\($0)") }
+        XCTAssertEqual(checkpointFiles("poisoned-seed"), [])
 
         var paper = tinyConfig(Self.data, run: "poisoned-paper")
         paper.training.startFrom = try weightsFile(paper.model, named: "paper.safetensors") { p in
-            try p.set("fc8.bias", Tensor(shape: [4], data: [0, .nan, 0, 0]))
+            let shape = try p.tensor("fc8.weight").shape
+            try p.set("fc8.weight", Tensor(shape: shape, data: [Float](repeating: 3e38, count: shape.reduce(1, *))))
         }
         XCTAssertThrowsError(try train(paper)) { error in
             XCTAssertTrue("\(error)".contains("before training: validation: the network's outputs are not finite (NaN or infinite) for 5 images, first "),
                           "\(error)")
         }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: Self.data.root.appendingPathComponent("checkpoints/poisoned-paper").path), [])
+        XCTAssertEqual(checkpointFiles("poisoned-paper"), [])
     }
 
-    /// The seed's full checkpoint with a learning rate of NaN, resumed through the real binary:
-    /// the first update makes every weight NaN (and the seed's final ReLU keeps the loss finite);
-    /// the run stops there with exit status 1 and one line naming the parameter and the rate,
-    /// and writes neither last.safetensors nor best.safetensors.
+    /// The seed's full checkpoint with a learning rate of NaN, resumed through the real binary
+    /// (it once trained to all-NaN weights, the seed's final ReLU keeping the loss finite, and
+    /// exited 0): refused when read, in one line naming the file and the rate, and neither
+    /// last.safetensors nor best.safetensors is written.
     func testResumingWithALearningRateOfNaNStops() throws {
         var c = tinyConfig(Self.data, run: "nan-lr")
         c.model.variant = .seed
@@ -270,12 +285,10 @@ final class TrainingTests: XCTestCase {
         c.training.resumeFrom = dir.appendingPathComponent("alexnet_1_nan_full.pt").path
         try PyTorchFile.write(checkpoint, tensors: entries.map { try! parameters.tensor($0.name).data }, to: c.training.resumeFrom)
         let (status, out, err) = try runProcess(Paths.binary, ["train", "-c", try writeConfig(c, in: dir, named: "nan.yml")])
-        XCTAssertEqual(status, 1, out + err)
+        XCTAssertTrue((1...127).contains(status), out + err)
         let last = err.split(separator: "\n").last.map(String.init) ?? ""
-        XCTAssertTrue(last.contains("after the update at epoch 2, batch 1, conv1.weight is not finite (NaN or infinite); learning rate nan"), err)
-        XCTAssertTrue(last.contains("No checkpoint had been written yet") || last.contains("The last good checkpoint is \(c.training.resumeFrom)"), last)
-        let written = try FileManager.default.contentsOfDirectory(atPath: Self.data.root.appendingPathComponent("checkpoints/nan-lr").path)
-        XCTAssertEqual(written, [], "no checkpoint from NaN weights")
+        XCTAssertTrue(last.contains("alexnet_1_nan_full.pt") && last.contains("learning rate is nan"), err)
+        XCTAssertEqual(checkpointFiles("nan-lr"), [], "no checkpoint from NaN weights")
         XCTAssertFalse(out.contains("error 0.00"), out)
     }
 
