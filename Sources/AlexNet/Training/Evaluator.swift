@@ -164,11 +164,11 @@ public final class InferenceNetworks {
     }
 }
 
-/// Top-k membership (SPEC section 5: the label among the k largest outputs) with ties counted
-/// against the label: the label is found at k when its score is finite and fewer than k other
-/// classes score at least as high. torch.topk breaks a tie at the k-th place by position, so
-/// there a tied label is in or out of its k by its index; here it is out. Outputs that do not
-/// single the label out (all equal, as from a zero fc8) are errors, not hits.
+/// Top-k membership (the label among the k largest outputs) with ties counted against the
+/// label: the label is found at k when its score is finite and fewer than k other classes score
+/// at least as high. torch.topk keeps or drops a label tied across the k-th place by its own,
+/// undocumented, tie-breaking; here it is out. Outputs that do not single the label out (all
+/// equal, as from a zero fc8) are errors, not hits.
 public enum TopK {
     /// How many other classes score at least as high as class `label` of `scores` (one image's
     /// outputs); nil when the label's score is NaN or infinite.
