@@ -48,8 +48,7 @@ struct Classify: ParsableCommand {
 
     func run() throws {
         try CPUCapabilities.check(precision.value)
-        let loaded: LoadedWeights
-        do { loaded = try LoadedWeights(path: weights, variant: variant) } catch { throw usageError("-w \(weights): \(error)") }
+        let loaded = try loadWeights(weights, variant: variant, flag: "-w")
         let classifier = try Classifier(weights: loaded, engine: try compute.makeEngine(), precision: precision.value)
         let results: [[Prediction]]
         do { results = try classifier.classify(files: image, top: top, tenCrop: tenCrop) } catch let e as ImageError {

@@ -63,6 +63,15 @@ func rounded(_ x: Double, _ digits: Int) -> JSONNullable<Double> {
 
 // MARK: errors
 
+/// The weights a command was given (`LoadedWeights`), or a usage error naming the file once
+/// (most of the library's errors start with the path already) after the flag that gave it.
+func loadWeights(_ path: String, variant: Variant?, flag: String? = nil) throws -> LoadedWeights {
+    do { return try LoadedWeights(path: path, variant: variant) } catch {
+        let text = "\(error)"
+        throw usageError((flag.map { "\($0) " } ?? "") + (text.hasPrefix(path) ? text : "\(path): \(text)"))
+    }
+}
+
 /// Runs a library check inside a command's `validate()`, turning what it throws (a `LimitError`
 /// naming the flag and the range) into the ValidationError that ArgumentParser reports with
 /// the usage line.

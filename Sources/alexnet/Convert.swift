@@ -36,8 +36,7 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         do { try OutputRule(inputs: [input]).check(output, what: "OUT") } catch { throw usageError(error) }
-        let loaded: LoadedWeights
-        do { loaded = try LoadedWeights(path: input, variant: variant) } catch { throw usageError("\(input): \(error)") }
+        let loaded = try loadWeights(input, variant: variant)
         try loaded.write(to: output, names: names)
         let n = loaded.network
         print("convert: \(input) → \(output) (\(n.variant.rawValue) variant, widths \(n.widths), hidden \(n.hidden), \(n.classes) classes, names \((names ?? .default(for: n.variant)).rawValue))")

@@ -56,8 +56,7 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try CPUCapabilities.check(precision.value)
         let engine = try compute.makeEngine()
-        let loaded: LoadedWeights
-        do { loaded = try LoadedWeights(path: weights, variant: variant) } catch { throw usageError("-w \(weights): \(error)") }
+        let loaded = try loadWeights(weights, variant: variant, flag: "-w")
         var trainingConfig: TrainingConfig?
         if let config {
             do { trainingConfig = try TrainingConfig.load(file: config) } catch { throw usageError(error) }

@@ -41,8 +41,7 @@ struct Export: ParsableCommand {
 
     func run() throws {
         do { try OutputRule(inputs: [weights]).check(onnx, what: "--onnx") } catch { throw usageError(error) }
-        let loaded: LoadedWeights
-        do { loaded = try LoadedWeights(path: weights, variant: variant) } catch { throw usageError("\(weights): \(error)") }
+        let loaded = try loadWeights(weights, variant: variant)
         let nodes = try loaded.exportONNX(to: onnx, batch: dynamicBatch ? .dynamic : .fixed(batch ?? 1))
         let n = loaded.network
         print("export: \(weights) → \(onnx) (\(n.variant.rawValue) variant, input \(dynamicBatch ? "batch" : "\(batch ?? 1)")×3×\(n.inputSize)×\(n.inputSize), \(n.classes) classes, \(nodes) nodes, opset \(ONNXExport.opset))")
