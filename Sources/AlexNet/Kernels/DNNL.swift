@@ -41,11 +41,22 @@ public final class Engine: @unchecked Sendable {
     /// (which would take 715 MB for conv2), and chunks of 1 to 4 up to 35 % slower (smaller GEMMs).
     public static let defaultScratchLimit = 128 << 20
 
+    /// The channel block, 8 or 16, of the activations convolutions read and write (nChw8c or
+    /// nChw16c), instead of the layout oneDNN chooses for this CPU (nil): so that tests check
+    /// `WinogradKernel` on both layouts whatever the CPU. oneDNN makes either layout anywhere,
+    /// but computes on nChw16c only with AVX-512 kernels (elsewhere with reference loops).
+    public let channelBlock: Int?
+
     /// - Parameters:
     ///   - threads: worker threads; nil or 0 means one per core.
     ///   - scratchLimit: see `scratchLimit`.
-    public init(threads: Int? = nil, scratchLimit: Int = Engine.defaultScratchLimit) throws {
+    ///   - channelBlock: see `channelBlock`.
+    public init(threads: Int? = nil, scratchLimit: Int = Engine.defaultScratchLimit, channelBlock: Int? = nil) throws {
+        if let channelBlock, !TensorLayout.channelBlocks.contains(channelBlock) {
+            throw LimitError(flag: "channelBlock", message: "must be one of \(TensorLayout.channelBlocks), got \(channelBlock)")
+        }
         self.scratchLimit = scratchLimit
+        self.channelBlock = channelBlock
         if let threads, threads > 0 { try Limits.check(threads: threads) }
         if let threads, threads > 0 { omp_set_num_threads(Int32(threads)) }
         self.threads = Int(omp_get_max_threads())

@@ -19,9 +19,12 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
 
     /// Row-major (PyTorch's contiguous order); `any`: "let the primitive choose", which only
     /// primitive descriptors take and no buffer can have; or NCHW with channels in blocks of 8
-    /// (oneDNN's nChw8c: [N][C/8][H][W][8], what its AVX2 convolutions choose, and the layout
-    /// `WinogradKernel` computes on).
-    enum Kind { case plain, any, channelBlocked8 }
+    /// or 16 (oneDNN's nChw8c and nChw16c: [N][C/b][H][W][b], what its AVX2 and AVX-512
+    /// convolutions choose, and the layouts `WinogradKernel` computes on).
+    enum Kind { case plain, any, channelBlocked(Int) }
+
+    /// The channel blocks `Kind.channelBlocked` takes.
+    static let channelBlocks = [8, 16]
 
     /// A descriptor for `dims` with float32 elements, or the elements of `precision`.
     init(_ dims: [Int], _ kind: Kind, _ precision: Precision = .fp32) throws {
@@ -36,9 +39,13 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
         switch kind {
         case .plain: tag = plainTags[dims.count - 1]
         case .any: tag = dnnl_format_tag_any
-        case .channelBlocked8:
+        case .channelBlocked(let block):
             guard dims.count == 4 else { throw ShapeError(what: "a channel-blocked tensor", shape: dims, expected: "(N, C, H, W)") }
-            tag = dnnl_nChw8c
+            switch block {
+            case 8: tag = dnnl_nChw8c
+            case 16: tag = dnnl_nChw16c
+            default: throw ShapeError(what: "a tensor in channel blocks of \(block)", shape: dims, expected: "blocks of 8 or 16")
+            }
         }
         var md = dnnl_memory_desc_t()
         try withDims(dims) { p in
@@ -69,6 +76,11 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
 
     /// Row-major float32: NCHW, NC, OIHW or X.
     public static func plain(_ dims: [Int]) throws -> TensorLayout { try TensorLayout(dims, .plain) }
+
+    /// The channel block b when the layout is float32 nChw8c or nChw16c, else nil.
+    var channelBlock: Int? {
+        Self.channelBlocks.first { block in (try? TensorLayout(dims, .channelBlocked(block))) == self }
+    }
 
     /// Whether the floats are in row-major order, so plain Swift can read them in place.
     public var isPlain: Bool {

@@ -23,8 +23,8 @@ import CKernels
 /// U and inputs V: ∂U = Σ over tiles of V ⊙ (A ∂y Aᵀ), α² products (C × tiles) · (tiles × K),
 /// then ∂g = Gᵀ ∂U G.
 ///
-/// Tensors are in nChw8c, the layout oneDNN's AVX2 convolutions choose (`ConvolutionKernel`
-/// uses this kernel only when they do). The transformed inputs and products live in the
+/// Tensors are in nChw8c or nChw16c, the layouts oneDNN's AVX2 and AVX-512 convolutions choose
+/// (`ConvolutionKernel` uses this kernel only when they choose one). The transformed inputs and products live in the
 /// engine's scratch memory, shared by every layer, and a batch goes through a few images at a
 /// time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image, 4.4 MB
 /// for conv2 (F(4×4, 5×5)), 1.9 MB for conv4 (F(3×3, 3×3)), at 128 MiB 30 and 69 images.
@@ -83,6 +83,8 @@ final class WinogradKernel {
     static let smallestWorkPerValue = 32.0
 
     let algorithm: Algorithm
+    /// The channel block of the activations' layout: 8 (nChw8c) or 16 (nChw16c).
+    let block: Int
     let batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int
     /// Tiles per image, and images per pass through the scratch memory.
     let tilesPerImage: Int, imagesPerChunk: Int
@@ -94,24 +96,26 @@ final class WinogradKernel {
 
     var implementation: String { algorithm.implementation }
 
-    /// The algorithm for this convolution, if the kernel computes it: an r×r kernel with an
-    /// algorithm, stride 1, padding (r − 1)/2, float32, a large enough batch, maps and channels,
-    /// and input and output in nChw8c (which also makes C and K multiples of 8).
+    /// The algorithm for this convolution and the channel block of its layout, if the kernel
+    /// computes it: an r×r kernel with an algorithm, stride 1, padding (r − 1)/2, float32, a
+    /// large enough batch, maps and channels, and input and output both in nChw8c or both in
+    /// nChw16c, with C and K multiples of the block.
     static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision,
-                          source: TensorLayout, output: TensorLayout) -> Algorithm? {
+                          source: TensorLayout, output: TensorLayout) -> (algorithm: Algorithm, block: Int)? {
         guard weightShape.count == 4, weightShape[2] == weightShape[3],
               let algorithm = Algorithm.fewestMultiplies(kernel: weightShape[2], height: source.dims[2], width: source.dims[3]),
               stride == 1, padding == (algorithm.r - 1) / 2, precision == .fp32, source.dims[0] >= smallestBatch,
               algorithm.saving(height: source.dims[2], width: source.dims[3]) >= smallestSaving,
               Double(weightShape[0] * weightShape[1]) / Double(weightShape[0] + weightShape[1]) >= smallestWorkPerValue,
-              let blockedSource = try? TensorLayout(source.dims, .channelBlocked8),
-              let blockedOutput = try? TensorLayout(output.dims, .channelBlocked8),
-              source == blockedSource, output == blockedOutput else { return nil }
-        return algorithm
+              let block = source.channelBlock, output.channelBlock == block,
+              weightShape[0] % block == 0, weightShape[1] % block == 0 else { return nil }
+        return (algorithm, block)
     }
 
-    init(_ algorithm: Algorithm, weightShape: [Int], inputDims: [Int], training: Bool, inputGradient: Bool, engine: Engine) {
+    init(_ algorithm: Algorithm, block: Int, weightShape: [Int], inputDims: [Int], training: Bool, inputGradient: Bool,
+         engine: Engine) {
         self.algorithm = algorithm
+        self.block = block
         (batch, outChannels, inChannels, height, width) = (inputDims[0], weightShape[0], weightShape[1], inputDims[2], inputDims[3])
         tilesPerImage = algorithm.tiles(height: height, width: width)
         let bytesPerImage = algorithm.products * tilesPerImage * (inChannels + outChannels) * MemoryLayout<Float>.size
@@ -123,14 +127,14 @@ final class WinogradKernel {
     }
 
     /// y = conv(x, weight) + bias, then ReLU if `relu`: x (N, C, H, W) and y (N, K, H, W) in
-    /// nChw8c, weight (K, C, r, r) and bias (K) plain.
+    /// nChw8c or nChw16c, weight (K, C, r, r) and bias (K) plain.
     func forward(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, relu: Bool, y: DeviceTensor, engine: Engine) throws {
         alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 0, forwardWeights.pointer)
         try run(x.pointer, channels: inChannels, into: y.pointer, channels: outChannels, weights: forwardWeights,
                 bias: bias.pointer, relu: relu, engine: engine)
     }
 
-    /// ∂x = conv(∂y, weight turned and transposed): ∂y (N, K, H, W) and ∂x (N, C, H, W) in nChw8c.
+    /// ∂x = conv(∂y, weight turned and transposed): ∂y (N, K, H, W) and ∂x (N, C, H, W) blocked.
     func backwardData(dOutput: DeviceTensor, weight: DeviceTensor, dInput: DeviceTensor, engine: Engine) throws {
         guard let backwardWeights else { throw LayerError.notTraining("the Winograd convolution's input gradient") }
         alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 1, backwardWeights.pointer)
@@ -138,14 +142,14 @@ final class WinogradKernel {
                 bias: nil, relu: false, engine: engine)
     }
 
-    /// ∂weight (K, C, r, r) and ∂bias (K), plain, from x (N, C, H, W) and ∂y (N, K, H, W) in nChw8c.
+    /// ∂weight (K, C, r, r) and ∂bias (K), plain, from x (N, C, H, W) and ∂y (N, K, H, W) blocked.
     func backwardWeights(x: DeviceTensor, dOutput: DeviceTensor, dWeight: DeviceTensor, dBias: DeviceTensor,
                          engine: Engine) throws {
         guard let transformedWeightGradient else { throw LayerError.notTraining("the Winograd convolution's weight gradient") }
         try eachChunk(of: x.pointer, channels: inChannels, otherChannels: outChannels, engine: engine) {
             first, images, tiles, transformed, gradients in
             alexnet_winograd_output_gradient(algorithm.id, dOutput.pointer + first * outChannels * height * width,
-                                             Int32(images), Int32(outChannels), Int32(height), Int32(width), gradients)
+                                             Int32(block), Int32(images), Int32(outChannels), Int32(height), Int32(width), gradients)
             // ∂U sums over the tiles of every chunk.
             for xi in 0..<algorithm.products {
                 try MatrixMultiply.multiply(m: inChannels, n: outChannels, k: tiles, a: transformed + xi * tiles * inChannels,
@@ -156,7 +160,8 @@ final class WinogradKernel {
         }
         alexnet_winograd_weight_gradient(algorithm.id, transformedWeightGradient.pointer, Int32(outChannels), Int32(inChannels),
                                          dWeight.pointer)
-        alexnet_winograd_bias_gradient(dOutput.pointer, Int32(batch), Int32(outChannels), Int32(height), Int32(width), dBias.pointer)
+        alexnet_winograd_bias_gradient(dOutput.pointer, Int32(block), Int32(batch), Int32(outChannels), Int32(height), Int32(width),
+                                       dBias.pointer)
     }
 
     /// For each chunk of images: input transform, the α² products (tiles × `inputChannels`) ·
@@ -172,8 +177,9 @@ final class WinogradKernel {
                                             b: weights.pointer + xi * inputChannels * outputChannels,
                                             c: multiplied + xi * tiles * outputChannels)
             }
-            alexnet_winograd_output(algorithm.id, multiplied, bias, relu ? 1 : 0, Int32(images), Int32(outputChannels),
-                                    Int32(height), Int32(width), output + first * outputChannels * height * width)
+            alexnet_winograd_output(algorithm.id, multiplied, bias, relu ? 1 : 0, Int32(block), Int32(images),
+                                    Int32(outputChannels), Int32(height), Int32(width),
+                                    output + first * outputChannels * height * width)
         }
     }
 
@@ -187,8 +193,8 @@ final class WinogradKernel {
         let scratch = engine.scratch(floats: algorithm.products * imagesPerChunk * tilesPerImage * (channels + otherChannels))
         for first in stride(from: 0, to: batch, by: imagesPerChunk) {
             let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
-            alexnet_winograd_input(algorithm.id, input + first * channels * height * width, Int32(images), Int32(channels),
-                                   Int32(height), Int32(width), scratch)
+            alexnet_winograd_input(algorithm.id, input + first * channels * height * width, Int32(block), Int32(images),
+                                   Int32(channels), Int32(height), Int32(width), scratch)
             try body(first, images, tiles, scratch, scratch + algorithm.products * tiles * channels)
         }
     }
