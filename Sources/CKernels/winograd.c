@@ -168,8 +168,8 @@ INLINE void each_tile(const job *j, const algorithm *f, int block, tile_visit *v
 }
 
 // Entry points for GOMP_parallel, one per algorithm: job_2x2_3x3 … and the table `jobs` of them
-// (INSTANTIATE); for the jobs that read or write activations, one per algorithm and channel
-// block: job_2x2_3x3_8 … and the table `jobs[algorithm][block == 16]` of them (INSTANTIATE_BLOCKED).
+// (INSTANTIATE); for the jobs that read or write activations, one per algorithm and `variant`:
+// job_2x2_3x3_8 … and the table `jobs[algorithm][variant(block)]` of them (INSTANTIATE_BLOCKED).
 #define INSTANTIATE(job)                                                                                   \
     static void job##_2x2_3x3(void *arg) { job(arg, &algorithms[alexnet_winograd_2x2_3x3]); }            \
     static void job##_3x3_5x5(void *arg) { job(arg, &algorithms[alexnet_winograd_3x3_5x5]); }            \
@@ -179,18 +179,31 @@ INLINE void each_tile(const job *j, const algorithm *f, int block, tile_visit *v
                                              [alexnet_winograd_3x3_5x5] = job##_3x3_5x5,                 \
                                              [alexnet_winograd_3x3_3x3] = job##_3x3_3x3,                 \
                                              [alexnet_winograd_4x4_5x5] = job##_4x4_5x5};
-#define INSTANTIATE_BLOCK(job, f, block) \
-    static void job##_##f##_##block(void *arg) { job(arg, &algorithms[alexnet_winograd_##f], block); }
+#define INSTANTIATE_VARIANT(job, f, name, block, attributes) \
+    attributes static void job##_##f##_##name(void *arg) { job(arg, &algorithms[alexnet_winograd_##f], block); }
+#define INSTANTIATE_VARIANTS(job, f)                           \
+    INSTANTIATE_VARIANT(job, f, 8, 8, )                        \
+    INSTANTIATE_VARIANT(job, f, 16, 16, )                      \
+    INSTANTIATE_VARIANT(job, f, 16_avx512, 16, AVX512)
+#define VARIANTS(job, f) [alexnet_winograd_##f] = {job##_##f##_8, job##_##f##_16, job##_##f##_16_avx512}
 #define INSTANTIATE_BLOCKED(job)                                                                              \
-    INSTANTIATE_BLOCK(job, 2x2_3x3, 8) INSTANTIATE_BLOCK(job, 2x2_3x3, 16)                                    \
-    INSTANTIATE_BLOCK(job, 3x3_5x5, 8) INSTANTIATE_BLOCK(job, 3x3_5x5, 16)                                    \
-    INSTANTIATE_BLOCK(job, 3x3_3x3, 8) INSTANTIATE_BLOCK(job, 3x3_3x3, 16)                                    \
-    INSTANTIATE_BLOCK(job, 4x4_5x5, 8) INSTANTIATE_BLOCK(job, 4x4_5x5, 16)                                    \
-    static void (*const job##s[][2])(void *) = {                                                              \
-        [alexnet_winograd_2x2_3x3] = {job##_2x2_3x3_8, job##_2x2_3x3_16},                                     \
-        [alexnet_winograd_3x3_5x5] = {job##_3x3_5x5_8, job##_3x3_5x5_16},                                     \
-        [alexnet_winograd_3x3_3x3] = {job##_3x3_3x3_8, job##_3x3_3x3_16},                                     \
-        [alexnet_winograd_4x4_5x5] = {job##_4x4_5x5_8, job##_4x4_5x5_16}};
+    INSTANTIATE_VARIANTS(job, 2x2_3x3) INSTANTIATE_VARIANTS(job, 3x3_5x5)                                     \
+    INSTANTIATE_VARIANTS(job, 3x3_3x3) INSTANTIATE_VARIANTS(job, 4x4_5x5)                                     \
+    static void (*const job##s[][3])(void *) = {VARIANTS(job, 2x2_3x3), VARIANTS(job, 3x3_5x5),               \
+                                                VARIANTS(job, 3x3_3x3), VARIANTS(job, 4x4_5x5)};
+
+// The same code compiled for AVX-512 (32 vector registers, and the vector operations VEX and
+// EVEX encode): the helpers above are inlined into each job, so they take the job's target.
+#define AVX512 __attribute__((target("avx512f,avx512vl")))
+
+// Which entry point runs a job on activations in blocks of `block` channels: the portable code
+// for nChw8c, and for nChw16c on a CPU without AVX-512 (tests make nChw16c anywhere); on one
+// with AVX-512 (where oneDNN chooses nChw16c), the AVX-512 code. __builtin_cpu_supports also
+// checks that the OS saves the wider registers.
+static int variant(int block) {
+    if (block != 16) return 0;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") ? 2 : 1;
+}
 
 INLINE void input_tile(const job *j, const algorithm *f, int block, long plane, long group, int ty, int tx, long tile,
                        long tiles) {
@@ -211,7 +224,7 @@ INSTANTIATE_BLOCKED(input_job)
 void alexnet_winograd_input(alexnet_winograd_algorithm f, const float *x, int block, int batch, int channels,
                             int height, int width, float *v) {
     job j = {.x = x, .out = v, .n = batch, .c = channels, .h = height, .w = width, .block = block};
-    GOMP_parallel(input_jobs[f][block == 16], &j, 0, 0);
+    GOMP_parallel(input_jobs[f][variant(block)], &j, 0, 0);
 }
 
 INLINE void weights_job(void *arg, const algorithm *f) {
@@ -266,7 +279,7 @@ void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const
                              int batch, int channels, int height, int width, float *y) {
     job j = {.x = m, .bias = bias, .relu = relu, .out = y, .n = batch, .c = channels, .h = height, .w = width,
              .block = block};
-    GOMP_parallel(output_jobs[f][block == 16], &j, 0, 0);
+    GOMP_parallel(output_jobs[f][variant(block)], &j, 0, 0);
 }
 
 INLINE void output_gradient_tile(const job *j, const algorithm *f, int block, long plane, long group, int ty, int tx,
@@ -287,7 +300,7 @@ INSTANTIATE_BLOCKED(output_gradient_job)
 void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const float *dy, int block, int batch,
                                       int channels, int height, int width, float *w) {
     job j = {.x = dy, .out = w, .n = batch, .c = channels, .h = height, .w = width, .block = block};
-    GOMP_parallel(output_gradient_jobs[f][block == 16], &j, 0, 0);
+    GOMP_parallel(output_gradient_jobs[f][variant(block)], &j, 0, 0);
 }
 
 INLINE void weight_gradient_job(void *arg, const algorithm *f) {
