@@ -8,7 +8,7 @@ int omp_get_thread_num(void);
 int omp_get_num_threads(void);
 
 // Eight channels of one pixel: one AVX register, two SSE ones on the portable build. A channel
-// block of nChw16c is two of them, side by side.
+// block of nChw16c is two of them side by side, a pixel of nhwc C/8 of them.
 typedef float v8 __attribute__((vector_size(32)));
 
 #define load(p) ({ v8 v_; memcpy(&v_, (p), sizeof v_); v_; })
@@ -137,14 +137,15 @@ typedef struct {
 } job;
 
 // What the three tile transforms do to one tile's eight channels: `plane` is the offset of
-// those channels' first pixel in the job's tensor (nChw8c or nChw16c: the next pixel is `block`
-// floats on), `group` their index among the C/8 groups of eight channels, (ty, tx) the tile in
-// the map, and `tile` its row among the `tiles` rows of the [α²][T][·] matrices.
+// those channels' first pixel in the job's tensor (in blocks of `block` channels, so the next
+// pixel is `block` floats on), `group` their index among the C/8 groups of eight channels,
+// (ty, tx) the tile in the map, and `tile` its row among the `tiles` rows of the [α²][T][·]
+// matrices.
 typedef void tile_visit(const job *j, const algorithm *f, int block, long plane, long group, int ty, int tx, long tile,
                         long tiles);
 
 // The offset of the first pixel of eight channels (group `group`) of image `n` in a tensor of
-// `channels` channels and `pixels` pixels in blocks of `block` (8 or 16) channels.
+// `channels` channels and `pixels` pixels in blocks of `block` channels (8 or 16; C for nhwc).
 INLINE long group_plane(long n, long group, long channels, long pixels, int block) {
     return (n * (channels / block) + group / (block / 8)) * pixels * block + group % (block / 8) * 8;
 }
@@ -169,7 +170,8 @@ INLINE void each_tile(const job *j, const algorithm *f, int block, tile_visit *v
 
 // Entry points for GOMP_parallel, one per algorithm: job_2x2_3x3 … and the table `jobs` of them
 // (INSTANTIATE); for the jobs that read or write activations, one per algorithm and `variant`:
-// job_2x2_3x3_8 … and the table `jobs[algorithm][variant(block)]` of them (INSTANTIATE_BLOCKED).
+// job_2x2_3x3_8 … and the table `jobs[algorithm][variant(block)]` of them (INSTANTIATE_BLOCKED):
+// blocks of 8 or 16 channels (the block a constant), or any multiple of 8 (read from the job).
 #define INSTANTIATE(job)                                                                                   \
     static void job##_2x2_3x3(void *arg) { job(arg, &algorithms[alexnet_winograd_2x2_3x3]); }            \
     static void job##_3x3_5x5(void *arg) { job(arg, &algorithms[alexnet_winograd_3x3_5x5]); }            \
@@ -179,30 +181,36 @@ INLINE void each_tile(const job *j, const algorithm *f, int block, tile_visit *v
                                              [alexnet_winograd_3x3_5x5] = job##_3x3_5x5,                 \
                                              [alexnet_winograd_3x3_3x3] = job##_3x3_3x3,                 \
                                              [alexnet_winograd_4x4_5x5] = job##_4x4_5x5};
-#define INSTANTIATE_VARIANT(job, f, name, block, attributes) \
-    attributes static void job##_##f##_##name(void *arg) { job(arg, &algorithms[alexnet_winograd_##f], block); }
-#define INSTANTIATE_VARIANTS(job, f)                           \
-    INSTANTIATE_VARIANT(job, f, 8, 8, )                        \
-    INSTANTIATE_VARIANT(job, f, 16, 16, )                      \
-    INSTANTIATE_VARIANT(job, f, 16_avx512, 16, AVX512)
-#define VARIANTS(job, f) [alexnet_winograd_##f] = {job##_##f##_8, job##_##f##_16, job##_##f##_16_avx512}
-#define INSTANTIATE_BLOCKED(job)                                                                              \
-    INSTANTIATE_VARIANTS(job, 2x2_3x3) INSTANTIATE_VARIANTS(job, 3x3_5x5)                                     \
-    INSTANTIATE_VARIANTS(job, 3x3_3x3) INSTANTIATE_VARIANTS(job, 4x4_5x5)                                     \
-    static void (*const job##s[][3])(void *) = {VARIANTS(job, 2x2_3x3), VARIANTS(job, 3x3_5x5),               \
-                                                VARIANTS(job, 3x3_3x3), VARIANTS(job, 4x4_5x5)};
+#define INSTANTIATE_VARIANT(fn, f, name, block, attributes) \
+    attributes static void fn##_##f##_##name(void *arg) { fn(arg, &algorithms[alexnet_winograd_##f], block); }
+#define RUNTIME_BLOCK (((const job *)arg)->block)
+#define INSTANTIATE_VARIANTS(fn, f)                                \
+    INSTANTIATE_VARIANT(fn, f, 8, 8, )                             \
+    INSTANTIATE_VARIANT(fn, f, 16, 16, )                           \
+    INSTANTIATE_VARIANT(fn, f, 16_avx512, 16, AVX512)              \
+    INSTANTIATE_VARIANT(fn, f, any, RUNTIME_BLOCK, )               \
+    INSTANTIATE_VARIANT(fn, f, any_avx512, RUNTIME_BLOCK, AVX512)
+#define VARIANTS(fn, f) \
+    [alexnet_winograd_##f] = {fn##_##f##_8, fn##_##f##_16, fn##_##f##_16_avx512, fn##_##f##_any, fn##_##f##_any_avx512}
+#define INSTANTIATE_BLOCKED(fn)                                                                               \
+    INSTANTIATE_VARIANTS(fn, 2x2_3x3) INSTANTIATE_VARIANTS(fn, 3x3_5x5)                                       \
+    INSTANTIATE_VARIANTS(fn, 3x3_3x3) INSTANTIATE_VARIANTS(fn, 4x4_5x5)                                       \
+    static void (*const fn##s[][5])(void *) = {VARIANTS(fn, 2x2_3x3), VARIANTS(fn, 3x3_5x5),                  \
+                                               VARIANTS(fn, 3x3_3x3), VARIANTS(fn, 4x4_5x5)};
 
 // The same code compiled for AVX-512 (32 vector registers, and the vector operations VEX and
 // EVEX encode): the helpers above are inlined into each job, so they take the job's target.
 #define AVX512 __attribute__((target("avx512f,avx512vl")))
 
-// Which entry point runs a job on activations in blocks of `block` channels: the portable code
-// for nChw8c, and for nChw16c on a CPU without AVX-512 (tests make nChw16c anywhere); on one
-// with AVX-512 (where oneDNN chooses nChw16c), the AVX-512 code. __builtin_cpu_supports also
-// checks that the OS saves the wider registers.
+// Which entry point runs a job on activations in blocks of `block` channels: for nChw8c (what
+// oneDNN's AVX2 kernels choose) the portable code with the block a constant; for nChw16c, and
+// for any other block (nhwc, which oneDNN's AVX-512 inference kernels choose), the AVX-512 code
+// on a CPU with AVX-512, the portable code elsewhere (tests make every layout anywhere).
+// __builtin_cpu_supports also checks that the OS saves the wider registers.
 static int variant(int block) {
-    if (block != 16) return 0;
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") ? 2 : 1;
+    if (block == 8) return 0;
+    const int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    return (block == 16 ? 1 : 3) + avx512;
 }
 
 INLINE void input_tile(const job *j, const algorithm *f, int block, long plane, long group, int ty, int tx, long tile,

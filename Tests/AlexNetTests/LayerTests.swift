@@ -60,25 +60,24 @@ final class LayerTests: XCTestCase {
         for (i, t) in Self.convolutionCases.enumerated() { try checkConvolution(t, seed: i, engine: engine) }
     }
 
-    /// The Winograd cases in nChw8c and in nChw16c, whichever of them oneDNN would choose on this
-    /// CPU (an engine with a channel block takes its activations in that layout): each algorithm's
-    /// y, ∂x, ∂w and ∂b in both. 56 channels, a multiple of 8 but not of 16, take Winograd only
-    /// in nChw8c.
-    func testWinogradOnEachChannelBlockMatchesReference() throws {
-        for block in [8, 16] {
-            let blocked = try Engine(channelBlock: block)
-            let narrow: ConvolutionCase = (8, 56, 7, 7, 120, 3, 1, 1, true, block == 8 ? "ours:winograd_3x3_3x3" : nil)
+    /// The Winograd cases in nChw8c, nChw16c and nhwc, whichever of them oneDNN would choose on
+    /// this CPU (an engine with an activation layout takes its activations in it): each
+    /// algorithm's y, ∂x, ∂w and ∂b in each. 56 channels, a multiple of 8 but not of 16, take
+    /// Winograd in nChw8c and nhwc only.
+    func testWinogradOnEachLayoutMatchesReference() throws {
+        for layout in Engine.ActivationLayout.allCases {
+            let laidOut = try Engine(activationLayout: layout)
             for (i, t) in Self.convolutionCases.enumerated() where t.winograd != nil {
-                try checkConvolution(t, seed: i, engine: blocked, what: "nChw\(block)c case \(i)")
+                try checkConvolution(t, seed: i, engine: laidOut, what: "\(layout) case \(i)")
             }
-            try checkConvolution(narrow, seed: 200, engine: blocked, what: "nChw\(block)c, 56 channels")
+            let narrow: ConvolutionCase = (8, 56, 7, 7, 120, 3, 1, 1, true, layout == .nChw16c ? nil : "ours:winograd_3x3_3x3")
+            try checkConvolution(narrow, seed: 200, engine: laidOut, what: "\(layout), 56 channels")
         }
-        XCTAssertThrowsError(try Engine(channelBlock: 4))
     }
 
     /// Winograd's tiles through a scratch memory of room for 2 images: the batch of 7 goes
     /// through in chunks of 2, 2, 2 and 1, and ∂w sums over them, for each algorithm (m outputs
-    /// per tile side from α inputs), in nChw8c and nChw16c.
+    /// per tile side from α inputs), in each layout.
     func testWinogradInChunksMatchesReference() throws {
         let cases: [(ConvolutionCase, m: Int, alpha: Int)] = [((7, 64, 9, 9, 64, 5, 1, 2, true, "ours:winograd_3x3_5x5"), 3, 7),
                                                               ((7, 64, 9, 7, 64, 5, 1, 2, true, "ours:winograd_4x4_5x5"), 4, 8),
@@ -86,17 +85,18 @@ final class LayerTests: XCTestCase {
                                                               ((7, 64, 4, 4, 64, 3, 1, 1, false, "ours:winograd_2x2_3x3"), 2, 4)]
         for (i, (t, m, alpha)) in cases.enumerated() {
             let tiles = ((t.h + m - 1) / m) * ((t.w + m - 1) / m)
-            for block in [8, 16] {
+            for layout in Engine.ActivationLayout.allCases {
                 let small = try Engine(scratchLimit: alpha * alpha * tiles * (t.c + t.k) * MemoryLayout<Float>.size * 2,
-                                       channelBlock: block)
-                try checkConvolution(t, seed: 100 + i, engine: small, what: "nChw\(block)c chunked case \(i)")
+                                       activationLayout: layout)
+                try checkConvolution(t, seed: 100 + i, engine: small, what: "\(layout) chunked case \(i)")
             }
         }
     }
 
-    /// A convolution's y, ∂x, ∂w and ∂b against the plain-Swift reference at 1e-5; and which
-    /// implementation ran, where the activations are channel-blocked (the engine's block, or
-    /// oneDNN's choice on AVX2 and AVX-512).
+    /// A convolution's y, ∂x, ∂w and ∂b against the plain-Swift reference at 1e-5, and y of the
+    /// same convolution built for inference (for which oneDNN may choose another layout); and
+    /// which implementation ran, where the activations are in a layout Winograd takes (the
+    /// engine's, or oneDNN's choice on AVX2 and AVX-512).
     func checkConvolution(_ t: ConvolutionCase, seed i: Int, engine: Engine, what: String? = nil) throws {
         let what = what ?? "case \(i)"
         let g = Conv2d.Geometry(inChannels: t.c, outChannels: t.k, kernel: t.kernel, stride: t.stride, padding: t.padding)
@@ -109,8 +109,10 @@ final class LayerTests: XCTestCase {
         let input = try DeviceTensor.plain(x.shape, engine: engine)
         let conv = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: t.relu, mode: .training,
                               parameters: params, engine: engine)
-        if engine.channelBlock != nil || ["avx2", "avx512_core"].contains(where: CPUCapabilities.isa.hasPrefix) {
-            for pass in conv.implementations {
+        let inference = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: t.relu, mode: .inference,
+                                   parameters: params, engine: engine)
+        if engine.activationLayout != nil || ["avx2", "avx512_core"].contains(where: CPUCapabilities.isa.hasPrefix) {
+            for pass in conv.implementations + inference.implementations.map({ (pass: "inference \($0.pass)", implementation: $0.implementation) }) {
                 if let winograd = t.winograd {
                     XCTAssertEqual(pass.implementation, winograd, "\(what) \(pass.pass)")
                 } else {
@@ -118,6 +120,9 @@ final class LayerTests: XCTestCase {
                 }
             }
         }
+        try input.write(x)
+        try inference.forward(input)
+        let yInference = try inference.output.read()
         let dy = Tensor(randomNormal: [t.n, t.k, g.outputSize(t.h), g.outputSize(t.w)], seed: UInt64(40 + i))
         let (y, dInput) = try run(conv, input: input, x: x, dy: dy, engine: engine)
         let dx = try XCTUnwrap(dInput)
@@ -129,6 +134,7 @@ final class LayerTests: XCTestCase {
         }
         let ref = Conv2d.referenceBackward(x: x, weight: w, dy: dyPre, stride: t.stride, padding: t.padding)
         assertClose(y, yRef, 1e-5, "\(what) y")
+        assertClose(yInference, yRef, 1e-5, "\(what) inference y")
         assertClose(dx, ref.dx, 1e-5, "\(what) dx")
         assertClose(try params.tensor("c.weight", grad: true), ref.dWeight, 1e-5, "\(what) dw")
         assertClose(try params.tensor("c.bias", grad: true), ref.dBias, 1e-5, "\(what) db")

@@ -14,8 +14,8 @@ import CDNNL
 /// with a zero border, and the convolution runs unpadded on it: the same sums, twice as fast
 /// forward on AVX2 (issue 11).
 ///
-/// Where oneDNN's convolution is on nChw8c or nChw16c (its AVX2 or AVX-512 kernels) and the
-/// layer is a 3×3 at stride 1 with padding 1 (conv3–conv5) or a 5×5 with padding 2 (conv2),
+/// Where oneDNN's convolution is on nChw8c, nChw16c or nhwc (its AVX2 kernels, its AVX-512
+/// ones for training and for inference) and the layer is a 3×3 at stride 1 with padding 1 (conv3–conv5) or a 5×5 with padding 2 (conv2),
 /// `WinogradKernel` computes every pass in its place, with 2.25× to 6.25× fewer multiplies,
 /// where the layer is wide enough for that to pay.
 ///
@@ -145,7 +145,7 @@ final class ConvolutionKernel {
         if explicitPadding == nil, plainOutput == nil,
            let choice = WinogradKernel.algorithm(weightShape: d.weightShape, stride: d.stride, padding: d.padding,
                                                  precision: d.precision, source: chosenSource, output: output.layout) {
-            winograd = WinogradKernel(choice.algorithm, block: choice.block, weightShape: d.weightShape, inputDims: input.dims,
+            winograd = WinogradKernel(choice.algorithm, blocks: choice.blocks, weightShape: d.weightShape, inputDims: input.dims,
                                       training: gradients != nil, inputGradient: d.inputGradient, engine: engine)
         } else {
             winograd = nil
@@ -228,8 +228,8 @@ final class ConvolutionKernel {
         /// layouts it chose: its input, and its output as ∂output in `d.precision` (ReLU's
         /// backward writes ∂output in the output's layout; a reorder converts it if needed).
         init(name: String, _ d: Description, sourceDims: [Int], padding: Int, backward: Bool, engine: Engine) throws {
-            // The activations in the engine's channel block if it has one, else as oneDNN chooses.
-            let activations = engine.channelBlock.map { TensorLayout.Kind.channelBlocked($0) } ?? .any
+            // The activations in the engine's layout if it has one, else as oneDNN chooses.
+            let activations = engine.activationLayout?.kind ?? .any
             var src = try TensorLayout(sourceDims, activations, d.precision).md
             var anyWeight = try TensorLayout(d.weightShape, .any, d.precision).md
             var biasMD = try TensorLayout([d.weightShape[0]], .plain).md

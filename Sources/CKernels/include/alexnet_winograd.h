@@ -13,9 +13,10 @@
 //   M[ξ] = V[ξ] · U[ξ]       the caller's α² GEMMs, [α²][T][K]
 //   y    = Aᵀ M A (+ bias)   outputs
 //
-// Activations are in a channel-blocked layout of `block` channels, 8 or 16: nChw8c or nChw16c
-// ([N][C/block][H][W][block], what oneDNN's AVX2 and AVX-512 convolutions choose), so C and K
-// must be multiples of `block`. Images are outermost in it, so a caller can transform a batch a
+// Activations are in a channel-blocked layout [N][C/block][H][W][block]: nChw8c or nChw16c
+// (`block` 8 or 16, what oneDNN's AVX2 and AVX-512 convolutions choose for training), or nhwc
+// (`block` C, what its AVX-512 ones choose for inference); `block` must be a multiple of 8 that
+// divides the channels. Images are outermost in each, so a caller can transform a batch a
 // few images at a time by offsetting the pointers. The transforms run on the calling thread's
 // OpenMP team (oneDNN's threads: one thread budget).
 
