@@ -15,9 +15,9 @@ import CDNNL
 /// forward on AVX2 (issue 11).
 ///
 /// Where oneDNN's convolution is on nChw8c, nChw16c or nhwc (its AVX2 kernels, its AVX-512
-/// ones for training and for inference) and the layer is a 3×3 at stride 1 with padding 1 (conv3–conv5) or a 5×5 with padding 2 (conv2),
-/// `WinogradKernel` computes every pass in its place, with 2.25× to 6.25× fewer multiplies,
-/// where the layer is wide enough for that to pay.
+/// ones for training and for inference) and the layer is a 3×3 at stride 1 with padding 1
+/// (conv3–conv5) or a 5×5 with padding 2 (conv2), `WinogradKernel` computes every pass in its
+/// place, with 2.25× to 6.25× fewer multiplies, where the layer is wide enough for that to pay.
 ///
 /// In bf16 (`Precision`) the same reorders also convert: the input, the weights and ∂output
 /// become bfloat16 copies, while the output, ∂input and ∂weight stay float32 (oneDNN's bf16
