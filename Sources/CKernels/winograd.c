@@ -7,7 +7,8 @@ void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigne
 int omp_get_thread_num(void);
 int omp_get_num_threads(void);
 
-// Eight channels of one pixel: one AVX register, two SSE ones on the portable build.
+// Eight channels of one pixel: one AVX register, two SSE ones on the portable build. A channel
+// block of nChw16c is two of them side by side, a pixel of nhwc C/8 of them.
 typedef float v8 __attribute__((vector_size(32)));
 
 #define load(p) ({ v8 v_; memcpy(&v_, (p), sizeof v_); v_; })
@@ -132,33 +133,45 @@ static void share(long count, long *begin, long *end) {
 typedef struct {
     const float *x, *bias;
     float *out;
-    int n, c, h, w, relu, backward, k;
+    int n, c, h, w, relu, backward, k, block;
 } job;
 
-// What the three tile transforms do to one tile: `plane` is the offset of the tile's (image,
-// channel block) H×W×8 floats in the job's nChw8c tensor, `block` that channel block, (ty, tx)
-// the tile in the map, and `tile` its row among the `tiles` rows of the [α²][T][·] matrices.
-typedef void tile_visit(const job *j, const algorithm *f, long plane, long block, int ty, int tx, long tile, long tiles);
+// What the three tile transforms do to one tile's eight channels: `plane` is the offset of
+// those channels' first pixel in the job's tensor (in blocks of `block` channels, so the next
+// pixel is `block` floats on), `group` their index among the C/8 groups of eight channels,
+// (ty, tx) the tile in the map, and `tile` its row among the `tiles` rows of the [α²][T][·]
+// matrices.
+typedef void tile_visit(const job *j, const algorithm *f, int block, long plane, long group, int ty, int tx, long tile,
+                        long tiles);
+
+// The offset of the first pixel of eight channels (group `group`) of image `n` in a tensor of
+// `channels` channels and `pixels` pixels in blocks of `block` channels (8 or 16; C for nhwc).
+INLINE long group_plane(long n, long group, long channels, long pixels, int block) {
+    return (n * (channels / block) + group / (block / 8)) * pixels * block + group % (block / 8) * 8;
+}
 
 // Every tile of the share of the batch's tiles that falls to this thread of the team, and every
-// channel block of each: the blocks innermost, so that the [α²][T][·] matrices are read and
+// eight channels of each: the channels innermost, so that the [α²][T][·] matrices are read and
 // written in whole rows of channels (1 KB at 256 channels) rather than 32 bytes at a time
-// (which made the output transforms 1.9–2.5× slower). Inlined with `f` and `visit`, so each transform of each
-// algorithm compiles to its own loop nest.
-INLINE void each_tile(const job *j, const algorithm *f, tile_visit *visit) {
+// (which made the output transforms 1.9–2.5× slower). Inlined with `f`, `block` and `visit`, so
+// each transform of each algorithm on each layout compiles to its own loop nest.
+INLINE void each_tile(const job *j, const algorithm *f, int block, tile_visit *visit) {
     const int th = (j->h + f->m - 1) / f->m, tw = (j->w + f->m - 1) / f->m;
-    const long blocks = j->c / 8, tiles = (long)j->n * th * tw;
+    const long groups = j->c / 8, tiles = (long)j->n * th * tw, pixels = (long)j->h * j->w;
     long begin, end;
     share(tiles, &begin, &end);
     for (long tile = begin; tile < end; tile++) {
         const long n = tile / (th * tw);
         const int ty = tile / tw % th, tx = tile % tw;
-        for (long block = 0; block < blocks; block++)
-            visit(j, f, (n * blocks + block) * j->h * j->w * 8, block, ty, tx, tile, tiles);
+        for (long group = 0; group < groups; group++)
+            visit(j, f, block, group_plane(n, group, j->c, pixels, block), group, ty, tx, tile, tiles);
     }
 }
 
-// Per-algorithm entry points for GOMP_parallel: job_2x2_3x3 … and the table `jobs` of them.
+// Entry points for GOMP_parallel, one per algorithm: job_2x2_3x3 … and the table `jobs` of them
+// (INSTANTIATE); for the jobs that read or write activations, one per algorithm and `variant`:
+// job_2x2_3x3_8 … and the table `jobs[algorithm][variant(block)]` of them (INSTANTIATE_BLOCKED):
+// blocks of 8 or 16 channels (the block a constant), or any multiple of 8 (read from the job).
 #define INSTANTIATE(job)                                                                                   \
     static void job##_2x2_3x3(void *arg) { job(arg, &algorithms[alexnet_winograd_2x2_3x3]); }            \
     static void job##_3x3_5x5(void *arg) { job(arg, &algorithms[alexnet_winograd_3x3_5x5]); }            \
@@ -168,27 +181,58 @@ INLINE void each_tile(const job *j, const algorithm *f, tile_visit *visit) {
                                              [alexnet_winograd_3x3_5x5] = job##_3x3_5x5,                 \
                                              [alexnet_winograd_3x3_3x3] = job##_3x3_3x3,                 \
                                              [alexnet_winograd_4x4_5x5] = job##_4x4_5x5};
+#define INSTANTIATE_VARIANT(fn, f, name, block, attributes) \
+    attributes static void fn##_##f##_##name(void *arg) { fn(arg, &algorithms[alexnet_winograd_##f], block); }
+#define RUNTIME_BLOCK (((const job *)arg)->block)
+#define INSTANTIATE_VARIANTS(fn, f)                                \
+    INSTANTIATE_VARIANT(fn, f, 8, 8, )                             \
+    INSTANTIATE_VARIANT(fn, f, 16, 16, )                           \
+    INSTANTIATE_VARIANT(fn, f, 16_avx512, 16, AVX512)              \
+    INSTANTIATE_VARIANT(fn, f, any, RUNTIME_BLOCK, )               \
+    INSTANTIATE_VARIANT(fn, f, any_avx512, RUNTIME_BLOCK, AVX512)
+#define VARIANTS(fn, f) \
+    [alexnet_winograd_##f] = {fn##_##f##_8, fn##_##f##_16, fn##_##f##_16_avx512, fn##_##f##_any, fn##_##f##_any_avx512}
+#define INSTANTIATE_BLOCKED(fn)                                                                               \
+    INSTANTIATE_VARIANTS(fn, 2x2_3x3) INSTANTIATE_VARIANTS(fn, 3x3_5x5)                                       \
+    INSTANTIATE_VARIANTS(fn, 3x3_3x3) INSTANTIATE_VARIANTS(fn, 4x4_5x5)                                       \
+    static void (*const fn##s[][5])(void *) = {VARIANTS(fn, 2x2_3x3), VARIANTS(fn, 3x3_5x5),                  \
+                                               VARIANTS(fn, 3x3_3x3), VARIANTS(fn, 4x4_5x5)};
 
-INLINE void input_tile(const job *j, const algorithm *f, long plane, long block, int ty, int tx, long tile,
+// The same code compiled for AVX-512 (32 vector registers, and the vector operations VEX and
+// EVEX encode): the helpers above are inlined into each job, so they take the job's target.
+#define AVX512 __attribute__((target("avx512f,avx512vl")))
+
+// Which entry point runs a job on activations in blocks of `block` channels: for nChw8c (what
+// oneDNN's AVX2 kernels choose) the portable code with the block a constant; for nChw16c, and
+// for any other block (nhwc, which oneDNN's AVX-512 inference kernels choose), the AVX-512 code
+// on a CPU with AVX-512, the portable code elsewhere (tests make every layout anywhere).
+// __builtin_cpu_supports also checks that the OS saves the wider registers.
+static int variant(int block) {
+    if (block == 8) return 0;
+    const int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    return (block == 16 ? 1 : 3) + avx512;
+}
+
+INLINE void input_tile(const job *j, const algorithm *f, int block, long plane, long group, int ty, int tx, long tile,
                        long tiles) {
     // d: the α×α inputs of the tile, from row and column m·t − (r−1)/2 on (zeros outside).
     const int a = f->alpha, top = f->m * ty - (f->r - 1) / 2, left = f->m * tx - (f->r - 1) / 2;
     v8 d[MAX_ALPHA * MAX_ALPHA], e[MAX_ALPHA * MAX_ALPHA];
     UNROLL for (int r = 0; r < a; r++) UNROLL for (int s = 0; s < a; s++) {
         const int y = top + r, x = left + s;
-        d[r * a + s] = (y >= 0 && y < j->h && x >= 0 && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * 8) : (v8){0};
+        d[r * a + s] = (y >= 0 && y < j->h && x >= 0 && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * block) : (v8){0};
     }
     sandwich(&f->bt[0][0], a, a, MAX_ALPHA, 1, d, e);  // Bᵀ d B
-    UNROLL for (int xi = 0; xi < a * a; xi++) store(j->out + ((long)xi * tiles + tile) * j->c + block * 8, e[xi]);
+    UNROLL for (int xi = 0; xi < a * a; xi++) store(j->out + ((long)xi * tiles + tile) * j->c + group * 8, e[xi]);
 }
 
-INLINE void input_job(void *arg, const algorithm *f) { each_tile(arg, f, input_tile); }
-INSTANTIATE(input_job)
+INLINE void input_job(void *arg, const algorithm *f, int block) { each_tile(arg, f, block, input_tile); }
+INSTANTIATE_BLOCKED(input_job)
 
-void alexnet_winograd_input(alexnet_winograd_algorithm f, const float *x, int batch, int channels, int height,
-                            int width, float *v) {
-    job j = {.x = x, .out = v, .n = batch, .c = channels, .h = height, .w = width};
-    GOMP_parallel(input_jobs[f], &j, 0, 0);
+void alexnet_winograd_input(alexnet_winograd_algorithm f, const float *x, int block, int batch, int channels,
+                            int height, int width, float *v) {
+    job j = {.x = x, .out = v, .n = batch, .c = channels, .h = height, .w = width, .block = block};
+    GOMP_parallel(input_jobs[f][variant(block)], &j, 0, 0);
 }
 
 INLINE void weights_job(void *arg, const algorithm *f) {
@@ -220,50 +264,51 @@ void alexnet_winograd_weights(alexnet_winograd_algorithm f, const float *w, int 
     GOMP_parallel(weights_jobs[f], &j, 0, 0);
 }
 
-INLINE void output_tile(const job *j, const algorithm *f, long plane, long block, int ty, int tx, long tile,
+INLINE void output_tile(const job *j, const algorithm *f, int block, long plane, long group, int ty, int tx, long tile,
                         long tiles) {
     const int a = f->alpha, m = f->m;
-    const v8 b = j->bias ? load(j->bias + block * 8) : (v8){0};
+    const v8 b = j->bias ? load(j->bias + group * 8) : (v8){0};
     v8 p[MAX_ALPHA * MAX_ALPHA], o[MAX_M * MAX_M];
-    UNROLL for (int xi = 0; xi < a * a; xi++) p[xi] = load(j->x + ((long)xi * tiles + tile) * j->c + block * 8);
+    UNROLL for (int xi = 0; xi < a * a; xi++) p[xi] = load(j->x + ((long)xi * tiles + tile) * j->c + group * 8);
     sandwich(&f->at[0][0], m, a, MAX_ALPHA, 1, p, o);  // Aᵀ M A
     UNROLL for (int r = 0; r < m; r++) UNROLL for (int s = 0; s < m; s++) {
         const int y = m * ty + r, x = m * tx + s;
         if (y >= j->h || x >= j->w) continue;  // the last tiles' overhang where m does not divide the size
         v8 out = o[r * m + s] + b;
         if (j->relu) for (int q = 0; q < 8; q++) out[q] = out[q] > 0 ? out[q] : 0;
-        store(j->out + plane + ((long)y * j->w + x) * 8, out);
+        store(j->out + plane + ((long)y * j->w + x) * block, out);
     }
 }
 
-INLINE void output_job(void *arg, const algorithm *f) { each_tile(arg, f, output_tile); }
-INSTANTIATE(output_job)
+INLINE void output_job(void *arg, const algorithm *f, int block) { each_tile(arg, f, block, output_tile); }
+INSTANTIATE_BLOCKED(output_job)
 
-void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const float *bias, int relu, int batch,
-                             int channels, int height, int width, float *y) {
-    job j = {.x = m, .bias = bias, .relu = relu, .out = y, .n = batch, .c = channels, .h = height, .w = width};
-    GOMP_parallel(output_jobs[f], &j, 0, 0);
+void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const float *bias, int relu, int block,
+                             int batch, int channels, int height, int width, float *y) {
+    job j = {.x = m, .bias = bias, .relu = relu, .out = y, .n = batch, .c = channels, .h = height, .w = width,
+             .block = block};
+    GOMP_parallel(output_jobs[f][variant(block)], &j, 0, 0);
 }
 
-INLINE void output_gradient_tile(const job *j, const algorithm *f, long plane, long block, int ty, int tx, long tile,
-                                 long tiles) {
+INLINE void output_gradient_tile(const job *j, const algorithm *f, int block, long plane, long group, int ty, int tx,
+                                 long tile, long tiles) {
     const int a = f->alpha, m = f->m;
     v8 g[MAX_M * MAX_M], e[MAX_ALPHA * MAX_ALPHA];
     UNROLL for (int r = 0; r < m; r++) UNROLL for (int s = 0; s < m; s++) {
         const int y = m * ty + r, x = m * tx + s;
-        g[r * m + s] = (y < j->h && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * 8) : (v8){0};
+        g[r * m + s] = (y < j->h && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * block) : (v8){0};
     }
     sandwich(&f->at[0][0], a, m, 1, MAX_ALPHA, g, e);  // A ∂y Aᵀ: L = A, read from Aᵀ transposed
-    UNROLL for (int xi = 0; xi < a * a; xi++) store(j->out + ((long)xi * tiles + tile) * j->c + block * 8, e[xi]);
+    UNROLL for (int xi = 0; xi < a * a; xi++) store(j->out + ((long)xi * tiles + tile) * j->c + group * 8, e[xi]);
 }
 
-INLINE void output_gradient_job(void *arg, const algorithm *f) { each_tile(arg, f, output_gradient_tile); }
-INSTANTIATE(output_gradient_job)
+INLINE void output_gradient_job(void *arg, const algorithm *f, int block) { each_tile(arg, f, block, output_gradient_tile); }
+INSTANTIATE_BLOCKED(output_gradient_job)
 
-void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const float *dy, int batch, int channels,
-                                      int height, int width, float *w) {
-    job j = {.x = dy, .out = w, .n = batch, .c = channels, .h = height, .w = width};
-    GOMP_parallel(output_gradient_jobs[f], &j, 0, 0);
+void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const float *dy, int block, int batch,
+                                      int channels, int height, int width, float *w) {
+    job j = {.x = dy, .out = w, .n = batch, .c = channels, .h = height, .w = width, .block = block};
+    GOMP_parallel(output_gradient_jobs[f][variant(block)], &j, 0, 0);
 }
 
 INLINE void weight_gradient_job(void *arg, const algorithm *f) {
@@ -293,23 +338,24 @@ void alexnet_winograd_weight_gradient(alexnet_winograd_algorithm f, const float 
 
 static void bias_gradient_job(void *arg) {
     const job *j = arg;
-    const long blocks = j->c / 8, pixels = (long)j->h * j->w;
+    const long groups = j->c / 8, pixels = (long)j->h * j->w;
     long begin, end;
-    share(blocks, &begin, &end);
-    for (long kb = begin; kb < end; kb++) {
+    share(groups, &begin, &end);
+    for (long group = begin; group < end; group++) {
         // Eight channels at a time: each image's map summed in float, the batch in double.
         double sum[8] = {0};
         for (long n = 0; n < j->n; n++) {
-            const float *plane = j->x + (n * blocks + kb) * pixels * 8;
+            const float *plane = j->x + group_plane(n, group, j->c, pixels, j->block);
             v8 partial = {0};
-            for (long p = 0; p < pixels; p++) partial += load(plane + p * 8);
+            for (long p = 0; p < pixels; p++) partial += load(plane + p * j->block);
             for (int q = 0; q < 8; q++) sum[q] += partial[q];
         }
-        for (int q = 0; q < 8; q++) j->out[kb * 8 + q] = (float)sum[q];
+        for (int q = 0; q < 8; q++) j->out[group * 8 + q] = (float)sum[q];
     }
 }
 
-void alexnet_winograd_bias_gradient(const float *dy, int batch, int channels, int height, int width, float *db) {
-    job j = {.x = dy, .out = db, .n = batch, .c = channels, .h = height, .w = width};
+void alexnet_winograd_bias_gradient(const float *dy, int block, int batch, int channels, int height, int width,
+                                    float *db) {
+    job j = {.x = dy, .out = db, .n = batch, .c = channels, .h = height, .w = width, .block = block};
     GOMP_parallel(bias_gradient_job, &j, 0, 0);
 }

@@ -22,45 +22,62 @@ final class LayerTests: XCTestCase {
         try DeviceTensor.plain(shape, engine: engine)
     }
 
-    /// `winograd`: the algorithm every pass must run on an AVX2 CPU (where oneDNN's kernels
-    /// choose nChw8c); nil: oneDNN's kernels must run there.
+    /// `winograd`: the algorithm every pass must run where the activations are in nChw8c or
+    /// nChw16c (what oneDNN's AVX2 and AVX-512 kernels choose); nil: oneDNN's kernels must run there.
     typealias ConvolutionCase = (n: Int, c: Int, h: Int, w: Int, k: Int, kernel: Int, stride: Int, padding: Int, relu: Bool,
                                  winograd: String?)
 
+    static let convolutionCases: [ConvolutionCase] = [
+        (2, 3, 13, 11, 5, 3, 2, 0, false, nil),
+        (3, 4, 9, 10, 6, 5, 1, 2, false, nil),
+        (1, 5, 17, 15, 8, 11, 4, 5, true, nil),
+        // 8 input channels: on AVX2 every pass has a JIT kernel once the input is padded
+        // beforehand (ConvolutionKernel), so ∂x comes from the padded buffer's interior.
+        (2, 8, 23, 19, 8, 11, 4, 5, false, nil),
+        // 3×3, stride 1, pad 1 at a batch of 8, channel-blocked: Winograd for every pass
+        // (WinogradKernel: y, ∂x, ∂w and ∂b). F(3×3, 3×3) on sizes 3 does not divide (the
+        // last tiles overhang) and on conv4's 13×13; F(2×2, 3×3) on 4×4 and 6×4, where it
+        // does fewer multiplies (2.25× fewer than direct, F(3×3, 3×3) 1.44× and 2.16×).
+        (8, 64, 7, 8, 64, 3, 1, 1, true, "ours:winograd_3x3_3x3"),
+        (8, 64, 13, 13, 96, 3, 1, 1, true, "ours:winograd_3x3_3x3"),
+        (8, 64, 4, 4, 64, 3, 1, 1, false, "ours:winograd_2x2_3x3"),
+        (4, 64, 6, 4, 96, 3, 1, 1, true, "ours:winograd_2x2_3x3"),
+        // 5×5, pad 2: F(4×4, 5×5) on sizes 4 does not divide, and on conv2's 27×27 (from 4
+        // images: the smallest batch for Winograd); F(3×3, 5×5) on 9×9, where it does fewer
+        // multiplies (4.6× fewer than direct, F(4×4, 5×5) 3.5×).
+        (8, 64, 9, 7, 64, 5, 1, 2, true, "ours:winograd_4x4_5x5"),
+        (4, 48, 27, 27, 96, 5, 1, 2, true, "ours:winograd_4x4_5x5"),
+        (4, 64, 9, 9, 64, 5, 1, 2, true, "ours:winograd_3x3_5x5"),
+        // Too few channels for the transforms to pay (C·K / (C + K) = 9.6, below 32).
+        (8, 16, 9, 7, 24, 5, 1, 2, true, nil),
+        // Below Winograd's smallest batch, and 9 output channels: oneDNN's kernels.
+        (2, 16, 7, 7, 9, 3, 1, 1, true, nil),
+        (2, 3, 8, 12, 4, 1, 2, 0, false, nil),
+    ]
+
+    /// Each case in the layouts oneDNN chooses on this CPU.
     func testConvolutionMatchesReference() throws {
-        let cases: [ConvolutionCase] = [
-            (2, 3, 13, 11, 5, 3, 2, 0, false, nil),
-            (3, 4, 9, 10, 6, 5, 1, 2, false, nil),
-            (1, 5, 17, 15, 8, 11, 4, 5, true, nil),
-            // 8 input channels: on AVX2 every pass has a JIT kernel once the input is padded
-            // beforehand (ConvolutionKernel), so ∂x comes from the padded buffer's interior.
-            (2, 8, 23, 19, 8, 11, 4, 5, false, nil),
-            // 3×3, stride 1, pad 1 at a batch of 8 on nChw8c (AVX2): Winograd for every pass
-            // (WinogradKernel: y, ∂x, ∂w and ∂b). F(3×3, 3×3) on sizes 3 does not divide (the
-            // last tiles overhang) and on conv4's 13×13; F(2×2, 3×3) on 4×4 and 6×4, where it
-            // does fewer multiplies (2.25× fewer than direct, F(3×3, 3×3) 1.44× and 2.16×).
-            (8, 64, 7, 8, 64, 3, 1, 1, true, "ours:winograd_3x3_3x3"),
-            (8, 64, 13, 13, 96, 3, 1, 1, true, "ours:winograd_3x3_3x3"),
-            (8, 64, 4, 4, 64, 3, 1, 1, false, "ours:winograd_2x2_3x3"),
-            (4, 64, 6, 4, 96, 3, 1, 1, true, "ours:winograd_2x2_3x3"),
-            // 5×5, pad 2: F(4×4, 5×5) on sizes 4 does not divide, and on conv2's 27×27 (from 4
-            // images: the smallest batch for Winograd); F(3×3, 5×5) on 9×9, where it does fewer
-            // multiplies (4.6× fewer than direct, F(4×4, 5×5) 3.5×).
-            (8, 64, 9, 7, 64, 5, 1, 2, true, "ours:winograd_4x4_5x5"),
-            (4, 48, 27, 27, 96, 5, 1, 2, true, "ours:winograd_4x4_5x5"),
-            (4, 64, 9, 9, 64, 5, 1, 2, true, "ours:winograd_3x3_5x5"),
-            // Too few channels for the transforms to pay (C·K / (C + K) = 9.6, below 32).
-            (8, 16, 9, 7, 24, 5, 1, 2, true, nil),
-            // Below Winograd's smallest batch, and 9 output channels: oneDNN's kernels.
-            (2, 16, 7, 7, 9, 3, 1, 1, true, nil),
-            (2, 3, 8, 12, 4, 1, 2, 0, false, nil),
-        ]
-        for (i, t) in cases.enumerated() { try checkConvolution(t, seed: i, engine: engine) }
+        for (i, t) in Self.convolutionCases.enumerated() { try checkConvolution(t, seed: i, engine: engine) }
+    }
+
+    /// The Winograd cases in nChw8c, nChw16c and nhwc, whichever of them oneDNN would choose on
+    /// this CPU (an engine with an activation layout takes its activations in it): each
+    /// algorithm's y, ∂x, ∂w and ∂b in each. 56 channels, a multiple of 8 but not of 16, take
+    /// Winograd in nChw8c and nhwc only.
+    func testWinogradOnEachLayoutMatchesReference() throws {
+        for layout in Engine.ActivationLayout.allCases {
+            let laidOut = try Engine(activationLayout: layout)
+            for (i, t) in Self.convolutionCases.enumerated() where t.winograd != nil {
+                try checkConvolution(t, seed: i, engine: laidOut, what: "\(layout) case \(i)")
+            }
+            let narrow: ConvolutionCase = (8, 56, 7, 7, 120, 3, 1, 1, true, layout == .nChw16c ? nil : "ours:winograd_3x3_3x3")
+            try checkConvolution(narrow, seed: 200, engine: laidOut, what: "\(layout), 56 channels")
+        }
     }
 
     /// Winograd's tiles through a scratch memory of room for 2 images: the batch of 7 goes
     /// through in chunks of 2, 2, 2 and 1, and ∂w sums over them, for each algorithm (m outputs
-    /// per tile side from α inputs).
+    /// per tile side from α inputs), in each layout.
     func testWinogradInChunksMatchesReference() throws {
         let cases: [(ConvolutionCase, m: Int, alpha: Int)] = [((7, 64, 9, 9, 64, 5, 1, 2, true, "ours:winograd_3x3_5x5"), 3, 7),
                                                               ((7, 64, 9, 7, 64, 5, 1, 2, true, "ours:winograd_4x4_5x5"), 4, 8),
@@ -68,13 +85,20 @@ final class LayerTests: XCTestCase {
                                                               ((7, 64, 4, 4, 64, 3, 1, 1, false, "ours:winograd_2x2_3x3"), 2, 4)]
         for (i, (t, m, alpha)) in cases.enumerated() {
             let tiles = ((t.h + m - 1) / m) * ((t.w + m - 1) / m)
-            let small = try Engine(scratchLimit: alpha * alpha * tiles * (t.c + t.k) * MemoryLayout<Float>.size * 2)
-            try checkConvolution(t, seed: 100 + i, engine: small)
+            for layout in Engine.ActivationLayout.allCases {
+                let small = try Engine(scratchLimit: alpha * alpha * tiles * (t.c + t.k) * MemoryLayout<Float>.size * 2,
+                                       activationLayout: layout)
+                try checkConvolution(t, seed: 100 + i, engine: small, what: "\(layout) chunked case \(i)")
+            }
         }
     }
 
-    /// A convolution's y, ∂x, ∂w and ∂b against the plain-Swift reference at 1e-5.
-    func checkConvolution(_ t: ConvolutionCase, seed i: Int, engine: Engine) throws {
+    /// A convolution's y, ∂x, ∂w and ∂b against the plain-Swift reference at 1e-5, and y of the
+    /// same convolution built for inference (for which oneDNN may choose another layout); and
+    /// which implementation ran, where the activations are in a layout Winograd takes (the
+    /// engine's, or oneDNN's choice on AVX2 and AVX-512).
+    func checkConvolution(_ t: ConvolutionCase, seed i: Int, engine: Engine, what: String? = nil) throws {
+        let what = what ?? "case \(i)"
         let g = Conv2d.Geometry(inChannels: t.c, outChannels: t.k, kernel: t.kernel, stride: t.stride, padding: t.padding)
         let x = Tensor(randomNormal: [t.n, t.c, t.h, t.w], seed: UInt64(10 + i))
         let w = Tensor(randomNormal: g.weightShape, std: 0.2, seed: UInt64(20 + i))
@@ -85,15 +109,20 @@ final class LayerTests: XCTestCase {
         let input = try DeviceTensor.plain(x.shape, engine: engine)
         let conv = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: t.relu, mode: .training,
                               parameters: params, engine: engine)
-        if CPUCapabilities.isa.hasPrefix("avx2") {
-            for pass in conv.implementations {
+        let inference = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: t.relu, mode: .inference,
+                                   parameters: params, engine: engine)
+        if engine.activationLayout != nil || ["avx2", "avx512_core"].contains(where: CPUCapabilities.isa.hasPrefix) {
+            for pass in conv.implementations + inference.implementations.map({ (pass: "inference \($0.pass)", implementation: $0.implementation) }) {
                 if let winograd = t.winograd {
-                    XCTAssertEqual(pass.implementation, winograd, "case \(i) \(pass.pass)")
+                    XCTAssertEqual(pass.implementation, winograd, "\(what) \(pass.pass)")
                 } else {
-                    XCTAssertFalse(pass.implementation.contains("winograd"), "case \(i) \(pass.pass): \(pass.implementation)")
+                    XCTAssertFalse(pass.implementation.contains("winograd"), "\(what) \(pass.pass): \(pass.implementation)")
                 }
             }
         }
+        try input.write(x)
+        try inference.forward(input)
+        let yInference = try inference.output.read()
         let dy = Tensor(randomNormal: [t.n, t.k, g.outputSize(t.h), g.outputSize(t.w)], seed: UInt64(40 + i))
         let (y, dInput) = try run(conv, input: input, x: x, dy: dy, engine: engine)
         let dx = try XCTUnwrap(dInput)
@@ -104,10 +133,11 @@ final class LayerTests: XCTestCase {
             dyPre = ReLU.referenceBackward(y: yRef, dy: dy)
         }
         let ref = Conv2d.referenceBackward(x: x, weight: w, dy: dyPre, stride: t.stride, padding: t.padding)
-        assertClose(y, yRef, 1e-5, "case \(i) y")
-        assertClose(dx, ref.dx, 1e-5, "case \(i) dx")
-        assertClose(try params.tensor("c.weight", grad: true), ref.dWeight, 1e-5, "case \(i) dw")
-        assertClose(try params.tensor("c.bias", grad: true), ref.dBias, 1e-5, "case \(i) db")
+        assertClose(y, yRef, 1e-5, "\(what) y")
+        assertClose(yInference, yRef, 1e-5, "\(what) inference y")
+        assertClose(dx, ref.dx, 1e-5, "\(what) dx")
+        assertClose(try params.tensor("c.weight", grad: true), ref.dWeight, 1e-5, "\(what) dw")
+        assertClose(try params.tensor("c.bias", grad: true), ref.dBias, 1e-5, "\(what) db")
     }
 
     func testFirstLayerSkipsInputGradient() throws {

@@ -14,10 +14,10 @@ import CDNNL
 /// with a zero border, and the convolution runs unpadded on it: the same sums, twice as fast
 /// forward on AVX2 (issue 11).
 ///
-/// Where oneDNN's convolution is an AVX2 one on nChw8c and the layer is a 3×3 at stride 1 with
-/// padding 1 (conv3–conv5) or a 5×5 with padding 2 (conv2), `WinogradKernel` computes every pass
-/// in its place, with 2.25× or 4.6× fewer multiplies, where the layer is wide enough for that
-/// to pay.
+/// Where oneDNN's convolution is on nChw8c, nChw16c or nhwc (its AVX2 kernels, its AVX-512
+/// ones for training and for inference) and the layer is a 3×3 at stride 1 with padding 1
+/// (conv3–conv5) or a 5×5 with padding 2 (conv2), `WinogradKernel` computes every pass in its
+/// place, with 2.25× to 6.25× fewer multiplies, where the layer is wide enough for that to pay.
 ///
 /// In bf16 (`Precision`) the same reorders also convert: the input, the weights and ∂output
 /// become bfloat16 copies, while the output, ∂input and ∂weight stay float32 (oneDNN's bf16
@@ -143,10 +143,10 @@ final class ConvolutionKernel {
                                                               engine: engine, name: "\(name) weight reorder")
         fusedReLU = d.fusedReLU
         if explicitPadding == nil, plainOutput == nil,
-           let algorithm = WinogradKernel.algorithm(weightShape: d.weightShape, stride: d.stride, padding: d.padding,
-                                                    precision: d.precision, source: chosenSource, output: output.layout) {
-            winograd = WinogradKernel(algorithm, weightShape: d.weightShape, inputDims: input.dims, training: gradients != nil,
-                                      inputGradient: d.inputGradient, engine: engine)
+           let choice = WinogradKernel.algorithm(weightShape: d.weightShape, stride: d.stride, padding: d.padding,
+                                                 precision: d.precision, source: chosenSource, output: output.layout) {
+            winograd = WinogradKernel(choice.algorithm, blocks: choice.blocks, weightShape: d.weightShape, inputDims: input.dims,
+                                      training: gradients != nil, inputGradient: d.inputGradient, engine: engine)
         } else {
             winograd = nil
         }
@@ -228,10 +228,12 @@ final class ConvolutionKernel {
         /// layouts it chose: its input, and its output as ∂output in `d.precision` (ReLU's
         /// backward writes ∂output in the output's layout; a reorder converts it if needed).
         init(name: String, _ d: Description, sourceDims: [Int], padding: Int, backward: Bool, engine: Engine) throws {
-            var src = try TensorLayout(sourceDims, .any, d.precision).md
+            // The activations in the engine's layout if it has one, else as oneDNN chooses.
+            let activations = engine.activationLayout?.kind ?? .any
+            var src = try TensorLayout(sourceDims, activations, d.precision).md
             var anyWeight = try TensorLayout(d.weightShape, .any, d.precision).md
             var biasMD = try TensorLayout([d.weightShape[0]], .plain).md
-            var dst = try TensorLayout(d.outputDims, .any).md
+            var dst = try TensorLayout(d.outputDims, activations).md
             let strides = [d.stride, d.stride], pads = [padding, padding]
             var fd = dnnl_convolution_desc_t()
             try withDims(strides) { s in try withDims(pads) { p in

@@ -41,11 +41,38 @@ public final class Engine: @unchecked Sendable {
     /// (which would take 715 MB for conv2), and chunks of 1 to 4 up to 35 % slower (smaller GEMMs).
     public static let defaultScratchLimit = 128 << 20
 
+    /// The layouts convolutions' activations can be asked in instead of oneDNN's choice.
+    public enum ActivationLayout: Sendable, CaseIterable {
+        /// Channels in blocks of 8 ([N][C/8][H][W][8]), what oneDNN's AVX2 kernels choose.
+        case nChw8c
+        /// Channels in blocks of 16, what its AVX-512 kernels choose for training.
+        case nChw16c
+        /// Channels last ([N][H][W][C]), what its AVX-512 kernels choose for inference.
+        case nhwc
+
+        var kind: TensorLayout.Kind {
+            switch self {
+            case .nChw8c: return .channelBlocked(8)
+            case .nChw16c: return .channelBlocked(16)
+            case .nhwc: return .channelsLast
+            }
+        }
+    }
+
+    /// The layout of the activations convolutions read and write, instead of the one oneDNN
+    /// chooses for this CPU and pass (nil): so that tests check `WinogradKernel` on every layout
+    /// whatever the CPU. oneDNN makes each layout anywhere, but computes on some only with its
+    /// AVX-512 kernels (elsewhere with reference loops).
+    public let activationLayout: ActivationLayout?
+
     /// - Parameters:
     ///   - threads: worker threads; nil or 0 means one per core.
     ///   - scratchLimit: see `scratchLimit`.
-    public init(threads: Int? = nil, scratchLimit: Int = Engine.defaultScratchLimit) throws {
+    ///   - activationLayout: see `activationLayout`.
+    public init(threads: Int? = nil, scratchLimit: Int = Engine.defaultScratchLimit,
+                activationLayout: ActivationLayout? = nil) throws {
         self.scratchLimit = scratchLimit
+        self.activationLayout = activationLayout
         if let threads, threads > 0 { try Limits.check(threads: threads) }
         if let threads, threads > 0 { omp_set_num_threads(Int32(threads)) }
         self.threads = Int(omp_get_max_threads())

@@ -18,10 +18,11 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
     }
 
     /// Row-major (PyTorch's contiguous order); `any`: "let the primitive choose", which only
-    /// primitive descriptors take and no buffer can have; or NCHW with channels in blocks of 8
-    /// (oneDNN's nChw8c: [N][C/8][H][W][8], what its AVX2 convolutions choose, and the layout
-    /// `WinogradKernel` computes on).
-    enum Kind { case plain, any, channelBlocked8 }
+    /// primitive descriptors take and no buffer can have; NCHW with channels in blocks of 8 or
+    /// 16 (oneDNN's nChw8c and nChw16c: [N][C/b][H][W][b], what its AVX2 and AVX-512
+    /// convolutions choose for training); or channels last (nhwc, what its AVX-512 convolutions
+    /// choose for inference). `WinogradKernel` computes on the last three.
+    enum Kind { case plain, any, channelBlocked(Int), channelsLast }
 
     /// A descriptor for `dims` with float32 elements, or the elements of `precision`.
     init(_ dims: [Int], _ kind: Kind, _ precision: Precision = .fp32) throws {
@@ -36,9 +37,16 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
         switch kind {
         case .plain: tag = plainTags[dims.count - 1]
         case .any: tag = dnnl_format_tag_any
-        case .channelBlocked8:
+        case .channelBlocked(let block):
             guard dims.count == 4 else { throw ShapeError(what: "a channel-blocked tensor", shape: dims, expected: "(N, C, H, W)") }
-            tag = dnnl_nChw8c
+            switch block {
+            case 8: tag = dnnl_nChw8c
+            case 16: tag = dnnl_nChw16c
+            default: throw ShapeError(what: "a tensor in channel blocks of \(block)", shape: dims, expected: "blocks of 8 or 16")
+            }
+        case .channelsLast:
+            guard dims.count == 4 else { throw ShapeError(what: "a channels-last tensor", shape: dims, expected: "(N, C, H, W)") }
+            tag = dnnl_acdb
         }
         var md = dnnl_memory_desc_t()
         try withDims(dims) { p in
@@ -69,6 +77,14 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
 
     /// Row-major float32: NCHW, NC, OIHW or X.
     public static func plain(_ dims: [Int]) throws -> TensorLayout { try TensorLayout(dims, .plain) }
+
+    /// How many channels of a pixel lie side by side, when the layout is float32 [N][C/b][H][W][b]:
+    /// 8 for nChw8c, 16 for nChw16c, C for nhwc; nil for any other layout.
+    var channelBlock: Int? {
+        guard dims.count == 4 else { return nil }
+        let candidates: [(Kind, Int)] = [(.channelBlocked(8), 8), (.channelBlocked(16), 16), (.channelsLast, dims[1])]
+        return candidates.first { kind, _ in (try? TensorLayout(dims, kind)) == self }?.1
+    }
 
     /// Whether the floats are in row-major order, so plain Swift can read them in place.
     public var isPlain: Bool {

@@ -23,10 +23,12 @@ import CKernels
 /// U and inputs V: ∂U = Σ over tiles of V ⊙ (A ∂y Aᵀ), α² products (C × tiles) · (tiles × K),
 /// then ∂g = Gᵀ ∂U G.
 ///
-/// Tensors are in nChw8c, the layout oneDNN's AVX2 convolutions choose (`ConvolutionKernel`
-/// uses this kernel only when they do). The transformed inputs and products live in the
-/// engine's scratch memory, shared by every layer, and a batch goes through a few images at a
-/// time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image, 4.4 MB
+/// Activations are in nChw8c, nChw16c or nhwc, the layouts oneDNN's AVX2 convolutions and its
+/// AVX-512 ones for training and for inference choose (`ConvolutionKernel` uses this kernel
+/// only when they choose one of them): each a layout [N][C/b][H][W][b] whose block b is a
+/// parameter of the transforms (b = C for nhwc). The transformed inputs and products live in
+/// the engine's scratch memory, shared by every layer, and a batch goes through a few images at
+/// a time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image, 4.4 MB
 /// for conv2 (F(4×4, 5×5)), 1.9 MB for conv4 (F(3×3, 3×3)), at 128 MiB 30 and 69 images.
 final class WinogradKernel {
     /// One of the algorithms in winograd.c: m×m outputs per tile of an r×r kernel.
@@ -79,10 +81,16 @@ final class WinogradKernel {
     /// at batch 128 against oneDNN's `jit:avx2`, forward and backward: 96 → 256 channels (70)
     /// 2.1–2.2× faster, 64 → 128 (43) 1.3–1.4×, 48 → 96 (32) 1.1–1.3×; 32 → 96 (24, the demo's)
     /// 1.2–1.4× slower, 24 → 64 (17.5) 1.3–1.8× slower. F(2×2, 3×3) on 13×13 maps pays at 64 → 96
-    /// and 96 → 96 (38 and 48, the golden files' conv3–conv5, by about 10 %).
+    /// and 96 → 96 (38 and 48, the golden files' conv3–conv5, by about 10 %). Against oneDNN's
+    /// AVX-512 kernels (on nChw16c) every layer measured above the threshold was faster by
+    /// Winograd (48 → 96 on 27×27 maps, 64 → 96, 96 → 64 and 96 → 96 on 13×13, the paper's
+    /// conv2–conv5), and so were layers below it (32 → 96 on 27×27): there it is conservative.
     static let smallestWorkPerValue = 32.0
 
     let algorithm: Algorithm
+    /// The channel blocks of the input's and output's layouts: 8 (nChw8c), 16 (nChw16c), or
+    /// C and K (nhwc).
+    let blocks: (input: Int, output: Int)
     let batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int
     /// Tiles per image, and images per pass through the scratch memory.
     let tilesPerImage: Int, imagesPerChunk: Int
@@ -94,24 +102,27 @@ final class WinogradKernel {
 
     var implementation: String { algorithm.implementation }
 
-    /// The algorithm for this convolution, if the kernel computes it: an r×r kernel with an
-    /// algorithm, stride 1, padding (r − 1)/2, float32, a large enough batch, maps and channels,
-    /// and input and output in nChw8c (which also makes C and K multiples of 8).
-    static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision,
-                          source: TensorLayout, output: TensorLayout) -> Algorithm? {
+    /// The algorithm for this convolution and the channel blocks of its input and output, if the
+    /// kernel computes it: an r×r kernel with an algorithm, stride 1, padding (r − 1)/2,
+    /// float32, a large enough batch, maps and channels, and input and output each in nChw8c,
+    /// nChw16c or nhwc, their blocks multiples of 8 that divide C and K.
+    static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision, source: TensorLayout,
+                          output: TensorLayout) -> (algorithm: Algorithm, blocks: (input: Int, output: Int))? {
         guard weightShape.count == 4, weightShape[2] == weightShape[3],
               let algorithm = Algorithm.fewestMultiplies(kernel: weightShape[2], height: source.dims[2], width: source.dims[3]),
               stride == 1, padding == (algorithm.r - 1) / 2, precision == .fp32, source.dims[0] >= smallestBatch,
               algorithm.saving(height: source.dims[2], width: source.dims[3]) >= smallestSaving,
               Double(weightShape[0] * weightShape[1]) / Double(weightShape[0] + weightShape[1]) >= smallestWorkPerValue,
-              let blockedSource = try? TensorLayout(source.dims, .channelBlocked8),
-              let blockedOutput = try? TensorLayout(output.dims, .channelBlocked8),
-              source == blockedSource, output == blockedOutput else { return nil }
-        return algorithm
+              let inputBlock = source.channelBlock, let outputBlock = output.channelBlock,
+              inputBlock % 8 == 0, outputBlock % 8 == 0,
+              weightShape[1] % inputBlock == 0, weightShape[0] % outputBlock == 0 else { return nil }
+        return (algorithm, (inputBlock, outputBlock))
     }
 
-    init(_ algorithm: Algorithm, weightShape: [Int], inputDims: [Int], training: Bool, inputGradient: Bool, engine: Engine) {
+    init(_ algorithm: Algorithm, blocks: (input: Int, output: Int), weightShape: [Int], inputDims: [Int], training: Bool,
+         inputGradient: Bool, engine: Engine) {
         self.algorithm = algorithm
+        self.blocks = blocks
         (batch, outChannels, inChannels, height, width) = (inputDims[0], weightShape[0], weightShape[1], inputDims[2], inputDims[3])
         tilesPerImage = algorithm.tiles(height: height, width: width)
         let bytesPerImage = algorithm.products * tilesPerImage * (inChannels + outChannels) * MemoryLayout<Float>.size
@@ -123,29 +134,30 @@ final class WinogradKernel {
     }
 
     /// y = conv(x, weight) + bias, then ReLU if `relu`: x (N, C, H, W) and y (N, K, H, W) in
-    /// nChw8c, weight (K, C, r, r) and bias (K) plain.
+    /// their blocked layouts, weight (K, C, r, r) and bias (K) plain.
     func forward(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, relu: Bool, y: DeviceTensor, engine: Engine) throws {
         alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 0, forwardWeights.pointer)
-        try run(x.pointer, channels: inChannels, into: y.pointer, channels: outChannels, weights: forwardWeights,
-                bias: bias.pointer, relu: relu, engine: engine)
+        try run(x.pointer, channels: inChannels, block: blocks.input, into: y.pointer, channels: outChannels,
+                block: blocks.output, weights: forwardWeights, bias: bias.pointer, relu: relu, engine: engine)
     }
 
-    /// ∂x = conv(∂y, weight turned and transposed): ∂y (N, K, H, W) and ∂x (N, C, H, W) in nChw8c.
+    /// ∂x = conv(∂y, weight turned and transposed): ∂y (N, K, H, W) and ∂x (N, C, H, W) blocked.
     func backwardData(dOutput: DeviceTensor, weight: DeviceTensor, dInput: DeviceTensor, engine: Engine) throws {
         guard let backwardWeights else { throw LayerError.notTraining("the Winograd convolution's input gradient") }
         alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 1, backwardWeights.pointer)
-        try run(dOutput.pointer, channels: outChannels, into: dInput.pointer, channels: inChannels, weights: backwardWeights,
-                bias: nil, relu: false, engine: engine)
+        try run(dOutput.pointer, channels: outChannels, block: blocks.output, into: dInput.pointer, channels: inChannels,
+                block: blocks.input, weights: backwardWeights, bias: nil, relu: false, engine: engine)
     }
 
-    /// ∂weight (K, C, r, r) and ∂bias (K), plain, from x (N, C, H, W) and ∂y (N, K, H, W) in nChw8c.
+    /// ∂weight (K, C, r, r) and ∂bias (K), plain, from x (N, C, H, W) and ∂y (N, K, H, W) blocked.
     func backwardWeights(x: DeviceTensor, dOutput: DeviceTensor, dWeight: DeviceTensor, dBias: DeviceTensor,
                          engine: Engine) throws {
         guard let transformedWeightGradient else { throw LayerError.notTraining("the Winograd convolution's weight gradient") }
-        try eachChunk(of: x.pointer, channels: inChannels, otherChannels: outChannels, engine: engine) {
+        try eachChunk(of: x.pointer, channels: inChannels, block: blocks.input, otherChannels: outChannels, engine: engine) {
             first, images, tiles, transformed, gradients in
             alexnet_winograd_output_gradient(algorithm.id, dOutput.pointer + first * outChannels * height * width,
-                                             Int32(images), Int32(outChannels), Int32(height), Int32(width), gradients)
+                                             Int32(blocks.output), Int32(images), Int32(outChannels), Int32(height), Int32(width),
+                                             gradients)
             // ∂U sums over the tiles of every chunk.
             for xi in 0..<algorithm.products {
                 try MatrixMultiply.multiply(m: inChannels, n: outChannels, k: tiles, a: transformed + xi * tiles * inChannels,
@@ -156,15 +168,17 @@ final class WinogradKernel {
         }
         alexnet_winograd_weight_gradient(algorithm.id, transformedWeightGradient.pointer, Int32(outChannels), Int32(inChannels),
                                          dWeight.pointer)
-        alexnet_winograd_bias_gradient(dOutput.pointer, Int32(batch), Int32(outChannels), Int32(height), Int32(width), dBias.pointer)
+        alexnet_winograd_bias_gradient(dOutput.pointer, Int32(blocks.output), Int32(batch), Int32(outChannels), Int32(height),
+                                       Int32(width), dBias.pointer)
     }
 
     /// For each chunk of images: input transform, the α² products (tiles × `inputChannels`) ·
-    /// (`inputChannels` × `outputChannels`), output transform.
-    private func run(_ input: UnsafePointer<Float>, channels inputChannels: Int, into output: UnsafeMutablePointer<Float>,
-                     channels outputChannels: Int, weights: FloatBuffer, bias: UnsafePointer<Float>?, relu: Bool,
-                     engine: Engine) throws {
-        try eachChunk(of: input, channels: inputChannels, otherChannels: outputChannels, engine: engine) {
+    /// (`inputChannels` × `outputChannels`), output transform; the input and output in blocks of
+    /// `inputBlock` and `outputBlock` channels.
+    private func run(_ input: UnsafePointer<Float>, channels inputChannels: Int, block inputBlock: Int,
+                     into output: UnsafeMutablePointer<Float>, channels outputChannels: Int, block outputBlock: Int,
+                     weights: FloatBuffer, bias: UnsafePointer<Float>?, relu: Bool, engine: Engine) throws {
+        try eachChunk(of: input, channels: inputChannels, block: inputBlock, otherChannels: outputChannels, engine: engine) {
             first, images, tiles, transformed, multiplied in
             for xi in 0..<algorithm.products {
                 try MatrixMultiply.multiply(m: tiles, n: outputChannels, k: inputChannels,
@@ -172,23 +186,25 @@ final class WinogradKernel {
                                             b: weights.pointer + xi * inputChannels * outputChannels,
                                             c: multiplied + xi * tiles * outputChannels)
             }
-            alexnet_winograd_output(algorithm.id, multiplied, bias, relu ? 1 : 0, Int32(images), Int32(outputChannels),
-                                    Int32(height), Int32(width), output + first * outputChannels * height * width)
+            alexnet_winograd_output(algorithm.id, multiplied, bias, relu ? 1 : 0, Int32(outputBlock), Int32(images),
+                                    Int32(outputChannels), Int32(height), Int32(width),
+                                    output + first * outputChannels * height * width)
         }
     }
 
     /// The batch `imagesPerChunk` images at a time: each chunk's input transform of `input`
-    /// (N, `channels`, H, W) into the scratch memory, then `body` with the chunk's first image,
-    /// its images and tiles, the transformed input [α²][tiles][`channels`], and the scratch
-    /// after it, [α²][tiles][`otherChannels`], for the pass's other matrix.
-    private func eachChunk(of input: UnsafePointer<Float>, channels: Int, otherChannels: Int, engine: Engine,
+    /// (N, `channels`, H, W in blocks of `block` channels) into the scratch memory, then `body`
+    /// with the chunk's first image, its images and tiles, the transformed input
+    /// [α²][tiles][`channels`], and the scratch after it, [α²][tiles][`otherChannels`], for the
+    /// pass's other matrix.
+    private func eachChunk(of input: UnsafePointer<Float>, channels: Int, block: Int, otherChannels: Int, engine: Engine,
                            _ body: (_ first: Int, _ images: Int, _ tiles: Int, _ transformed: UnsafeMutablePointer<Float>,
                                     _ other: UnsafeMutablePointer<Float>) throws -> Void) throws {
         let scratch = engine.scratch(floats: algorithm.products * imagesPerChunk * tilesPerImage * (channels + otherChannels))
         for first in stride(from: 0, to: batch, by: imagesPerChunk) {
             let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
-            alexnet_winograd_input(algorithm.id, input + first * channels * height * width, Int32(images), Int32(channels),
-                                   Int32(height), Int32(width), scratch)
+            alexnet_winograd_input(algorithm.id, input + first * channels * height * width, Int32(block), Int32(images),
+                                   Int32(channels), Int32(height), Int32(width), scratch)
             try body(first, images, tiles, scratch, scratch + algorithm.products * tiles * channels)
         }
     }

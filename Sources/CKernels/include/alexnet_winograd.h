@@ -13,10 +13,12 @@
 //   M[ξ] = V[ξ] · U[ξ]       the caller's α² GEMMs, [α²][T][K]
 //   y    = Aᵀ M A (+ bias)   outputs
 //
-// Activations are in the channel-blocked layout nChw8c ([N][C/8][H][W][8], what oneDNN's AVX2
-// convolutions choose), so C and K must be multiples of 8. Images are outermost in it, so a
-// caller can transform a batch a few images at a time by offsetting the pointers. The
-// transforms run on the calling thread's OpenMP team (oneDNN's threads: one thread budget).
+// Activations are in a channel-blocked layout [N][C/block][H][W][block]: nChw8c or nChw16c
+// (`block` 8 or 16, what oneDNN's AVX2 and AVX-512 convolutions choose for training), or nhwc
+// (`block` C, what its AVX-512 ones choose for inference); `block` must be a multiple of 8 that
+// divides the channels. Images are outermost in each, so a caller can transform a batch a
+// few images at a time by offsetting the pointers. The transforms run on the calling thread's
+// OpenMP team (oneDNN's threads: one thread budget).
 
 /// The algorithms: F(2×2, 3×3) (α = 4: 16 products for 2×2 outputs of a 3×3 kernel, 2.25×
 /// fewer multiplies than direct), F(3×3, 3×3) (α = 5: 25 products for 3×3 outputs, 3.24×
@@ -38,25 +40,27 @@ int alexnet_winograd_tiles(alexnet_winograd_algorithm f, int height, int width);
 void alexnet_winograd_weights(alexnet_winograd_algorithm f, const float *w, int out_channels, int in_channels,
                               int backward, float *u);
 
-/// V from x (nChw8c, N×C×H×W), zero-padded by (r−1)/2 on every side.
-void alexnet_winograd_input(alexnet_winograd_algorithm f, const float *x, int batch, int channels, int height,
-                            int width, float *v);
+/// V from x (N×C×H×W in blocks of `block` channels), zero-padded by (r−1)/2 on every side.
+void alexnet_winograd_input(alexnet_winograd_algorithm f, const float *x, int block, int batch, int channels,
+                            int height, int width, float *v);
 
-/// y (nChw8c, N×K×H×W) from M; adds `bias` (K floats) unless it is NULL, then applies ReLU if
-/// `relu` is set.
-void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const float *bias, int relu, int batch,
-                             int channels, int height, int width, float *y);
+/// y (N×K×H×W in blocks of `block` channels) from M; adds `bias` (K floats) unless it is NULL,
+/// then applies ReLU if `relu` is set.
+void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const float *bias, int relu, int block,
+                             int batch, int channels, int height, int width, float *y);
 
 /// For the weight gradient (the forward pass is bilinear in U and V, so ∂U = Σ over tiles of
-/// V ⊙ A ∂y Aᵀ, and ∂g = Gᵀ ∂U G): A ∂y Aᵀ from ∂y (nChw8c, N×K×H×W), [α²][T][K]; the outputs
-/// past the maps' edges count as zero.
-void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const float *dy, int batch, int channels,
-                                      int height, int width, float *w);
+/// V ⊙ A ∂y Aᵀ, and ∂g = Gᵀ ∂U G): A ∂y Aᵀ from ∂y (N×K×H×W in blocks of `block` channels),
+/// [α²][T][K]; the outputs past the maps' edges count as zero.
+void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const float *dy, int block, int batch,
+                                      int channels, int height, int width, float *w);
 
 /// ∂g = Gᵀ ∂U G into weight gradients in PyTorch's layout [K][C][r][r], from ∂U [α²][C][K].
 void alexnet_winograd_weight_gradient(alexnet_winograd_algorithm f, const float *du, int out_channels,
                                       int in_channels, float *dw);
 
-/// The bias gradient: each channel's sum of ∂y (nChw8c, N×K×H×W) over the batch and the map.
-void alexnet_winograd_bias_gradient(const float *dy, int batch, int channels, int height, int width, float *db);
+/// The bias gradient: each channel's sum of ∂y (N×K×H×W in blocks of `block` channels) over the
+/// batch and the map.
+void alexnet_winograd_bias_gradient(const float *dy, int block, int batch, int channels, int height, int width,
+                                    float *db);
 #endif
