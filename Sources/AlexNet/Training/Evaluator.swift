@@ -1,6 +1,6 @@
 import Foundation
 
-/// Validation results (SPEC section 5), averaged over the images.
+/// Validation results (docs/DESIGN.md, Evaluation), averaged over the images.
 public struct EvaluationResult: Codable, Sendable, Equatable {
     public var loss: Double
     public var top1Error: Double
@@ -41,10 +41,10 @@ public final class InferenceNetworks {
     }
 
     /// Runs the network on `crops` inputs of `count` images each, laid out crop-major at `images`
-    /// (the loader's ten-crop batch, read in place), and returns per image the combination
-    /// SPEC section 5 prescribes: the paper's mean of the softmax outputs, or the seed's mean of
-    /// the raw outputs (after its final ReLU). (count, classes), row-major. An image whose
-    /// outputs were not all finite (NaN or infinite) has a row holding NaN.
+    /// (the loader's ten-crop batch, read in place), and returns per image the variant's
+    /// combination: the paper's mean of the softmax outputs, or the seed's mean of the raw outputs
+    /// (after its final ReLU). (count, classes), row-major. An image whose outputs were not all
+    /// finite (NaN or infinite) has a row holding NaN.
     public func averagedOutputs(images: UnsafeMutablePointer<Float>, count: Int, crops: Int) throws -> [Double] {
         try averaged(images: images, count: count, crops: crops, labels: nil).outputs
     }
@@ -108,9 +108,9 @@ public final class InferenceNetworks {
         return p
     }
 
-    /// Ten-crop validation of a split (SPEC section 5): loss −log p̄(label) (the paper) or the
-    /// cross-entropy of the averaged outputs (the seed), top-1 and top-5 error, averaged over
-    /// the images. The loader's batches feed the network in place.
+    /// Ten-crop validation of a split: loss −log p̄(label) (the paper) or the cross-entropy of the
+    /// averaged outputs (the seed), top-1 and top-5 error, averaged over the images. The loader's
+    /// batches feed the network in place.
     /// In a distributed run (`communicator` of several ranks) each rank evaluates its part of
     /// every batch (`BatchLoader.Shard`) and the sums are added over the ranks, so every image
     /// counts exactly once and every rank returns the whole split's result.
@@ -164,11 +164,11 @@ public final class InferenceNetworks {
     }
 }
 
-/// Top-k membership (SPEC section 5: the label among the k largest outputs) with ties counted
-/// against the label: the label is found at k when its score is finite and fewer than k other
-/// classes score at least as high. torch.topk breaks a tie at the k-th place by position, so
-/// there a tied label is in or out of its k by its index; here it is out. Outputs that do not
-/// single the label out (all equal, as from a zero fc8) are errors, not hits.
+/// Top-k membership (the label among the k largest outputs) with ties counted against the label:
+/// the label is found at k when its score is finite and fewer than k other classes score at least
+/// as high. torch.topk breaks a tie at the k-th place by position, so there a tied label is in or
+/// out of its k by its index; here it is out. Outputs that do not single the label out (all equal,
+/// as from a zero fc8) are errors, not hits.
 public enum TopK {
     /// How many other classes score at least as high as class `label` of `scores` (one image's
     /// outputs); nil when the label's score is NaN or infinite.
