@@ -2,9 +2,8 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// Issue 8's fuzz test: mutated JPEGs, PNGs, safetensors files and pickles go through the
-/// decoders and the readers; none may crash or hang, and every failure must be the reader's own
-/// thrown error.
+/// The fuzz test: mutated JPEGs, PNGs, safetensors files and pickles go through the decoders and
+/// the readers; none may crash or hang, and every failure must be the reader's own thrown error.
 ///
 /// Case k of a format is a pure function of (format, k): its generator is
 /// `RandomGenerator(seed: 0xF022, stream: format, k)`, so a failure names a case that any run
