@@ -8,7 +8,7 @@
 #        [WORK_DIR=/tmp/alexnet-compare]
 # REFERENCE_DIR is the project's reference folder (bench/ with the peer scripts, images/ with the
 # photos the corpus is cut from); PYTHON_WITH_PEERS has opencv, albumentations, jpeg4py, torch,
-# torchvision and pillow (see bench/README.md there); CI does not run this.
+# torchvision and pillow (docs/PERFORMANCE.md, Method); CI does not run this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${1:?usage: scripts/compare_data.sh PYTHON_WITH_PEERS [N] [WORK_DIR]}"

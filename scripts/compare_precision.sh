@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Times `alexnet bench` in fp32 and in bf16 on this machine, one after the other and twice each
 # (bf16, fp32, bf16, fp32, so a machine that slows down during the run shows as a spread, not as a
-# ratio), and prints the bf16/fp32 ratios and both peak resident memories (issue 11). bf16 needs a
-# CPU with AVX-512 BF16 or AMX: elsewhere `alexnet bench --precision bf16` refuses, and so does
-# this script, at once (bf16 runs first), with its reason.
+# ratio), and prints the bf16/fp32 ratios and both peak resident memories. bf16 needs a CPU with
+# AVX-512 BF16 or AMX: elsewhere `alexnet bench --precision bf16` refuses, and so does this script,
+# at once (bf16 runs first), with its reason.
 # Usage: scripts/compare_precision.sh [--batch 128] [--iters 5] [--variant paper]
 set -euo pipefail
 cd "$(dirname "$0")/.."

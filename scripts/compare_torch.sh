@@ -5,7 +5,7 @@
 # Usage: ALEXNET_SHARED=REFERENCE_DIR scripts/compare_torch.sh PYTHON_WITH_TORCH [--batch 128]
 #        [--iters 5]
 # (REFERENCE_DIR holds bench/torch_anchor.py; PyTorch lives in a virtual environment outside the
-# repo, see bench/README.md there.)
+# repo: docs/PERFORMANCE.md, Method.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${1:?usage: scripts/compare_torch.sh PYTHON_WITH_TORCH [--batch B] [--iters N]}"

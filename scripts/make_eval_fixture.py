@@ -1,4 +1,5 @@
-"""PyTorch reference for ten-crop evaluation and single-image classification (SPEC sections 1, 5, 6).
+"""PyTorch reference for ten-crop evaluation and single-image classification (docs/DESIGN.md:
+Network, Evaluation, Files).
 
 What it makes, in Tests/Fixtures/eval/ (or OUT_DIR):
   paper.safetensors, seed.safetensors  weights of a width-reduced network of each variant
@@ -30,9 +31,9 @@ one source have the same averaged output (different labels): 24 distinct predict
 With --write-dataset DIR the 48 PNGs are also written as DIR/c<k>/<stem>_t<t>.png (an ImageFolder-style
 validation folder, handy for running `alexnet evaluate` by hand).
 
-Evaluation (SPEC 5): pixel values as float64 on the 0-255 scale minus the channel mean
-(123.675, 116.28, 103.53), no std division; torchvision ten_crop(img, 224) (TL, TR, BL, BR, centre, then
-the same five of the left-right mirrored image); eval mode (no dropout); float64 throughout
+Evaluation (docs/DESIGN.md, Evaluation): pixel values as float64 on the 0-255 scale minus the channel
+mean (123.675, 116.28, 103.53), no std division; torchvision ten_crop(img, 224) (TL, TR, BL, BR, centre,
+then the same five of the left-right mirrored image); eval mode (no dropout); float64 throughout
 (model.double() from the float32 weights). paper: mean of the ten softmaxes, loss = mean over images of
 -log(mean prob of the label). seed: mean of the ten raw outputs (after its final ReLU), loss = mean of
 cross_entropy(mean output, label). Top-k error from the averaged output with torch.topk.

@@ -1,4 +1,4 @@
-"""Writes a golden set in the format of SPEC section 8 with PyTorch.
+"""Writes a golden set with PyTorch, in the format `alexnet verify` reads (docs/NUMERICS.md).
 
 Math runs in float64 and results are stored as float32, as in the project's full golden set. The
 configuration (widths, hidden width, classes, batch, input size, seed) is free, so `alexnet verify`
@@ -7,15 +7,17 @@ can be checked on networks other than the shipped ones.
 Usage: python make_golden.py OUT_DIR [--widths 8 16 24 24 16] [--hidden 64] [--classes 7]
                              [--batch 3] [--input 195] [--seed 7] [--variants paper seed]
                              [--layer-cases alt|spec] [--net-name 'net_{variant}'] [--tencrop]
-Needs torch, numpy and safetensors (a virtual environment outside the repo; see README).
+Needs torch, numpy and safetensors (a virtual environment outside the repo: the tests' .build/pyenv
+has no torch).
 
 The two sets in Tests/Fixtures were written with
   golden-alt: python scripts/make_golden.py Tests/Fixtures/golden-alt
   golden:     python scripts/make_golden.py Tests/Fixtures/golden --layer-cases spec --widths 8 16 16 24 16
                   --hidden 32 --classes 10 --batch 4 --input 89 --seed 11 --net-name 'net_small_{variant}' --tencrop
-The second has SPEC section 8's file names, layer case names and tensor names (what the tests
-read), at sizes that keep it small: batch 4 as in the SPEC, and a conv3 case at batch 4 with 64
-channels in and out, which the Winograd kernel computes where oneDNN's convolutions are AVX2 ones.
+The second has the file names, layer case names and tensor names of the shared golden set (the
+full one, found through ALEXNET_SHARED; see docs/NUMERICS.md), which the tests read, at sizes that
+keep it small: batch 4 as in the shared set, and a conv3 case at batch 4 with 64 channels in and
+out, which the Winograd kernel computes where oneDNN's convolutions are AVX2 ones.
 """
 import argparse
 import json
@@ -93,8 +95,8 @@ def layers_file(path, g):
 
 
 def spec_layers_file(path, g):
-    """SPEC section 8's layer cases (conv1, conv2, conv3, conv_odd, lrn_paper, lrn_seed, maxpool,
-    linear, xent) with their geometries and value scales, at small sizes."""
+    """The shared golden set's layer cases (conv1, conv2, conv3, conv_odd, lrn_paper, lrn_seed,
+    maxpool, linear, xent) with their geometries and value scales, at small sizes."""
     t, cases = {}, {}
 
     def rnd(*shape, scale=1.0):
@@ -132,8 +134,8 @@ def spec_layers_file(path, g):
 
 
 def tencrop_file(path, g):
-    """Ten-crop windows (SPEC section 5) of two images: the four corners and the centre, then the
-    same of the left-right mirrored image."""
+    """Ten-crop windows (docs/DESIGN.md, Evaluation) of two images: the four corners and the
+    centre, then the same of the left-right mirrored image."""
     image = f32(torch.randn(2, 3, 20, 18, generator=g, dtype=F))
     s, (h, w) = 16, image.shape[2:]
     top, left = (h - s) // 2, (w - s) // 2  # torchvision's centre_crop rounds (h - s) / 2; both even here
@@ -228,7 +230,7 @@ def main():
     ap.add_argument("--variants", nargs="+", default=["paper", "seed"])
     ap.add_argument("--no-layers", action="store_true")
     ap.add_argument("--layer-cases", choices=["alt", "spec"], default="alt",
-                    help="alt: conv_a, conv_b, conv_c, lrn_p, lrn_s, ...; spec: SPEC section 8's case names")
+                    help="alt: conv_a, conv_b, conv_c, lrn_p, lrn_s, ...; spec: the shared golden set's case names")
     ap.add_argument("--net-name", default="net_{variant}", help="file name of each network, without .safetensors")
     ap.add_argument("--tencrop", action="store_true", help="also write tencrop.safetensors")
     a = ap.parse_args()

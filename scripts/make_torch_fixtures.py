@@ -1,5 +1,6 @@
-"""Writes small PyTorch files and PyTorch's results on them (SPEC section 6), for the tests that read
-`.pt` files natively, resume from the seed's checkpoint, classify with them and export them to ONNX.
+"""Writes small PyTorch files and PyTorch's results on them, for the tests that read `.pt` files
+natively (names as in the name tables of docs/DESIGN.md, Files), resume from the seed's checkpoint,
+classify with them and export them to ONNX.
 
 What it makes, in Tests/Fixtures/golden/torch/ (or OUT_DIR):
   seed_small.pt          a state dict under the seed's names (block1.0 ... head.7), written by

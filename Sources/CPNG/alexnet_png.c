@@ -64,7 +64,7 @@ int alexnet_png_decode_rgb(const uint8_t *data, size_t size, uint64_t max_pixels
     }
     int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
     // 16-bit samples keep their high byte (libpng's and OpenCV's 8-bit scaling; Pillow 13 clips
-    // its 16-bit gray mode instead, see README).
+    // its 16-bit gray mode instead; docs/DESIGN.md, Data).
     if (depth == 16) png_set_strip_16(png);
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);

@@ -10,7 +10,7 @@ struct AlexNetCommand: ParsableCommand {
         subcommands: [Preprocess.self, Stats.self, DatasetInfo.self, Verify.self, Bench.self, Import.self, Train.self, Evaluate.self, Classify.self, DemoCommand.self, Convert.self, Export.self]
     )
 
-    /// ArgumentParser's own entry point, with three changes (issue 8, item 14 and "Done when"):
+    /// ArgumentParser's own entry point, with three changes:
     /// `alexnet help NAME` with an unknown NAME is a usage error (ArgumentParser prints the
     /// top-level help and exits 0); a bad flag is reported on one line, without the usage text;
     /// and an error thrown while a command runs reaches the user as one line naming its cause
@@ -54,7 +54,8 @@ struct AlexNetCommand: ParsableCommand {
 
 extension Precision: ExpressibleByArgument {}
 
-/// `--precision`, for the commands that run the network (issue 11).
+/// `--precision`, for the commands that run the network (mixed precision: docs/DESIGN.md,
+/// Training).
 struct PrecisionOptions: ParsableArguments {
     @Option(help: ArgumentHelp("fp32, or bf16: convolutions and linear layers on bfloat16 copies of their inputs and weights, "
                                + "with float32 accumulation, outputs, master weights, gradients, SGD and checkpoints. bf16 needs a "
@@ -65,7 +66,7 @@ struct PrecisionOptions: ParsableArguments {
 }
 
 /// Options every command shares: declared once, so that each command has `--threads` with the
-/// same meaning and bounds (issue 8, items 10 and 17).
+/// same meaning and bounds (`Limits`).
 struct ComputeOptions: ParsableArguments {
     @Option(help: "Worker threads for oneDNN, the loader and the element-wise passes (default: one per core; at most 4 per core).")
     var threads: Int?

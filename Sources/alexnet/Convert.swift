@@ -14,7 +14,7 @@ struct Convert: ParsableCommand {
         format: .pt or .pth writes the state dict torch.save(model.state_dict()) would, which \
         loads with torch.load(path, weights_only=True) and load_state_dict into the seed's \
         model (--names seed) or torchvision's (--names torchvision); anything else writes a \
-        plain safetensors file. Names (SPEC section 6): native is conv1.weight … fc8.bias; \
+        plain safetensors file. Names: native is conv1.weight … fc8.bias; \
         seed is block1.0 … block5.0, head.2, head.5, head.7; torchvision is features.0/3/6/8/10, \
         classifier.1/4/6. The default is the variant's own: seed for the seed variant, torchvision for \
         torchvision's, native for the paper's. OUT \

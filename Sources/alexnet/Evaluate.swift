@@ -4,7 +4,7 @@ import Foundation
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Ten-crop validation of a checkpoint or a safetensors weights file (SPEC section 5).",
+        abstract: "Ten-crop validation of a checkpoint or a safetensors weights file.",
         discussion: """
         The images are the validation split of the configuration's dataset (-c) or of DIR \
         (--data), preprocessed as for training (alexnet preprocess -z 256 -c). Each image's \

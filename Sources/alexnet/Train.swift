@@ -68,7 +68,7 @@ struct Train: ParsableCommand {
         } catch let e as ConfigurationError {
             throw usageError(e)
         }
-        // Under mpirun, one of several ranks (see the README's "Many machines"); alone otherwise.
+        // Under mpirun, one of several ranks (docs/DESIGN.md, Many processes); alone otherwise.
         let communicator = try Communicator.join(timeout: resolved.training.collectiveTimeout)
         var logger = ConsoleLogHandler.logger(communicator.size > 1 ? "train[\(communicator.rank)]" : "train")
         if !communicator.isRoot { logger.logLevel = .error }

@@ -4,7 +4,7 @@ import Foundation
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check every tensor of golden files (SPEC section 8) against this implementation.",
+        abstract: "Check every tensor of PyTorch's golden files against this implementation.",
         discussion: """
         Each PATH is a golden .safetensors file or a folder of them (e.g. Tests/Fixtures/golden). \
         Prints one row per tensor with its relative L2 error ‖ours − ref‖/‖ref‖ and exits \
@@ -16,7 +16,7 @@ struct Verify: ParsableCommand {
         but not judged: in the golden files' small random networks they are sums that nearly \
         cancel, and bf16's rounding also changes which max-pool input wins and which ReLU is \
         on, moving them by up to 110 %, as PyTorch's own bf16 does on the same networks. \
-        The README's "bf16" section has the measurements.
+        docs/NUMERICS.md (bf16) has the measurements.
         """
     )
 

@@ -194,8 +194,8 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(out.contains("--split"), out)
     }
 
-    /// Counts and sizes are bounded, with an error naming the flag, before any work (issue 8,
-    /// item 10: these exhausted memory or trapped on an allocation).
+    /// Counts and sizes are bounded, with an error naming the flag, before any work (unbounded,
+    /// these exhaust memory or trap on an allocation).
     func testCountsAndSizesAreBounded() throws {
         let images = Paths.repository.appendingPathComponent("Tests/Fixtures/images").path
         let cases: [([String], String)] = [
@@ -235,7 +235,7 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
-    /// Options the chosen measurement would ignore are refused (issue 8, item 14).
+    /// Options the chosen measurement would ignore are refused.
     func testBenchRefusesOptionsThatDoNotApply() throws {
         let images = Paths.repository.appendingPathComponent("Tests/Fixtures/images").path
         for (args, word) in [(["bench", "--val-batch", "4"], "--val-batch"), (["bench", "--stats", "s.safetensors"], "--stats"),

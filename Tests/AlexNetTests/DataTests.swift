@@ -337,8 +337,8 @@ final class LoaderTests: XCTestCase {
     }
 }
 
-/// The data issue's end-to-end check through the real binary: two layouts, a bad file among good
-/// ones, preprocess (and resume), stats, then a training and a validation epoch.
+/// The data pipeline end to end through the real binary: two layouts, a bad file among good ones,
+/// preprocess (and resume), stats, then a training and a validation epoch.
 final class DataEndToEndTests: XCTestCase {
     func alexnet(_ args: String...) throws -> (Int32, String, String) { try runProcess(Paths.binary, args) }
 

@@ -2,7 +2,7 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// Issue 8, item 4: dataset listing.
+/// Dataset listing: layouts, nested files and problems on disk.
 final class DatasetHardeningTests: XCTestCase {
     let synsets = ["n01440764", "n01530575"]
 

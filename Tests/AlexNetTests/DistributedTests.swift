@@ -2,10 +2,10 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// `mpirun -np N alexnet train` (distributed issue): the weights after several steps with
-/// dropout and augmentation on equal one process's with the same global batch, every validation
-/// image counts once, and a killed rank ends the job with the last checkpoint intact. Open MPI
-/// comes from scripts/setup.sh; the tests skip where mpirun is missing, and fail under CI.
+/// `mpirun -np N alexnet train`: the weights after several steps with dropout and augmentation on
+/// equal one process's with the same global batch, every validation image counts once, and a killed
+/// rank ends the job with the last checkpoint intact. Open MPI comes from scripts/setup.sh; the
+/// tests skip where mpirun is missing, and fail under CI.
 final class DistributedTests: XCTestCase {
     static let data: (root: URL, stats: String) = try! makeTrainingDataset(try! Paths.temporaryDirectory("distributed-data"))
 

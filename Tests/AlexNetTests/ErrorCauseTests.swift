@@ -2,9 +2,9 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// Each error names its real cause with its own type (issue 8, item 16): a bad hyperparameter is
-/// not a shape error, a label out of range names the label, a shape mismatch is not oneDNN's, a
-/// missing file is a file error naming the path.
+/// Each error names its real cause with its own type: a bad hyperparameter is not a shape error, a
+/// label out of range names the label, a shape mismatch is not oneDNN's, a missing file is a file
+/// error naming the path.
 final class ErrorCauseTests: XCTestCase {
     let engine = sharedEngine
 

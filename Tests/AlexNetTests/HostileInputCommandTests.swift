@@ -2,7 +2,7 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// The inputs through the real binary: each command exits non-zero with one clear line,
+/// Hostile inputs through the real binary: each command exits non-zero with one clear line,
 /// or processes the good files and lists the bad ones; no source file is modified.
 final class HostileInputCommandTests: XCTestCase {
     func alexnet(_ args: String...) throws -> (Int32, String, String) { try runProcess(Paths.binary, args) }
@@ -17,8 +17,8 @@ final class HostileInputCommandTests: XCTestCase {
         return out
     }
 
-    /// Item 9: bench --data crashed (SIGSEGV) on a folder of images smaller than the crop, and
-    /// (SIGFPE) when the first image was one pixel short of it.
+    /// bench --data on a folder of images smaller than the crop, and on one whose first image is
+    /// one pixel short of it: an error, not a crash (these gave SIGSEGV and SIGFPE).
     func testBenchDataOnImagesSmallerThanTheCrop() throws {
         let root = try Paths.temporaryDirectory()
         _ = try makeDataset(root, layout: .huggingFace, split: "small", classes: ["n01440764", "n01530575"], perClass: 2, size: (120, 90))
@@ -66,8 +66,8 @@ final class HostileInputCommandTests: XCTestCase {
         XCTAssertEqual(try digests(raw), before, "sources unchanged")
     }
 
-    /// Item 4: a root holding only val/ is a dataset without a training split (exit 1, one line),
-    /// its split still listed; Item 7: an image above Pillow's MAX_IMAGE_PIXELS is a note, not a problem.
+    /// A root holding only val/ is a dataset without a training split (exit 1, one line), its
+    /// split still listed; an image above Pillow's MAX_IMAGE_PIXELS is a note, not a problem.
     func testDatasetInfoOnAValidationOnlyRootAndALargeImage() throws {
         let root = try Paths.temporaryDirectory()
         _ = try makeDataset(root, layout: .imageFolder, split: "val", classes: ["n01440764", "n01530575"], perClass: 1, size: (40, 30))

@@ -90,7 +90,7 @@ enum HostileImages {
     static func odd420() throws -> Data { try Data(contentsOf: fixtures.appendingPathComponent("odd420.jpg")) }
 }
 
-/// Issue 8, items 5 and 7: decompression bombs, huge files, and PNG variants.
+/// Decompression bombs, huge files, and PNG variants.
 final class ImageHardeningTests: XCTestCase {
     func decode(_ data: Data, _ codec: ImageCodec = ImageCodec(), name: String = "test") throws -> RGBImage {
         try data.withUnsafeBytes { try codec.decode($0, path: name) }.image
@@ -110,8 +110,8 @@ final class ImageHardeningTests: XCTestCase {
         XCTAssertLessThan(4 * ImageLimits.standard.maxPixels, Int(Int32.max), "CMYK bytes of the largest image fit in 32 bits")
     }
 
-    /// Item 5: a JPEG header claiming 65500×65500 was decoded to a uniform grey image; now it is
-    /// refused from the header (Pillow refuses it as a decompression bomb), on every decode path.
+    /// A JPEG header claiming 65500×65500 is refused from the header (Pillow refuses it as a
+    /// decompression bomb), on every decode path, not decoded to a uniform grey image.
     func testJPEGClaimingTooManyPixelsIsRefused() throws {
         let codec = ImageCodec()
         let big = HostileImages.jpeg(try HostileImages.odd420(), claiming: 65500, height: 65500)
@@ -127,8 +127,8 @@ final class ImageHardeningTests: XCTestCase {
         XCTAssertTrue(codec.takeWarnings().isEmpty)
     }
 
-    /// Item 7: a PNG whose IHDR claims 40000×40000 took 5 GB and then trapped; it is refused from
-    /// IHDR before any pixel is allocated.
+    /// A PNG whose IHDR claims 40000×40000 is refused from IHDR before any pixel is allocated
+    /// (decoding it would take 5 GB and then trap).
     func testPNGBombIsRefusedBeforeAllocating() throws {
         let codec = ImageCodec()
         assertRefused(try decode(HostileImages.pngClaiming(width: 40000, height: 40000), codec, name: "bomb.png"),
@@ -168,8 +168,8 @@ final class ImageHardeningTests: XCTestCase {
         assertRefused(try decode(jpeg, codec), ["JPEG of 41×50"])
     }
 
-    /// Item 7: a 20 GiB file is refused without being read (it was read whole before its first
-    /// bytes were looked at); one that does not start like an image is refused from those bytes.
+    /// A 20 GiB file is refused without being read (not read whole before its first bytes are
+    /// looked at); one that does not start like an image is refused from those bytes.
     func testHugeFilesAreRefusedWithoutReadingThem() throws {
         let folder = try Paths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -191,7 +191,7 @@ final class ImageHardeningTests: XCTestCase {
         assertRefused(try codec.decode(file: folder.path), ["not a regular file"])
     }
 
-    /// Item 5: a palette PNG with a tRNS chunk (valid; Pillow reads it) was rejected. Its RGB is
+    /// A palette PNG with a tRNS chunk (valid; Pillow reads it) is read, not rejected. Its RGB is
     /// the palette's colours, as Pillow's convert("RGB") gives (png_palette.rgb.png); tRNS on
     /// gray, low-bit gray and RGB images is dropped the same way.
     func testTransparencyChunksAreDropped() throws {
@@ -212,9 +212,9 @@ final class ImageHardeningTests: XCTestCase {
         XCTAssertEqual(try decode(pal, codec).pixels, [70, 80, 90, 10, 20, 30, 40, 50, 60])
     }
 
-    /// Item 5: 16-bit samples are scaled to 8 bits by their high byte, as libpng and OpenCV do
-    /// (32767 → 127). Pillow 13 gives 255 for the 16-bit gray case (it clips its I;16 mode); the
-    /// scaling is kept on purpose and the README says so.
+    /// 16-bit samples are scaled to 8 bits by their high byte, as libpng and OpenCV do (32767 →
+    /// 127). Pillow 13 gives 255 for the 16-bit gray case (it clips its I;16 mode); the scaling is
+    /// kept on purpose (docs/DESIGN.md, Data, says so).
     func testSixteenBitSamplesKeepTheirHighByte() throws {
         let codec = ImageCodec()
         let samples: [UInt16] = [32767, 65535, 256, 255, 0]

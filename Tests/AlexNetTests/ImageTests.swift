@@ -18,8 +18,9 @@ final class ImageTests: XCTestCase {
         return (Double(total) / Double(max(a.pixels.count, 1)), worst)
     }
 
-    /// SPEC section 4 / data issue item 2: within a mean absolute difference of 1.0 per channel
-    /// value and a maximum of 16 of Pillow's `resize(BICUBIC)` + central crop.
+    /// The RGB path against Pillow (docs/NUMERICS.md, Image resizing): within a mean absolute
+    /// difference of 1.0 per channel value and a maximum of 16 of Pillow's `resize(BICUBIC)` +
+    /// central crop.
     func testPreprocessingMatchesPillow() throws {
         let codec = ImageCodec()
         for name in ["astronaut", "chelsea", "coffee", "gray", "rocket", "small"] {
@@ -104,8 +105,8 @@ final class ImageTests: XCTestCase {
         }
     }
 
-    /// Item 2: an image whose shorter side already is the target is not resampled, only cropped;
-    /// on the planes path too (Y and, at an even offset, chroma come out as the crop of the input).
+    /// An image whose shorter side already is the target is not resampled, only cropped; on the
+    /// planes path too (Y and, at an even offset, chroma come out as the crop of the input).
     func testImageAtTargetSizeIsOnlyCropped() throws {
         let codec = ImageCodec()
         let image = syntheticImage(width: 300, height: 256, seed: 9)

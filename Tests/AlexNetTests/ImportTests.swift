@@ -294,7 +294,7 @@ final class ImportTests: XCTestCase {
 }
 
 /// `alexnet demo` end to end on a tiny Fashion-MNIST look-alike (the real one is the README's
-/// first command; CI runs this instead): every step, and the JSON on the last line.
+/// quick start; CI runs this instead): every step, and the JSON on the last line.
 final class DemoCommandTests: XCTestCase {
     func testDemoRunsEveryStepAndEndsWithJSON() throws {
         let dir = try Paths.temporaryDirectory()

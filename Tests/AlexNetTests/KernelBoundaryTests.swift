@@ -2,8 +2,8 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// oneDNN stays behind `Kernels/` (README, issue 8 item 15): layers describe what they compute
-/// and call kernels, so a second backend replaces `Kernels/` alone.
+/// oneDNN stays behind `Kernels/` (docs/DESIGN.md, Layering rules): layers describe what they
+/// compute and call kernels, so a second backend replaces `Kernels/` alone.
 final class KernelBoundaryTests: XCTestCase {
     /// Every Swift file under the library and the executable, outside `Sources/AlexNet/Kernels/`.
     func filesOutsideKernels() throws -> [URL] {

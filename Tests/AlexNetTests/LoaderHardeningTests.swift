@@ -2,7 +2,7 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// Issue 8, item 9: images smaller than the crop, and augmentations that cannot work.
+/// Images smaller than the crop, and augmentations that cannot work: refused with an error.
 final class LoaderHardeningTests: XCTestCase {
     func flatMean(_ size: Int) -> DatasetStatistics {
         var stats = DatasetStatistics.imagenetFallback

@@ -84,9 +84,9 @@ final class SGDTests: XCTestCase {
         return flat(store)
     }
 
-    /// SPEC section 3's two rules in float64, written from the formulas alone: the reference the
-    /// float32 optimiser is checked against (the golden files hold PyTorch's rule only, so the
-    /// paper's was otherwise compared with nothing but itself).
+    /// The two update rules (docs/DESIGN.md, Optimiser) in float64, written from the formulas
+    /// alone: the reference the float32 optimiser is checked against (the golden files hold
+    /// PyTorch's rule only, so the paper's was otherwise compared with nothing but itself).
     func reference(_ rule: UpdateRule, w0: [Double], grads: (Int) -> [Double], rates: [Double],
                    momentum mu: Double, weightDecay wd: Double) -> [Double] {
         var w = w0, v = [Double](repeating: 0, count: w0.count)
@@ -215,7 +215,7 @@ final class NetworkTests: XCTestCase {
         XCTAssertEqual(config.flatFeatures, 9216)
         // One tower: 62 378 344 parameters (torchvision's AlexNet has 61.1 M with its narrower trunk).
         XCTAssertEqual(Network.makeParameters(config).parameterCount, 62_378_344)
-        // SPEC section 7, layer by layer (millions of multiply-accumulates per image), and about 1.139 G in all.
+        // The cost model of docs/DESIGN.md, layer by layer (millions of multiply-accumulates per image), and about 1.139 G in all.
         let macs = Dictionary(uniqueKeysWithValues: shapes.map { ($0.spec.name, $0.spec.multiplyAccumulates(output: $0.output) / 1e6) })
         for (layer, want) in [("conv1", 109.3), ("conv2", 447.9), ("conv3", 149.5), ("conv4", 224.3), ("conv5", 149.5),
                               ("fc6", 37.7), ("fc7", 16.8), ("fc8", 4.1)] {
@@ -225,8 +225,8 @@ final class NetworkTests: XCTestCase {
         XCTAssertEqual(macs.values.filter { $0 > 0 }.count, 8, "only the convolutions and linear layers count")
     }
 
-    /// The seed's and torchvision's module paths, derived from their layer lists, are SPEC
-    /// section 6's.
+    /// The seed's and torchvision's module paths, derived from their layer lists, are those of the
+    /// name tables in docs/DESIGN.md, Files.
     func testNameTablesAreSPECs() {
         XCTAssertEqual(ParameterNaming.layers, ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"])
         XCTAssertEqual(ParameterNaming.seed.modules, ["block1.0", "block2.0", "block3.0", "block4.0", "block5.0", "head.2", "head.5", "head.7"])

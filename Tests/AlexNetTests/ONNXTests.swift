@@ -2,11 +2,11 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// `alexnet export --onnx` (interop issue, item 5): the graph passes onnx.checker's full check,
-/// and onnxruntime's logits on it equal PyTorch's (the seed's and torchvision's files) or this
-/// project's network (the paper variant's LRN; torchvision's adaptive pool as an AveragePool)
-/// within 1e-4, at a fixed and a dynamic batch. The ONNX side is scripts/check_onnx.py, run with
-/// the test Python (onnx and onnxruntime from PyPI).
+/// `alexnet export --onnx`: the graph passes onnx.checker's full check, and onnxruntime's logits on
+/// it equal PyTorch's (the seed's and torchvision's files) or this project's network (the paper
+/// variant's LRN; torchvision's adaptive pool as an AveragePool) within 1e-4, at a fixed and a
+/// dynamic batch. The ONNX side is scripts/check_onnx.py, run with the test Python (onnx and
+/// onnxruntime from PyPI).
 final class ONNXTests: XCTestCase {
     let torch = Paths.torch
 

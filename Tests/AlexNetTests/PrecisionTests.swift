@@ -2,11 +2,11 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// Mixed precision (issue 11, items 2 and 3): bf16 is refused, naming the reason, where the CPU
-/// has no native bf16 instructions; where it has them, the golden files verify at the bf16
-/// tolerance and a bf16 training run tracks the fp32 one. The refusal is checked on every CPU
-/// (with oneDNN limited to AVX2 on those that do have bf16); the other two need the instructions
-/// and skip elsewhere, saying so.
+/// Mixed precision: bf16 is refused, naming the reason, where the CPU has no native bf16
+/// instructions; where it has them, the golden files verify at the bf16 tolerance and a bf16
+/// training run tracks the fp32 one. The refusal is checked on every CPU (with oneDNN limited to
+/// AVX2 on those that do have bf16); the other two need the instructions and skip elsewhere, saying
+/// so.
 final class PrecisionTests: XCTestCase {
     /// Every command that runs the network refuses `--precision bf16` under an AVX2 limit, before
     /// it reads any data, with the instruction sets it needs and the one oneDNN reported.

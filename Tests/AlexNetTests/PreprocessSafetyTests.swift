@@ -2,9 +2,8 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// `preprocess` with hostile but plausible paths and settings (hardening issue, items 1–3, 6
-/// and 11): it never writes over a file it did not create, never reads its own outputs back as
-/// inputs, and says in one line why it refuses.
+/// `preprocess` with hostile but plausible paths and settings: it never writes over a file it did
+/// not create, never reads its own outputs back as inputs, and says in one line why it refuses.
 final class PreprocessSafetyTests: XCTestCase {
     func alexnet(_ args: String...) throws -> (Int32, String, String) { try runProcess(Paths.binary, args) }
 
@@ -190,8 +189,8 @@ final class PreprocessSafetyTests: XCTestCase {
     }
 }
 
-/// Thread counts and sizes are bounded in the library too, not only by the command line (issue 8,
-/// item 10): a library caller asking for 100 000 threads gets an error naming the setting.
+/// Thread counts and sizes are bounded in the library too, not only by the command line: a library
+/// caller asking for 100 000 threads gets an error naming the setting.
 final class LibraryLimitsTests: XCTestCase {
     func testThreadCountsAreBoundedInTheLibrary() throws {
         let root = try Paths.temporaryDirectory()

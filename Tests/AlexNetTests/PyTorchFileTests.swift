@@ -2,9 +2,9 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// PyTorch files read natively (interop issue, item 3): the small files in Tests/Fixtures/golden/torch,
-/// written by `torch.save` (scripts/make_torch_fixtures.py), give PyTorch's logits and (for the
-/// full checkpoint) its momentum buffers, epoch and scheduler state.
+/// PyTorch files read natively: the small files in Tests/Fixtures/golden/torch, written by
+/// `torch.save` (scripts/make_torch_fixtures.py), give PyTorch's logits and (for the full
+/// checkpoint) its momentum buffers, epoch and scheduler state.
 final class PyTorchFileTests: XCTestCase {
     let torch = Paths.torch
 
@@ -45,7 +45,7 @@ final class PyTorchFileTests: XCTestCase {
     }
 
     /// `classify` with the seed's and torchvision's `.pt` on the photos, each with its own
-    /// normalisation (SPEC section 6): PyTorch's top 5, probabilities within 1e-4.
+    /// normalisation: PyTorch's top 5, probabilities within 1e-4.
     func testClassifyWithPyTorchFilesGivesPyTorchsTopFive() throws {
         let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: torch.appendingPathComponent("images_expected.json")))
             as? [String: [String: [[Double]]]])
@@ -92,9 +92,9 @@ final class PyTorchFileTests: XCTestCase {
     }
 }
 
-/// `alexnet convert` (interop issue, item 4): what it writes, read back by Python without
-/// PyTorch (CI cannot install it: scripts/check_torch_file.py reads the zip and pickle with the
-/// globals torch.load(weights_only=True) allows) and by this project.
+/// `alexnet convert`: what it writes, read back by Python without PyTorch (CI cannot install it:
+/// scripts/check_torch_file.py reads the zip and pickle with the globals
+/// torch.load(weights_only=True) allows) and by this project.
 final class ConvertTests: XCTestCase {
     func testConvertWritesStateDictsPythonReadsAndRoundTrips() throws {
         let python = try Paths.python(needing: "numpy and safetensors")
@@ -135,8 +135,8 @@ final class ConvertTests: XCTestCase {
     }
 }
 
-/// Malformed PyTorch files (interop issue): each gives an error naming the problem, and mutated
-/// archives and pickles never crash or hang the reader.
+/// Malformed PyTorch files: each gives an error naming the problem, and mutated archives and
+/// pickles never crash or hang the reader.
 final class PyTorchMalformedTests: XCTestCase {
     /// A `.pt` with `pickle` as data.pkl and the given storages.
     private func file(_ dir: URL, _ name: String, pickle: [UInt8], storages: [Data] = []) throws -> String {

@@ -103,8 +103,8 @@ final class SafetensorsTests: XCTestCase {
         }
     }
 
-    /// A failed write says why in one line naming the file, leaves no temporary file, and keeps
-    /// the previous file (issue 8, item 13).
+    /// A failed write says why in one line naming the file, leaves no temporary file, and keeps the
+    /// previous file.
     func testFailedWriteIsAClearErrorAndKeepsThePreviousFile() throws {
         let dir = try Paths.temporaryDirectory()
         XCTAssertThrowsError(try sample().write(to: dir.appendingPathComponent("missing/x.safetensors").path)) {
@@ -141,9 +141,9 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: b)), try Data(contentsOf: URL(fileURLWithPath: a)), "a failed link keeps the file")
     }
 
-    /// One durable atomic write for every file the project saves (issue 8, item 13): no source
-    /// file outside FileIO renames or links files into place, copies them, or writes them with
-    /// Foundation (Trainer's epoch and best checkpoints did, without flushing the folder).
+    /// One durable atomic write for every file the project saves: no source file outside FileIO
+    /// renames or links files into place, copies them, or writes them with Foundation (Trainer's
+    /// epoch and best checkpoints did, without flushing the folder).
     func testFilesAreSavedOnlyThroughFileIO() throws {
         let sources = Paths.repository.appendingPathComponent("Sources")
         let files = try XCTUnwrap(FileManager.default.enumerator(atPath: sources.path)).compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }

@@ -8,8 +8,9 @@ enum Paths {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     static let fixtures = repository.appendingPathComponent("Tests/Fixtures")
-    /// SPEC section 8's golden files at small sizes (scripts/make_golden.py; the command is in
-    /// its docstring): layers.safetensors, net_small_paper/seed.safetensors, tencrop.safetensors.
+    /// PyTorch's golden files (docs/NUMERICS.md, Tolerance) at small sizes (scripts/make_golden.py;
+    /// the command is in its docstring): layers.safetensors, net_small_paper/seed.safetensors,
+    /// tencrop.safetensors.
     static let golden = fixtures.appendingPathComponent("golden")
     /// Small `.pt` files written by `torch.save` and PyTorch's results on them
     /// (scripts/make_torch_fixtures.py).

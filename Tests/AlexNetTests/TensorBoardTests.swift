@@ -168,7 +168,7 @@ final class TensorBoardTests: XCTestCase {
     }
 
     /// fc6's 37.7 M weights, the largest tensor the trainer logs: every value lands in a bucket.
-    /// (The time is printed for the README, not asserted: tests never assert on wall-clock time.)
+    /// (The time is printed, not asserted: tests never assert on wall-clock time.)
     func testHistogramOfFC6CountsEveryValue() {
         var rng = RandomGenerator(seed: 3)
         let values = (0..<37_748_736).map { _ in rng.normal() * 0.005 }

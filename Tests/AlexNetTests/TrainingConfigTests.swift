@@ -162,7 +162,7 @@ final class TrainingConfigTests: XCTestCase {
     }
 }
 
-/// The learning-rate schedules against PyTorch's semantics (SPEC section 3).
+/// The learning-rate schedules against PyTorch's semantics.
 final class ScheduleTests: XCTestCase {
     /// torch.optim.lr_scheduler.ReduceLROnPlateau(factor=0.1, patience=2, threshold=0.1, cooldown=1)
     /// on these metrics gives these rates (worked through its step() by hand).

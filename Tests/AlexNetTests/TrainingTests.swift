@@ -321,10 +321,10 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["last.safetensors"])
     }
 
-    /// The seed's full checkpoint resumes (interop issue, item 3): its weights, its epoch, where
-    /// its plateau schedule stood, and its momentum buffers, which the paper's update rule takes
-    /// as −lr·v: one step from the file under either rule gives the same weights and momenta.
-    /// A state dict starts a run instead (training.start_from) and cannot be resumed.
+    /// The seed's full checkpoint resumes: its weights, its epoch, where its plateau schedule
+    /// stood, and its momentum buffers, which the paper's update rule takes as −lr·v: one step from
+    /// the file under either rule gives the same weights and momenta. A state dict starts a run
+    /// instead (training.start_from) and cannot be resumed.
     func testResumeFromTheSeedsFullCheckpoint() throws {
         let torch = Paths.torch
         let full = torch.appendingPathComponent("seed_small_full.pt").path

@@ -2,10 +2,9 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// `verify` on crafted golden files (issue 8, items 8 and 14): every bad shape or metadata value
-/// is an error naming the file and what is wrong, never a crash, and a NaN is the worst error.
-/// Before these checks, each case below crashed the process (SIGFPE, SIGSEGV or a trap) or
-/// reported a wrong summary.
+/// `verify` on crafted golden files: every bad shape or metadata value is an error naming the file
+/// and what is wrong, never a crash, and a NaN is the worst error. Before these checks, each case
+/// below crashed the process (SIGFPE, SIGSEGV or a trap) or reported a wrong summary.
 final class VerifyHardeningTests: XCTestCase {
     let layers = Paths.golden.appendingPathComponent("layers.safetensors").path
     let network = Paths.golden.appendingPathComponent("net_small_paper.safetensors").path
@@ -132,7 +131,7 @@ final class VerifyHardeningTests: XCTestCase {
     // MARK: the command
 
     /// Through the binary: exit status 1, nothing on stdout, and one line on stderr that names the
-    /// file and the cause ("Done when" of issue 8).
+    /// file and the cause.
     func testVerifyCommandGivesOneLine() throws {
         let bad = try craft(layers, prefixes: ["conv2"], metadataKey: "cases", change: setCase("conv2", "stride", 0))
         let fifo = try Paths.temporaryDirectory("fifo").appendingPathComponent("pipe.safetensors").path
@@ -158,9 +157,9 @@ final class VerifyHardeningTests: XCTestCase {
     }
 }
 
-/// Every error reaches the user as its own message (issue 8, item 12): each error type of the
-/// library describes itself, also through `localizedDescription`, and Foundation's errors are
-/// reworded with the system's reason.
+/// Every error reaches the user as its own message: each error type of the library describes
+/// itself, also through `localizedDescription`, and Foundation's errors are reworded with the
+/// system's reason.
 final class ErrorDescriptionTests: XCTestCase {
     /// Scans Sources/AlexNet for error types: each must be CustomStringConvertible and listed in
     /// Core/ErrorDescriptions.swift as a LocalizedError (private helpers excepted).

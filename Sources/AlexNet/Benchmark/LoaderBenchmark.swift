@@ -1,8 +1,8 @@
 import Foundation
 
-/// `alexnet bench --data DIR`: the input pipeline's throughput on a folder of preprocessed images
-/// (data issue): training batches (decode, `paper` crop, mirror, PCA lighting, pixel mean) and
-/// ten-crop validation batches, in images per second per worker thread.
+/// `alexnet bench --data DIR`: the input pipeline's throughput on a folder of preprocessed images:
+/// training batches (decode, `paper` crop, mirror, PCA lighting, pixel mean) and ten-crop
+/// validation batches, in images per second per worker thread.
 public struct LoaderBenchmark {
     public struct Result: Sendable {
         public var trainImagesPerSecondPerCore = 0.0

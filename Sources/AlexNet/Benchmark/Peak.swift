@@ -1,11 +1,11 @@
 import CKernels
 import Foundation
 
-/// The machine's measured single-precision peak, the denominator of `alexnet bench`'s fraction
-/// of peak (SPEC section 7): the best of a tuned FMA kernel on every thread (Sources/CKernels/
-/// fma_peak.c, the widest vectors the CPU has, chosen at run time) and a large oneDNN matrix
-/// multiply. Both are reported: the FMA kernel is the arithmetic ceiling, the GEMM what a tuned
-/// library reaches with memory traffic in the way.
+/// The machine's measured single-precision peak, the denominator of `alexnet bench`'s fraction of
+/// peak (docs/PERFORMANCE.md, Method): the best of a tuned FMA kernel on every thread
+/// (Sources/CKernels/fma_peak.c, the widest vectors the CPU has, chosen at run time) and a large
+/// oneDNN matrix multiply. Both are reported: the FMA kernel is the arithmetic ceiling, the GEMM
+/// what a tuned library reaches with memory traffic in the way.
 public struct MachinePeak: Sendable, Equatable {
     /// GFLOP/s of the FMA kernel on `threads` threads at once.
     public var fmaGFLOPs: Double

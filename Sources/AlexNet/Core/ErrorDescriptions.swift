@@ -1,11 +1,11 @@
 import Foundation
 
-// Every error type of the library as a LocalizedError whose description is its own (issue 8,
-// item 12): without this, `localizedDescription` (which Foundation, and code that formats an
-// error through it, uses) says "The operation could not be completed (AlexNet.SafetensorsError
-// error 1)" on Linux instead of the message that names the file and the cause. Kept in one
-// place, so that a new error type is added beside the others; ErrorDescriptionTests (in
-// VerifyHardeningTests.swift) checks that none is missing.
+// Every error type of the library as a LocalizedError whose description is its own: without this,
+// `localizedDescription` (which Foundation, and code that formats an error through it, uses) says
+// "The operation could not be completed (AlexNet.SafetensorsError error 1)" on Linux instead of the
+// message that names the file and the cause. Kept in one place, so that a new error type is added
+// beside the others; ErrorDescriptionTests (in VerifyHardeningTests.swift) checks that none is
+// missing.
 
 extension ConfigError: LocalizedError { public var errorDescription: String? { description } }
 extension ConfigurationError: LocalizedError { public var errorDescription: String? { description } }

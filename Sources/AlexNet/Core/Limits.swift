@@ -1,11 +1,11 @@
 import Foundation
 
-/// Bounds on the counts and sizes a caller may ask for (issue 8, item 10: `stats --threads 100000`
-/// exhausted 24 GB and `preprocess -z 65000` trapped on an allocation). The command line checks
-/// its flags against these before doing anything, and the library entry points that take such a
-/// count (statistics, the loader benchmark, the importer, training configurations) check them
-/// again, so a library caller gets the same error instead of a crash. Each error names the flag
-/// or key at fault and the range accepted.
+/// Bounds on the counts and sizes a caller may ask for, so that `stats --threads 100000` or
+/// `preprocess -z 65000` is an error rather than exhausted memory or a trapped allocation. The
+/// command line checks its flags against these before doing anything, and the library entry points
+/// that take such a count (statistics, the loader benchmark, the importer, training configurations)
+/// check them again, so a library caller gets the same error instead of a crash. Each error names
+/// the flag or key at fault and the range accepted.
 public enum Limits {
     /// Worker threads: at most 4 per core. More than one per core buys nothing, and every worker
     /// costs memory (statistics keep a mean-image accumulator per thread).

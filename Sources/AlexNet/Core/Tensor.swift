@@ -24,7 +24,7 @@ public struct Tensor: Equatable, Sendable {
 
     public var count: Int { data.count }
 
-    /// ‖a − b‖ / ‖b‖ in double precision: the error measure of SPEC section 8.
+    /// ‖a − b‖ / ‖b‖ in double precision: the golden files' error measure (docs/NUMERICS.md).
     public static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
         require(a.count == b.count, "relativeError: \(a.count) vs \(b.count) values")
         var num = 0.0, den = 0.0

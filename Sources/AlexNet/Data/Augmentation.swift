@@ -1,8 +1,8 @@
 import Foundation
 
-/// Training augmentation and evaluation crops (paper section 4.1, SPEC sections 4 and 5).
-/// Every random draw for a sample comes from `RandomGenerator(seed:, stream: epoch, index)`, so
-/// an epoch's content does not depend on thread count or order of work.
+/// Training augmentation and evaluation crops (paper section 4.1; docs/DESIGN.md, Data and
+/// Evaluation). Every random draw for a sample comes from `RandomGenerator(seed:, stream: epoch,
+/// index)`, so an epoch's content does not depend on thread count or order of work.
 public enum CropMode: String, Sendable, CaseIterable, Codable {
     /// A uniformly random size×size window of the 256×256 image (offsets 0…32 on each axis).
     case paper
@@ -50,7 +50,7 @@ public struct Augmentation: Sendable {
     public var statistics: DatasetStatistics
     /// Per-channel divisors (0–255 scale) applied after the mean is subtracted, or nil for none
     /// (the paper and the seed divide by nothing). torchvision's weights expect
-    /// `torchvisionStd` (SPEC section 6: x/255 − mean, divided by (0.229, 0.224, 0.225)).
+    /// `torchvisionStd` (x/255 − mean, divided by (0.229, 0.224, 0.225)).
     public var channelStd: [Double]?
     /// torchvision's ImageNet standard deviations on the 0–255 scale; its means × 255 are
     /// `DatasetStatistics.imagenetFallback.channelMean` already (123.675, 116.28, 103.53).
@@ -119,7 +119,7 @@ public struct Augmentation: Sendable {
         mean == .pixel && statistics.size > 0 ? statistics.size : Int((Double(outputSize) * 256 / 224).rounded())
     }
 
-    /// An evaluation sample: the central window, or the ten crops of SPEC section 5 written at
+    /// An evaluation sample: the central window, or the ten crops (`TenCrop`) written at
     /// `out + k · stride` for crop k. No lighting, no mirroring beyond ten-crop's own.
     public func evaluationCrops(_ image: RGBImage, tenCrop: Bool, into out: UnsafeMutablePointer<Float>, stride: Int,
                                 scratch: inout [Float]) {
@@ -280,8 +280,8 @@ public struct Augmentation: Sendable {
     }
 }
 
-/// Ten-crop evaluation (paper section 4.1, SPEC section 5): the four corners and the centre, then
-/// the same five of the mirrored image, as torchvision's `ten_crop`.
+/// Ten-crop evaluation (paper section 4.1): the four corners and the centre, then the same five of
+/// the mirrored image, as torchvision's `ten_crop`.
 public enum TenCrop {
     /// (x, y, mirrored) in the source image for each of the ten windows; a mirrored window is the
     /// mirror image of the source window at (x, y).

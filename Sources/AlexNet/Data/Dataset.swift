@@ -1,6 +1,6 @@
 import Foundation
 
-/// The ILSVRC-2012 class table shipped as a package resource (index, synset, name; SPEC section 4).
+/// The ILSVRC-2012 class table shipped as a package resource (index, synset, name).
 public struct ClassTable: Sendable {
     public let synsets: [String]
     public let names: [String]
@@ -36,7 +36,7 @@ public struct ClassTable: Sendable {
 
 private extension Character { var isASCIIDigit: Bool { ("0"..."9").contains(self) } }
 
-/// The two on-disk layouts of SPEC section 4.
+/// The two on-disk layouts (docs/DESIGN.md, Data).
 public enum DatasetLayout: String, Sendable, CaseIterable {
     /// Hugging Face `ILSVRC/imagenet-1k` as the seed unpacks it: flat `<anything>_<synset>.JPEG`.
     case huggingFace = "hf"

@@ -24,8 +24,8 @@ public struct IDXImages: Sendable {
     }
 }
 
-/// LeCun's IDX format (MNIST, Fashion-MNIST; SPEC section 4): big-endian, a magic number
-/// 0x0000 08 NN (uint8 data, NN dimensions), NN sizes as uint32, then the data. Files may be gzipped.
+/// LeCun's IDX format (MNIST, Fashion-MNIST): big-endian, a magic number 0x0000 08 NN (uint8 data,
+/// NN dimensions), NN sizes as uint32, then the data. Files may be gzipped.
 public enum IDX {
     public static let imagesMagic: UInt32 = 0x0000_0803
     public static let labelsMagic: UInt32 = 0x0000_0801
@@ -138,7 +138,7 @@ public enum IDX {
     }
 }
 
-/// Writes IDX images and labels as an ImageFolder dataset (SPEC section 4):
+/// Writes IDX images and labels as an ImageFolder dataset:
 /// `DST/<split>/<class>/<index>.png`, 8-bit grayscale PNG, names zero-padded so that sorted
 /// order is the IDX order. Every file is checked before anything is written; outputs appear
 /// under their names only when complete, and a rerun skips the complete ones.

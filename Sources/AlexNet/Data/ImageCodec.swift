@@ -29,8 +29,8 @@ public struct ImageLimits: Sendable, Equatable {
 }
 
 /// Decodes JPEG (baseline, progressive, grayscale, CMYK/YCCK) and PNG (8- and 16-bit, gray,
-/// palette; alpha and tRNS dropped) to 8-bit RGB, and encodes JPEG and PNG (RGB or gray) (SPEC
-/// section 4). Files and images beyond `limits` are refused (see `ImageLimits`).
+/// palette; alpha and tRNS dropped) to 8-bit RGB, and encodes JPEG and PNG (RGB or gray).
+/// Files and images beyond `limits` are refused (see `ImageLimits`).
 /// One codec per thread: TurboJPEG handles must not be shared.
 public final class ImageCodec {
     private let decompressor: tjhandle

@@ -1,9 +1,9 @@
 import Foundation
 
-/// Background batch loading (data issue, item 8): worker threads decode and augment whole batches
-/// into a small ring of preallocated buffers ahead of the consumer, so memory stays bounded
-/// whatever the dataset size. Batch b's content depends only on (seed, epoch, b's samples), never
-/// on the number of threads or on timing.
+/// Background batch loading: worker threads decode and augment whole batches into a small ring of
+/// preallocated buffers ahead of the consumer, so memory stays bounded whatever the dataset size.
+/// Batch b's content depends only on (seed, epoch, b's samples), never on the number of threads or
+/// on timing.
 ///
 /// Every image is brought to the size the crops expect (`Augmentation.prepared`: the mean image's
 /// with the pixel mean, else at least the crop's; shorter side resized, central square kept), so
@@ -13,7 +13,7 @@ public final class BatchLoader: @unchecked Sendable {
     public enum Kind: Sendable {
         /// Shuffled order, random crops, mirroring and lighting.
         case training
-        /// Dataset order; the central crop, or with `tenCrop` the ten crops of SPEC section 5.
+        /// Dataset order; the central crop, or with `tenCrop` the ten crops (`TenCrop`).
         case validation(tenCrop: Bool)
     }
 
@@ -44,10 +44,10 @@ public final class BatchLoader: @unchecked Sendable {
     public let sampleFloats: Int
     public let shard: Shard
 
-    /// One rank's part of every batch in a distributed run (distributed issue): batches (and the
-    /// shuffled order) are the global ones, and rank r of n takes positions ⌊r·L/n⌋ ..< ⌊(r+1)·L/n⌋
-    /// of a batch of L samples, so the parts are disjoint, cover the batch, and differ in size by
-    /// at most one (a part may be empty when L < n).
+    /// One rank's part of every batch in a distributed run: batches (and the shuffled order) are
+    /// the global ones, and rank r of n takes positions ⌊r·L/n⌋ ..< ⌊(r+1)·L/n⌋ of a batch of L
+    /// samples, so the parts are disjoint, cover the batch, and differ in size by at most one (a
+    /// part may be empty when L < n).
     public struct Shard: Sendable, Equatable {
         public var rank: Int, ranks: Int
         public init(rank: Int, ranks: Int) { (self.rank, self.ranks) = (rank, ranks) }

@@ -1,10 +1,10 @@
 import Foundation
 
-/// `alexnet preprocess` (paper section 2, SPEC section 4): every image under a source folder,
+/// `alexnet preprocess` (paper section 2; docs/DESIGN.md, Data): every image under a source folder,
 /// shorter side to `size` (antialiased bicubic, Pillow's filter) and optionally the central crop,
-/// written under the same relative path in the destination. A JPEG written as JPEG is resized
-/// on its own Y'CbCr planes (see `YCbCrImage`); PNG inputs or outputs, CMYK JPEGs and
-/// `resizeInRGB` go through RGB, byte-identical to Pillow's `resize`.
+/// written under the same relative path in the destination. A JPEG written as JPEG is resized on
+/// its own Y'CbCr planes (see `YCbCrImage`); PNG inputs or outputs, CMYK JPEGs and `resizeInRGB` go
+/// through RGB, byte-identical to Pillow's `resize`.
 ///
 /// Safe to interrupt and rerun: each output appears only whole (written unnamed, then linked into
 /// place), an output that exists and is complete is skipped, and no existing file is ever written

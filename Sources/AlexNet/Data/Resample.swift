@@ -175,9 +175,9 @@ extension RGBImage {
         return RGBImage(width: plan.window.width, height: plan.window.height, pixels: plan.runReference(pixels, stride: width * 3, channels: 3))
     }
 
-    /// The offline preprocessing of paper section 2 (SPEC section 4): shorter side to `size`
-    /// keeping the aspect ratio (antialiased bicubic; not resampled when it already is `size`),
-    /// then, with `crop`, the central `size`×`size`.
+    /// The offline preprocessing of paper section 2: shorter side to `size` keeping the aspect
+    /// ratio (antialiased bicubic; not resampled when it already is `size`), then, with `crop`, the
+    /// central `size`×`size`.
     ///
     /// An image decoded with DCT scaling passes its source's size and the `scale` it was decoded
     /// at: the output size and crop follow the source, and the resize reads the region of this
@@ -191,9 +191,9 @@ extension RGBImage {
     }
 }
 
-/// The geometry of "shorter side to `size`, then optionally the central crop" (SPEC section 4) for a
-/// source of `sourceWidth`×`sourceHeight` decoded at `scale`: Pillow's output size, the box of the
-/// decoded image that covers the source, and the output window kept.
+/// The geometry of "shorter side to `size`, then optionally the central crop" for a source of
+/// `sourceWidth`×`sourceHeight` decoded at `scale`: Pillow's output size, the box of the decoded
+/// image that covers the source, and the output window kept.
 struct ShorterSideResize {
     let outWidth: Int
     let outHeight: Int

@@ -1,7 +1,7 @@
 import Foundation
 
-/// Training-set statistics (SPEC section 4): the mean image (for `pixel` mean subtraction), the
-/// per-channel mean, and the RGB covariance with its eigen-decomposition (for PCA lighting,
+/// Training-set statistics (docs/DESIGN.md, Data): the mean image (for `pixel` mean subtraction),
+/// the per-channel mean, and the RGB covariance with its eigen-decomposition (for PCA lighting,
 /// paper section 4.1) — what the seed could not compute.
 public struct DatasetStatistics: Sendable, Equatable {
     public var size: Int
@@ -16,7 +16,7 @@ public struct DatasetStatistics: Sendable, Equatable {
     public var eigenvectors: [[Double]]
     public var imageCount: Int
 
-    /// The constants of SPEC section 4, for training without a statistics file.
+    /// ImageNet's published constants (docs/DESIGN.md, Data), for training without statistics.
     public static let imagenetFallback = DatasetStatistics(
         size: 0, meanImage: [], channelMean: [123.675, 116.28, 103.53], covariance: [],
         eigenvalues: [55.46, 4.794, 1.148].map { $0 * $0 },
@@ -102,7 +102,7 @@ public struct DatasetStatistics: Sendable, Equatable {
     }
 
     /// Each worker keeps a 64-bit sum per pixel and channel (size² × 3 × 8 bytes): refuses a
-    /// size and thread count whose sums would not fit in memory (issue 8, item 10).
+    /// size and thread count whose sums would not fit in memory.
     public static func checkMemory(size: Int, threads: Int) throws {
         try Limits.check(memory: size * size * 3 * threads, bytesEach: 8,
                          what: "the per-thread sums of \(threads) threads at \(size)×\(size)", flags: "-z/--size with --threads")

@@ -19,8 +19,8 @@ public struct YCbCrImage: Sendable {
 }
 
 extension ImageCodec.DecodedPlanes {
-    /// Shorter side to `size` and optional central crop (SPEC section 4), on the planes: the
-    /// geometry, output size and crop window are exactly those of the RGB path.
+    /// Shorter side to `size` and optional central crop, on the planes: the geometry, output size
+    /// and crop window are exactly those of the RGB path.
     public func resizedShorterSide(to size: Int, crop: Bool) -> YCbCrImage {
         let g = ShorterSideResize(sourceWidth: sourceWidth, sourceHeight: sourceHeight, scale: scale, size: size, crop: crop)
         let (w, h) = (g.window.width, g.window.height)

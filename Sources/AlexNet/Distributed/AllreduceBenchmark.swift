@@ -1,10 +1,11 @@
 import Foundation
 
-/// The time to sum one training step's gradient over the ranks (distributed issue, "Speed"): the
-/// allreduce of `floats` floats (by default the full-size network's 62 378 344 parameters,
-/// 249.5 MB), the same call the trainer makes, repeated after a warm-up; every rank reports the
-/// same median of the ranks' mean times. The bus bandwidth is what ring allreduce moves per rank, 2(n − 1)/n of the
-/// buffer, divided by the time: the figure to compare with a network's line rate.
+/// The time to sum one training step's gradient over the ranks (docs/PERFORMANCE.md, Many
+/// processes): the allreduce of `floats` floats (by default the full-size network's 62 378 344
+/// parameters, 249.5 MB), the same call the trainer makes, repeated after a warm-up; every rank
+/// reports the same median of the ranks' mean times. The bus bandwidth is what ring allreduce moves
+/// per rank, 2(n − 1)/n of the buffer, divided by the time: the figure to compare with a network's
+/// line rate.
 public struct AllreduceBenchmark {
     public struct Result: Sendable {
         public var ranks: Int

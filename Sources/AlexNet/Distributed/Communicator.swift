@@ -1,10 +1,10 @@
 import CMPI
 import Foundation
 
-/// This process's place in a data-parallel run (distributed issue): its rank among `size`
-/// processes that mpirun started, and among the `localSize` on its machine. Without mpirun it is
-/// one process alone (`single`), MPI is never initialised, and every collective is the identity,
-/// so the same binary runs with no launcher.
+/// This process's place in a data-parallel run: its rank among `size` processes that mpirun
+/// started, and among the `localSize` on its machine. Without mpirun it is one process alone
+/// (`single`), MPI is never initialised, and every collective is the identity, so the same binary
+/// runs with no launcher.
 ///
 /// Collectives go through the CMPI shim (Open MPI's C API). Each is started without blocking and
 /// waited on by polling with a deadline (`timeout`): a rank that died or stopped answering ends

@@ -1,11 +1,11 @@
 import Foundation
 
-/// Sums the gradient over the ranks while the backward pass is still running (distributed issue,
-/// item 1). The flat gradient buffer holds conv1.weight … fc8.bias in order and backward runs
-/// from fc8 to conv1, so once a layer's backward is done, everything from its first parameter to
-/// the end of the buffer is final: one contiguous range. When at least `bucketFloats` of it are
-/// waiting, an allreduce of that range starts, and the next layers' backward runs while it is on
-/// its way; `finish` sends the rest (down to conv1) and waits for all of them.
+/// Sums the gradient over the ranks while the backward pass is still running. The flat gradient
+/// buffer holds conv1.weight … fc8.bias in order and backward runs from fc8 to conv1, so once a
+/// layer's backward is done, everything from its first parameter to the end of the buffer is final:
+/// one contiguous range. When at least `bucketFloats` of it are waiting, an allreduce of that range
+/// starts, and the next layers' backward runs while it is on its way; `finish` sends the rest (down
+/// to conv1) and waits for all of them.
 ///
 /// Each rank's gradient is of its shard's loss divided by the global batch's image count (see
 /// `SoftmaxCrossEntropy.normalizer`), so the sum over the ranks is the gradient of the global

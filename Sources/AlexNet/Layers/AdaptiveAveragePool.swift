@@ -1,8 +1,7 @@
-/// Adaptive average pooling to size × size (PyTorch's `AdaptiveAvgPool2d`): torchvision's 6×6
-/// pool before fc6 (SPEC section 1), which lets its classifier take any input size. Shapes:
-/// x (N, C, H, W) in any layout → y (N, C, size, size), plain; output (i, j) is the mean of rows
-/// ⌊i·H/size⌋ ..< ⌈(i+1)·H/size⌉ and the same columns of W. Where H = W = size it is the
-/// identity, and the network leaves it out.
+/// Adaptive average pooling to size × size (PyTorch's `AdaptiveAvgPool2d`): torchvision's 6×6 pool
+/// before fc6, which lets its classifier take any input size. Shapes: x (N, C, H, W) in any layout
+/// → y (N, C, size, size), plain; output (i, j) is the mean of rows ⌊i·H/size⌋ ..< ⌈(i+1)·H/size⌉
+/// and the same columns of W. Where H = W = size it is the identity, and the network leaves it out.
 public final class AdaptiveAveragePool: Layer {
     public let name: String
     let kernel: AdaptivePoolKernel

@@ -1,4 +1,4 @@
-/// 2-D convolution with bias, optionally followed by a fused ReLU (SPEC section 1).
+/// 2-D convolution with bias, optionally followed by a fused ReLU.
 ///
 /// Shapes: x (N, C, H, W) → y (N, K, OH, OW), OH = (H + 2p − kh) / s + 1 (floor), likewise OW;
 /// weight (K, C, kh, kw) and bias (K) are views into a `ParameterStore`, in PyTorch's layout.

@@ -1,6 +1,6 @@
-/// Inverted dropout (paper section 4.2, SPEC section 1): during training each unit is kept with
-/// probability 1 − p and scaled by 1/(1 − p); at evaluation the layer is the identity (the network
-/// leaves it out). Shapes: x (N, F) → y (N, F), plain.
+/// Inverted dropout (paper section 4.2): during training each unit is kept with probability
+/// 1 − p and scaled by 1/(1 − p); at evaluation the layer is the identity (the network leaves it
+/// out). Shapes: x (N, F) → y (N, F), plain.
 ///
 /// The mask holds the multipliers themselves (0 or 1/(1 − p)), drawn from a seeded generator or
 /// given by the caller (`setMask`), so tests can replay PyTorch's masks.

@@ -24,7 +24,7 @@ extension Layer {
 /// Training keeps what backward needs (workspaces, masks); inference keeps nothing.
 public enum Mode: Sendable { case training, inference }
 
-/// What the convolutions and linear layers compute in (issue 11, mixed precision as on GPUs):
+/// What the convolutions and linear layers compute in (mixed precision as on GPUs):
 /// `fp32` everywhere (the default, and what PyTorch's golden files are), or `bf16`: bfloat16
 /// copies of their inputs and weights with float32 accumulation and float32 outputs, float32
 /// gradients into float32 master weights. Every other layer, the loss and SGD stay float32, so
@@ -46,7 +46,7 @@ public enum LayerError: Error, CustomStringConvertible {
     }
 }
 
-/// A label the loss cannot use: classes are 0..<K (SPEC section 1).
+/// A label the loss cannot use: classes are 0..<K.
 public struct LabelError: Error, CustomStringConvertible, Sendable {
     public let label: Int
     /// The label's row in the batch.

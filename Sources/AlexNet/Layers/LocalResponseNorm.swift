@@ -1,6 +1,7 @@
 import Foundation
 
-/// Local response normalisation across channels (paper section 3.3, SPEC section 1):
+/// Local response normalisation across channels (paper section 3.3; the convention of
+/// docs/DESIGN.md, Network):
 ///   b_c = a_c / (k + α/n · Σ_{j=c−2…c+2} a_j²)^β, missing channels counting as zero, the sum
 /// always divided by n = 5 (PyTorch's `LocalResponseNorm`, whose `alpha` is α here).
 /// Shapes: x (N, C, H, W) → y (N, C, H, W), in x's layout.

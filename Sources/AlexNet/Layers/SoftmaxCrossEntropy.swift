@@ -1,6 +1,6 @@
 import Foundation
 
-/// Softmax cross-entropy averaged over the batch (SPEC section 1).
+/// Softmax cross-entropy averaged over the batch.
 /// Shapes: logits (N, K), labels N integers in 0..<K → loss (scalar); ∂logits = (softmax − onehot) / N
 /// (N: the batch, or `normalizer`).
 /// Plain Swift: at (128, 1000) it is a few hundred microseconds, not worth a primitive.

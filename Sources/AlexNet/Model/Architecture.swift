@@ -1,8 +1,8 @@
-/// One layer of the network as data (SPEC section 1). `NetworkConfig.layers` lists them in order;
-/// everything that needs the architecture reads that one list: `Network` (which builds a
-/// kernel-backed layer for each, fusing a ReLU into the convolution or linear layer before it),
-/// the parameter shapes and their order, the cost model, the parameter-name tables of the seed
-/// and torchvision, and the ONNX exporter.
+/// One layer of the network as data. `NetworkConfig.layers` lists them in order; everything that
+/// needs the architecture reads that one list: `Network` (which builds a kernel-backed layer for
+/// each, fusing a ReLU into the convolution or linear layer before it), the parameter shapes and
+/// their order, the cost model, the parameter-name tables of the seed and torchvision, and the ONNX
+/// exporter.
 public enum LayerSpec: Sendable, Equatable {
     case convolution(name: String, geometry: Conv2d.Geometry)
     case relu(name: String)
@@ -70,7 +70,7 @@ public enum LayerSpec: Sendable, Equatable {
         }
     }
 
-    /// Forward multiply-accumulates per sample (SPEC section 7 counts the convolutions and the
+    /// Forward multiply-accumulates per sample (the cost model counts the convolutions and the
     /// linear layers only), given the layer's output shape.
     public func multiplyAccumulates(output y: [Int]) -> Double {
         switch self {
@@ -82,7 +82,7 @@ public enum LayerSpec: Sendable, Equatable {
 }
 
 extension NetworkConfig {
-    /// The layers of this configuration's variant, in order (SPEC section 1):
+    /// The layers of this configuration's variant, in order (docs/DESIGN.md, Network):
     ///
     ///   conv1 ReLU [LRN] pool1 · conv2 ReLU [LRN] pool2 · conv3 ReLU · conv4 ReLU · conv5 ReLU pool5
     ///   torchvision: + 6×6 adaptive average pool
@@ -152,7 +152,7 @@ extension NetworkConfig {
         return out
     }
 
-    /// Forward multiply-accumulates per image (SPEC section 7's cost model, from the actual shapes).
+    /// Forward multiply-accumulates per image (docs/DESIGN.md, Cost model; from the actual shapes).
     public var forwardMACs: Double {
         ((try? shapes()) ?? []).reduce(0) { $0 + $1.spec.multiplyAccumulates(output: $1.output) }
     }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The two weight initialisations of SPEC section 2.
+/// The two weight initialisations (docs/DESIGN.md, Initialisation).
 public enum Initialization: String, Sendable, Codable, CaseIterable {
     /// Paper section 5: weights N(0, 0.01²); biases 1 in conv2, conv4, conv5, fc6, fc7 (to give
     /// the ReLUs positive inputs early), 0 in conv1, conv3, fc8.

@@ -1,4 +1,4 @@
-/// The AlexNet variants of SPEC section 1 (their layers: `NetworkConfig.layers`).
+/// The AlexNet variants of docs/DESIGN.md, Network (their layers: `NetworkConfig.layers`).
 public enum Variant: String, Sendable, Codable, CaseIterable {
     /// The paper: LRN α/n = 1e-4, dropout on fc6's and fc7's outputs, logits straight from fc8.
     case paper
@@ -8,9 +8,9 @@ public enum Variant: String, Sendable, Codable, CaseIterable {
     /// before fc6, dropout on fc6's and fc7's inputs.
     case torchvision
 
-    /// Whether ten-crop averages the softmax outputs (the paper's) rather than the raw outputs
-    /// (the seed's, after its final ReLU) (SPEC section 5). torchvision has no ten-crop rule of
-    /// its own; its outputs are logits, so the paper's applies.
+    /// Whether ten-crop averages the softmax outputs (the paper's) rather than the raw outputs (the
+    /// seed's, after its final ReLU). torchvision has no ten-crop rule of its own; its outputs are
+    /// logits, so the paper's applies.
     public var averagesProbabilities: Bool { self != .seed }
 }
 
@@ -46,8 +46,8 @@ public struct NetworkConfig: Sendable, Equatable, Codable {
     /// the layers' (`layers`), conv1.weight first.
     public var parameterShapes: [(name: String, shape: [Int])] { layers.flatMap(\.parameters) }
 
-    /// torchvision's `alexnet` (SPEC section 1) for `classes` outputs: 64/192/384/256/256
-    /// channels, conv1 11×11 stride 4 padding 2, 4096 hidden, 224 pixels.
+    /// torchvision's `alexnet` for `classes` outputs: 64/192/384/256/256 channels, conv1 11×11
+    /// stride 4 padding 2, 4096 hidden, 224 pixels.
     public static func torchvision(classes: Int = 1000) -> NetworkConfig {
         NetworkConfig(variant: .torchvision, widths: [64, 192, 384, 256, 256], classes: classes, conv1Padding: 2)
     }

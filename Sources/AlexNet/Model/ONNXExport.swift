@@ -1,6 +1,6 @@
-/// The network at inference as an ONNX graph (interop issue, item 5), read off the one list of
-/// layers (`NetworkConfig.layers`): one node per layer, dropout left out (the identity at
-/// inference), the weights as initializers under this project's names (`conv1.weight` …).
+/// The network at inference as an ONNX graph, read off the one list of layers
+/// (`NetworkConfig.layers`): one node per layer, dropout left out (the identity at inference),
+/// the weights as initializers under this project's names (`conv1.weight` …).
 ///
 ///   input (N, 3, S, S) → Conv → Relu → LRN → MaxPool → … → Flatten → Gemm → Relu → … → Gemm → logits (N, classes)
 ///

@@ -1,6 +1,7 @@
-/// The names the network's parameters go by in other people's files (SPEC section 6): this
-/// project's (SPEC section 1: `conv1.weight` … `fc8.bias`), the seed's `nn.Sequential` blocks, and
-/// torchvision's `features`/`classifier`. Each scheme names the same eight layers in order.
+/// The names the network's parameters go by in other people's files (the name tables of
+/// docs/DESIGN.md, Files): this project's (`conv1.weight` … `fc8.bias`), the seed's `nn.Sequential`
+/// blocks, and torchvision's `features`/`classifier`. Each scheme names the same eight layers in
+/// order.
 public enum ParameterNaming: String, Sendable, CaseIterable {
     case native, seed, torchvision
 
@@ -88,7 +89,7 @@ public enum ParameterNaming: String, Sendable, CaseIterable {
         }
         let unknown = names.filter { n in !allCases.contains { $0.nativeName(n) != nil } }
         if let first = unknown.first {
-            throw NamingError(message: "tensor '\(first)' maps to no AlexNet parameter under the native, seed or torchvision names (SPEC section 6)"
+            throw NamingError(message: "tensor '\(first)' maps to no AlexNet parameter under the native, seed or torchvision names (see alexnet convert --help)"
                               + (unknown.count > 1 ? "; \(unknown.count - 1) more like it" : ""))
         }
         let schemes = allCases.map { s in "\(s.rawValue): \(names.filter { s.nativeName($0) != nil }.count)/16" }

@@ -1,6 +1,7 @@
 import Foundation
 
-/// Stochastic gradient descent with momentum and weight decay (paper section 5, SPEC section 3).
+/// Stochastic gradient descent with momentum and weight decay (paper section 5; docs/DESIGN.md,
+/// Optimiser).
 public enum UpdateRule: String, Sendable, Codable, CaseIterable {
     /// PyTorch's (the seed's): g ← ∇ + wd·w; v ← μ·v + g (v = g on the first step); w ← w − lr·v.
     case pytorch
@@ -59,7 +60,7 @@ public final class SGD {
         return finite
     }
 
-    /// The momentum buffers as named tensors (`momentum.<parameter>`, SPEC section 6).
+    /// The momentum buffers as named tensors (`momentum.<parameter>` in checkpoints).
     public func state(_ parameters: ParameterStore) -> [(String, Tensor)] {
         parameters.entries.map { e in
             ("momentum.\(e.name)", Tensor(shape: e.shape, data: Array(UnsafeBufferPointer(start: velocity.pointer + e.offset, count: e.count))))

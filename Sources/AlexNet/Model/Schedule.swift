@@ -1,7 +1,7 @@
 import Foundation
 
-/// Learning-rate schedules (SPEC section 3), stepped once per epoch, with their whole state in
-/// one value so a checkpoint can save it and a resumed run continue it exactly.
+/// Learning-rate schedules (docs/DESIGN.md, Schedules), stepped once per epoch, with their whole
+/// state in one value so a checkpoint can save it and a resumed run continue it exactly.
 ///
 /// - `plateau`: PyTorch's `ReduceLROnPlateau` (the seed's), every parameter of it.
 /// - `manual`: what the authors did by hand (paper section 5: "divide the learning rate by 10 when

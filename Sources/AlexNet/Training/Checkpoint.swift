@@ -61,11 +61,11 @@ extension TrainingState {
     }
 }
 
-/// A training checkpoint (SPEC section 6): a safetensors file holding the parameters under
-/// SPEC section 1's names, the momentum buffers (`momentum.<name>`), the weights at the start of
-/// the epoch when written mid-epoch (`epoch_start.<name>`, for the epoch's weight-change log),
-/// the normalisation statistics (`statistics.*`), and in its metadata the training state, the
-/// network, the full configuration and the class names.
+/// A training checkpoint (docs/DESIGN.md, Files): a safetensors file holding the parameters under
+/// their native names (`conv1.weight` … `fc8.bias`), the momentum buffers (`momentum.<name>`), the
+/// weights at the start of the epoch when written mid-epoch (`epoch_start.<name>`, for the epoch's
+/// weight-change log), the normalisation statistics (`statistics.*`), and in its metadata the
+/// training state, the network, the full configuration and the class names.
 public enum Checkpoint {
     public static let format = "alexnet-checkpoint"
 
@@ -147,8 +147,8 @@ public enum Checkpoint {
 }
 
 /// Weights for `evaluate` and `classify`: a checkpoint (its network, classes and statistics), or
-/// a plain safetensors file with SPEC section 1's names, whose widths, hidden size and classes
-/// come from the shapes.
+/// a plain safetensors file with the native names (`conv1.weight` … `fc8.bias`), whose widths,
+/// hidden size and classes come from the shapes.
 public struct LoadedWeights {
     public var network: NetworkConfig
     public let parameters: ParameterStore
@@ -169,8 +169,9 @@ public struct LoadedWeights {
             let torch = try PyTorchWeights(path: path)
             network = try Self.plainNetwork(path, naming: torch.naming, shapes: torch.shapes, metadata: [:], variant: variant,
                                             inputSize: inputSize, fail: fail)
-            // Each file expects its own normalisation (SPEC section 6): the seed's the channel mean
-            // on the 0–255 scale; torchvision's also divides by its standard deviations.
+            // Each file expects its own normalisation (the variants table of docs/DESIGN.md):
+            // the seed's the channel mean on the 0–255 scale; torchvision's also divides by its
+            // standard deviations.
             mean = .channel
             if network.variant == .torchvision { channelStd = Augmentation.torchvisionStd }
             copy = { try torch.copy($0, shape: $1, into: $2) }
@@ -291,10 +292,10 @@ public struct LoadedWeights {
         return head.prefix(n).withUnsafeBytes { PyTorchFile.looksLikePyTorch($0) || PyTorchFile.isLegacy($0) || PyTorchFile.isRawPickle($0) }
     }
 
-    /// The network whose parameter shapes (under SPEC section 1's names) are `shapes`. conv1's
-    /// stride and padding and the input size cannot be read from shapes: SPEC section 1's (4, 5,
-    /// 224) unless the metadata says otherwise or 224 does not fit fc6's input, in which case the
-    /// smallest input size that does is taken.
+    /// The network whose parameter shapes (under the native names) are `shapes`. conv1's stride and
+    /// padding and the input size cannot be read from shapes: the defaults (stride 4, padding 5,
+    /// input 224) unless the metadata says otherwise or 224 does not fit fc6's input, in which case
+    /// the smallest input size that does is taken.
     static func infer(path: String, shapes: [String: [Int]], metadata: [String: String], variant: Variant, inputSize: Int?) throws -> NetworkConfig {
         func shape(_ name: String, rank: Int) throws -> [Int] {
             guard let s = shapes[name] else { throw SafetensorsError(path: path, tensor: name, reason: "not in the file") }

@@ -10,9 +10,9 @@ public struct Prediction: Sendable, Equatable {
     public var probability: Double
 }
 
-/// `alexnet classify` (the seed's `classify_image.py`, SPEC section 5): each image's shorter side
-/// to 256 (for 224 crops), the central crop or the ten crops, the top k classes. Images go
-/// through the network in batches of at most `cropsPerBatch` crops.
+/// `alexnet classify` (the seed's `classify_image.py`; docs/DESIGN.md, Evaluation): each image's
+/// shorter side to 256 (for 224 crops), the central crop or the ten crops, the top k classes.
+/// Images go through the network in batches of at most `cropsPerBatch` crops.
 public struct Classifier {
     public let weights: LoadedWeights
     public let networks: InferenceNetworks

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 
-/// `alexnet demo`, the README's first command: Fashion-MNIST from Debian's package through the
+/// `alexnet demo`, the README's quick start: Fashion-MNIST from Debian's package through the
 /// whole pipeline (import, offline preprocessing, statistics, training with `configs/demo.yml`
 /// through the same `Trainer` as `alexnet train`, ten-crop evaluation, classification).
 public struct Demo {
@@ -88,8 +88,8 @@ public struct Demo {
         let engine = try Engine(threads: threads)
         let job = try EvaluationJob(weights: weights, config: nil, data: prepared)
         // Training validated the best checkpoint's weights on these test images with the same
-        // ten-crop code, statistics and batch size `alexnet evaluate` uses (the README shows the
-        // two agree), so its result is the evaluation; it is run again only when missing.
+        // ten-crop code, statistics and batch size `alexnet evaluate` uses, so its result is the
+        // evaluation; it is run again only when missing.
         let bestEpoch = training.bestEpoch
         let evaluation: EvaluationResult
         if let validated = training.history.last(where: { $0.epoch == bestEpoch })?.validation {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A PyTorch file read as AlexNet weights (SPEC section 6): a state dict (the seed's
+/// A PyTorch file read as AlexNet weights (docs/DESIGN.md, Files): a state dict (the seed's
 /// `alexnet_best_<epoch>_<metric>.pt`, torchvision's `alexnet`), or the seed's full checkpoint
 /// dict (`alexnet_<epoch>_<metric>_full.pt`: `epoch`, `model`, `optimizer`, `scheduler`), whose
 /// SGD momentum buffers, epoch and ReduceLROnPlateau state a resumed run takes over.

@@ -75,7 +75,7 @@ public final class Trainer {
         (self.config, self.logger, self.stop, self.communicator) = (config, logger, stop, communicator)
     }
 
-    /// The paper's reference error rates, logged beside ours as the seed does (SPEC section 6).
+    /// The paper's reference error rates, logged beside ours as the seed does.
     static let paperTop1Error = 0.407, paperTop5Error = 0.182
 
     // MARK: set-up
@@ -116,14 +116,13 @@ public final class Trainer {
     private func prepare(_ state: inout TrainingState, resumed: Resumption?) throws -> Session {
         // A precision the CPU cannot run is refused before the dataset is read.
         try CPUCapabilities.check(config.training.precision)
-        // Several ranks on one machine share its cores (distributed issue, item 5).
+        // Several ranks on one machine share its cores.
         let budget = config.training.threads > 0 ? config.training.threads
             : max(1, ProcessInfo.processInfo.activeProcessorCount / communicator.localSize)
-        // The loader needs a few percent of a core (README: about 2000 img/s per core against
-        // 22–31 img/s of full-size training, and 12 000 against 1800 for the demo's network), so
-        // oneDNN keeps the whole budget and the loader's workers share its cores. Running them
-        // at a lower priority was tried: they then starve, and the network waits for data
-        // (12 % of each demo epoch, against 1 % at the same priority).
+        // The loader needs a few percent of a core (it decodes and augments far faster per core
+        // than the network trains), so oneDNN keeps the whole budget and the loader's workers
+        // share its cores at the same priority: at a lower one they starve and the network waits
+        // for data. docs/DESIGN.md, One thread budget, has the figures.
         let loaderThreads = config.training.loaderThreads > 0 ? config.training.loaderThreads : max(1, budget / 4)
         let engine = try Engine(threads: budget)
 
@@ -166,7 +165,7 @@ public final class Trainer {
         } else {
             config.initialization.apply(to: parameters, seed: config.training.seed)
         }
-        // Every rank starts from rank 0's weights and momentum (distributed issue, item 1).
+        // Every rank starts from rank 0's weights and momentum.
         try communicator.broadcastAndWait(parameters.values.pointer, count: parameters.values.count, what: "the initial weights")
         try communicator.broadcastAndWait(sgd.velocity.pointer, count: sgd.velocity.count, what: "the momentum buffers")
 
@@ -252,12 +251,12 @@ public final class Trainer {
         })
     }
 
-    /// Resuming the seed's full checkpoint (`alexnet_<epoch>_<metric>_full.pt`, interop issue
-    /// item 3): its weights, its SGD momentum buffers, the epochs it completed, and where its
-    /// ReduceLROnPlateau stood (best, bad epochs, cooldown, the current rate). PyTorch's buffer v
-    /// moves the weights by −lr·v, so for the paper's update rule (w ← w + v) it is taken as
-    /// −lr·v, which continues the same trajectory while the rate holds. The run continues at the
-    /// next epoch's first batch; the seed's files keep no class names, so the dataset's are used.
+    /// Resuming the seed's full checkpoint (`alexnet_<epoch>_<metric>_full.pt`): its weights, its
+    /// SGD momentum buffers, the epochs it completed, and where its ReduceLROnPlateau stood (best,
+    /// bad epochs, cooldown, the current rate). PyTorch's buffer v moves the weights by −lr·v, so
+    /// for the paper's update rule (w ← w + v) it is taken as −lr·v, which continues the same
+    /// trajectory while the rate holds. The run continues at the next epoch's first batch; the
+    /// seed's files keep no class names, so the dataset's are used.
     private func seedResumption(_ path: String) throws -> (TrainingState, Resumption) {
         let torch = try PyTorchWeights(path: path)
         guard let epoch = torch.epoch, let optimizer = torch.optimizer else {
@@ -444,8 +443,8 @@ public final class Trainer {
             let trainLoss = state.epochLossSum / Double(max(state.epochImages, 1))
             logger.info("epoch \(epoch)/\(config.training.epochs): train loss \(fixed(trainLoss, 4)), \(fixed(Double(progress.images) / max(trainSeconds, 1e-9), 1)) img/s, \(fixed(trainSeconds, 1)) s, of which \(fixed(100 * progress.dataSeconds / max(trainSeconds, 1e-9), 1)) % waiting for data")
             if let r = s.reducer {
-                // The overlap made visible (distributed issue, "Speed"): time in the steps split into
-                // computing, MPI calls that start and progress the sums, and waiting for them.
+                // The overlap made visible: time in the steps split into computing, MPI calls that
+                // start and progress the sums, and waiting for them.
                 logger.info("epoch \(epoch)/\(config.training.epochs) on \(communicator.size) ranks: compute \(fixed(stepSeconds - r.communicationSeconds - r.waitSeconds, 1)) s, communication \(fixed(r.communicationSeconds, 2)) s, waiting for communication \(fixed(r.waitSeconds, 2)) s")
             }
             let validated = epoch % config.training.validateEveryEpochs == 0 || epoch == config.training.epochs

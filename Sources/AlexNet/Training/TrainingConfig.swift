@@ -60,7 +60,7 @@ public struct TrainingConfig: Sendable, Equatable {
     public struct Scheduler: Sendable, Equatable {
         /// The paper's: divide by 10 when validation error stops improving.
         public var name = LearningRateSchedule.Kind.manual
-        /// Watched by the schedule and by `best.safetensors` (SPEC section 5: top-5 error).
+        /// Watched by the schedule and by `best.safetensors` (default: top-5 error).
         public var metric = LearningRateSchedule.Metric.top5Error
         public var plateau = LearningRateSchedule.Plateau()
         public var manual = LearningRateSchedule.Manual()
@@ -477,7 +477,7 @@ extension TrainingConfig {
         if training.threads > 0 && training.loaderThreads > training.threads {
             throw fail("training.loader_threads", "\(training.loaderThreads) is more than the budget training.threads = \(training.threads)")
         }
-        // The bounds of `Limits` (issue 8, item 10), so that a configuration cannot ask for what the command line refuses.
+        // The bounds of `Limits`, so that a configuration cannot ask for what the command line refuses.
         for (key, value) in [("training.threads", training.threads), ("training.loader_threads", training.loaderThreads)] where value > Limits.maxThreads {
             throw fail(key, "\(value) is more than \(Limits.maxThreads) (4 threads per core on this machine)")
         }

@@ -1,13 +1,13 @@
 import Foundation
 
-/// Checks this implementation against PyTorch's golden files (SPEC section 8): every layer case
-/// forward and backward, and two SGD steps of a whole network, tensor by tensor, as relative L2
-/// error ‖ours − ref‖ / ‖ref‖. Configurations come from each file's metadata, so any widths,
-/// class count or batch size written there work.
+/// Checks this implementation against PyTorch's golden files (docs/NUMERICS.md, Tolerance):
+/// every layer case forward and backward, and two SGD steps of a whole network, tensor by tensor,
+/// as relative L2 error ‖ours − ref‖ / ‖ref‖. Configurations come from each file's metadata, so
+/// any widths, class count or batch size written there work.
 ///
 /// A golden file is input like any other: every metadata value and every tensor's shape is
-/// checked against what the case needs before a layer is built or a buffer allocated (issue 8,
-/// item 8: a stride of 0, a rank-1 weight or a reference of another size used to crash). The
+/// checked against what the case needs before a layer is built or a buffer allocated (a stride
+/// of 0, a rank-1 weight or a reference of another size is an error, not a crash). The
 /// release build is `-Ounchecked`, so these are explicit guards, never Swift's traps.
 public struct GoldenVerifier {
     public struct Row: Sendable {
@@ -80,7 +80,7 @@ public struct GoldenVerifier {
             }
         }
 
-        /// fp32: SPEC section 8's 1e-4 for every tensor.
+        /// fp32: 1e-4 for every tensor, the bound of docs/NUMERICS.md (Tolerance).
         public static let fp32 = Tolerances(1e-4)
 
         /// bf16, against the same float32 references. bfloat16 keeps 8 significant bits, so each

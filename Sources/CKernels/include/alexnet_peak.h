@@ -2,9 +2,9 @@
 #define ALEXNET_PEAK_H
 #include <stdint.h>
 
-// The machine's floating-point peak for `alexnet bench` (SPEC section 7 reports throughput as a
-// fraction of the measured FMA peak): independent chains of fused multiply-adds on the widest
-// vectors the CPU has, chosen at run time (AVX-512F, AVX2+FMA, else a portable loop).
+// The machine's floating-point peak for `alexnet bench`, which reports throughput as a fraction of
+// the measured peak (docs/PERFORMANCE.md, Method): independent chains of fused multiply-adds on the
+// widest vectors the CPU has, chosen at run time (AVX-512F, AVX2+FMA, else a portable loop).
 
 /// Which path `alexnet_fma_peak_run` takes on this CPU: 3 for AVX-512F, 2 for AVX2+FMA, 1 for
 /// the portable loop (separate multiplies and adds, which the compiler vectorises as it can).
