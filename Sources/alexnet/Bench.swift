@@ -8,7 +8,7 @@ struct Bench: ParsableCommand {
         discussion: """
         Measures a training step (forward, loss, backward, SGD update) and inference at batch B, \
         and inference latency at batch 1: warm-up first, then the median of --iters runs. \
-        GFLOP/s uses SPEC section 7's cost model (a training step is three forward passes); the \
+        GFLOP/s uses the cost model of docs/DESIGN.md (a training step is three forward passes); the \
         fraction of peak is of the machine's peak measured at start-up, the better of an FMA \
         kernel on every thread and a large oneDNN matrix multiply (--peak prints both and exits). \
         The model counts a direct convolution's multiply-adds: where convolutions run by \
@@ -75,7 +75,7 @@ struct Bench: ParsableCommand {
         if let peakGflops, !(peakGflops > 0 && peakGflops.isFinite) {
             throw ValidationError("--peak-gflops must be a positive number, got \(peakGflops)")
         }
-        // Options that the chosen measurement would ignore are refused (issue 8, item 14).
+        // Options that the chosen measurement would ignore are refused.
         let networkOnly: [(String, Bool)] = [("--iters", iters != nil), ("--warmup", warmup != nil), ("--variant", variant != nil),
                                              ("--layers", layers), ("--peak", peak), ("--peak-gflops", peakGflops != nil),
                                              ("--train-data", trainData != nil), ("--precision", precision.precision != nil)]

@@ -2,7 +2,7 @@ import AlexNet
 import Foundation
 import XCTest
 
-/// Layouts are chosen per layer, not inherited (speed issue, item 1): with oneDNN limited to AVX2
+/// Layouts are chosen per layer, not inherited: with oneDNN limited to AVX2
 /// (what Zen 2/3 and many Intel CPUs give), and at the CPU's best ISA where that is AVX2 or
 /// AVX-512, every convolution runs a direct JIT kernel in every pass, never the GEMM fallback that
 /// plain layouts get (conv1 too: its 11×11 kernel at stride 4 has a JIT kernel only unpadded, so

@@ -1,6 +1,6 @@
 import Foundation
 
-/// `alexnet bench`: the full-size network on random data (foundation issue, item 6).
+/// `alexnet bench`: the full-size network on random data.
 /// Times a training step (forward, loss, backward, SGD update) and inference at batch B, and
 /// inference latency at batch 1; reports medians after a warm-up.
 public struct Benchmark {
@@ -29,7 +29,7 @@ public struct Benchmark {
         public var peakRSSBytes = 0
         public var threads = 0
         public var batch = 0
-        /// Forward multiply-accumulates per image (SPEC section 7's cost model, from the actual shapes).
+        /// Forward multiply-accumulates per image (the cost model of docs/DESIGN.md, from the actual shapes).
         public var forwardMACsPerImage = 0.0
         /// (layer, forward s, backward s) per training step, when profiled.
         public var trainLayers: [(name: String, forward: Double, backward: Double)] = []

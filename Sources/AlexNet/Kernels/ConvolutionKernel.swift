@@ -12,7 +12,7 @@ import CDNNL
 /// AVX2 kernels refuse padding for kernels wider than 7 at a stride above 1, which is conv1
 /// (11×11, stride 4, pad 5). The input is then copied into the interior of a buffer
 /// with a zero border, and the convolution runs unpadded on it: the same sums, twice as fast
-/// forward on AVX2 (issue 11).
+/// forward on AVX2.
 ///
 /// Where oneDNN's convolution is on nChw8c, nChw16c or nhwc (its AVX2 kernels, its AVX-512
 /// ones for training and for inference) and the layer is a 3×3 at stride 1 with padding 1

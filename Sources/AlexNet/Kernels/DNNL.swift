@@ -118,7 +118,7 @@ public final class Engine: @unchecked Sendable {
 /// oneDNN 2.6 runs bf16 convolutions natively only with AVX-512 BF16 instructions (Cooper Lake,
 /// Zen 4, and AMX CPUs after them); with plain AVX-512 it emulates them, slower than float32, and
 /// with AVX2 alone it has no bf16 convolution at all. A bf16 run is therefore refused, with the
-/// reason, wherever the native instructions are missing (issue 11).
+/// reason, wherever the native instructions are missing.
 public enum CPUCapabilities {
     /// oneDNN's name-like spelling of the instruction set it dispatches to on this machine.
     public static var isa: String {

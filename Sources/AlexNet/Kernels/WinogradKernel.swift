@@ -69,7 +69,7 @@ final class WinogradKernel {
     /// Below this batch the weights' transform (done every pass: SGD changes them) costs more
     /// than the products save. conv4's forward pass: 8.5 ms against oneDNN's 3.9 at batch 1,
     /// 14.8 against 15.8 at 4, 23 against 30 at 8. From 4, so that the golden files' networks
-    /// (batch 4, SPEC section 8) check this kernel against PyTorch too.
+    /// (batch 4) check this kernel against PyTorch too.
     static let smallestBatch = 4
     /// The fewest multiplies saved, as a factor, for the kernel to be used: the algorithm's
     /// saving less the tiles' overhang on sizes m does not divide (F(2×2, 3×3): 1.94 on 13×13

@@ -1,6 +1,6 @@
 import Foundation
 
-/// AlexNet (SPEC section 1), built for one batch size and one mode from the configuration's list
+/// AlexNet (docs/DESIGN.md, Network), built for one batch size and one mode from the configuration's list
 /// of layers (`NetworkConfig.layers`, in Architecture.swift), one kernel-backed layer per entry:
 ///
 ///   x (N, 3, S, S) plain

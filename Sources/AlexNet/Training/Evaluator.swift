@@ -1,6 +1,6 @@
 import Foundation
 
-/// Validation results (SPEC section 5), averaged over the images.
+/// Validation results (docs/DESIGN.md, Evaluation), averaged over the images.
 public struct EvaluationResult: Codable, Sendable, Equatable {
     public var loss: Double
     public var top1Error: Double
@@ -42,8 +42,8 @@ public final class InferenceNetworks {
 
     /// Runs the network on `crops` inputs of `count` images each, laid out crop-major at `images`
     /// (the loader's ten-crop batch, read in place), and returns per image the combination
-    /// SPEC section 5 prescribes: the paper's mean of the softmax outputs, or the seed's mean of
-    /// the raw outputs (after its final ReLU). (count, classes), row-major. An image whose
+    /// evaluation prescribes (docs/DESIGN.md, Evaluation): the paper's mean of the softmax
+    /// outputs, or the seed's mean of the raw outputs (after its final ReLU). (count, classes), row-major. An image whose
     /// outputs were not all finite (NaN or infinite) has a row holding NaN.
     public func averagedOutputs(images: UnsafeMutablePointer<Float>, count: Int, crops: Int) throws -> [Double] {
         try averaged(images: images, count: count, crops: crops, labels: nil).outputs
@@ -108,7 +108,7 @@ public final class InferenceNetworks {
         return p
     }
 
-    /// Ten-crop validation of a split (SPEC section 5): loss −log p̄(label) (the paper) or the
+    /// Ten-crop validation of a split (docs/DESIGN.md, Evaluation): loss −log p̄(label) (the paper) or the
     /// cross-entropy of the averaged outputs (the seed), top-1 and top-5 error, averaged over
     /// the images. The loader's batches feed the network in place.
     /// In a distributed run (`communicator` of several ranks) each rank evaluates its part of
