@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the Swift code of the two protobuf schemas the project writes, both committed, so
 # building never needs these tools; rerun this only after editing or updating a schema:
-#   Sources/AlexNet/Formats/TensorBoard.pb.swift  from Protos/tensorboard.proto (the Event and
+#   Sources/Protos/TensorBoard.pb.swift        from Protos/tensorboard.proto (the Event and
 #                                                 Summary messages TensorBoard reads)
-#   Sources/AlexNet/Formats/ONNX.pb.swift         from ONNX's published onnx.proto, taken from the
+#   Sources/Protos/ONNX.pb.swift                from ONNX's published onnx.proto, taken from the
 #                                                 onnx wheel on PyPI (version $ONNX_VERSION below)
 #
 # Tools (the versions the committed files were made with):
@@ -39,14 +39,14 @@ PY
 # generate SCHEMA TARGET SOURCE-DESCRIPTION
 generate() {
     protoc --plugin=protoc-gen-swift="$plugin" --proto_path="$out/proto" \
-        --swift_opt=Visibility=Internal --swift_out="$out/swift" "$1"
+        --swift_opt=Visibility=Package --swift_out="$out/swift" "$1"
     {
         echo "// GENERATED FILE, DO NOT EDIT: scripts/generate_protos.sh makes it from $3"
-        echo "// ($(protoc --version), $("$plugin" --version), Visibility=Internal)."
+        echo "// ($(protoc --version), $("$plugin" --version), Visibility=Package)."
         echo
         cat "$out/swift/${1%.proto}.pb.swift"
     } > "$2"
     echo "wrote $2"
 }
-generate tensorboard.proto Sources/AlexNet/Formats/TensorBoard.pb.swift "Protos/tensorboard.proto"
-generate onnx.proto Sources/AlexNet/Formats/ONNX.pb.swift "onnx.proto of the onnx $ONNX_VERSION wheel on PyPI"
+generate tensorboard.proto Sources/Protos/TensorBoard.pb.swift "Protos/tensorboard.proto"
+generate onnx.proto Sources/Protos/ONNX.pb.swift "onnx.proto of the onnx $ONNX_VERSION wheel on PyPI"

@@ -1,4 +1,5 @@
-import AlexNet
+import AlexNetCore
+import AlexNetKernels
 import ArgumentParser
 import Foundation
 

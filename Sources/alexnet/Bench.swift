@@ -1,4 +1,9 @@
-import AlexNet
+import AlexNetCore
+import AlexNetData
+import AlexNetKernels
+import AlexNetModel
+import AlexNetTools
+import AlexNetTraining
 import ArgumentParser
 import Foundation
 

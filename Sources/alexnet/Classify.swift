@@ -1,4 +1,8 @@
-import AlexNet
+import AlexNetCore
+import AlexNetData
+import AlexNetKernels
+import AlexNetModel
+import AlexNetTraining
 import ArgumentParser
 import Foundation
 

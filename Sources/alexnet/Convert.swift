@@ -1,4 +1,6 @@
-import AlexNet
+import AlexNetCore
+import AlexNetKernels
+import AlexNetModel
 import ArgumentParser
 import Foundation
 

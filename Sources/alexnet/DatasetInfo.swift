@@ -1,4 +1,5 @@
-import AlexNet
+import AlexNetCore
+import AlexNetData
 import ArgumentParser
 import Foundation
 

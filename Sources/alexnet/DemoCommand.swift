@@ -1,4 +1,7 @@
-import AlexNet
+import AlexNetCore
+import AlexNetData
+import AlexNetTools
+import AlexNetTraining
 import ArgumentParser
 import Foundation
 

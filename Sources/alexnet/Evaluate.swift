@@ -1,4 +1,7 @@
-import AlexNet
+import AlexNetCore
+import AlexNetKernels
+import AlexNetModel
+import AlexNetTraining
 import ArgumentParser
 import Foundation
 

@@ -1,4 +1,4 @@
-import AlexNet
+import AlexNetData
 import ArgumentParser
 import Foundation
 

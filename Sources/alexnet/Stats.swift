@@ -1,4 +1,6 @@
-import AlexNet
+import AlexNetCore
+import AlexNetData
+import AlexNetKernels
 import ArgumentParser
 import Foundation
 

@@ -1,4 +1,4 @@
-import AlexNet
+import AlexNetTraining
 import ArgumentParser
 import Foundation
 

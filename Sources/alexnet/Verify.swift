@@ -1,4 +1,5 @@
-import AlexNet
+import AlexNetModel
+import AlexNetTools
 import ArgumentParser
 import Foundation
 

@@ -1,4 +1,10 @@
-import AlexNet
+import AlexNetCore
+import AlexNetData
+import AlexNetInterop
+import AlexNetKernels
+import AlexNetModel
+import AlexNetTools
+import AlexNetTraining
 import Foundation
 import XCTest
 

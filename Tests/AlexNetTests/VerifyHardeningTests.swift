@@ -1,4 +1,10 @@
-import AlexNet
+import AlexNetCore
+import AlexNetData
+import AlexNetInterop
+import AlexNetKernels
+import AlexNetModel
+import AlexNetTools
+import AlexNetTraining
 import Foundation
 import XCTest
 
@@ -161,27 +167,28 @@ final class VerifyHardeningTests: XCTestCase {
 /// itself, also through `localizedDescription`, and Foundation's errors are reworded with the
 /// system's reason.
 final class ErrorDescriptionTests: XCTestCase {
-    /// Scans Sources/AlexNet for error types: each must be CustomStringConvertible and listed in
-    /// Core/ErrorDescriptions.swift as a LocalizedError (private helpers excepted).
+    /// Scans the library's sources for error types: each must conform to DescribedError (which
+    /// gives it a description and makes `localizedDescription` say the same).
     func testEveryErrorTypeDescribesItself() throws {
-        let root = Paths.repository.appendingPathComponent("Sources/AlexNet")
-        let extensions = try String(contentsOf: root.appendingPathComponent("Core/ErrorDescriptions.swift"), encoding: .utf8)
-        let declaration = try NSRegularExpression(pattern: #"^\s*(public\s+)?(final\s+)?(struct|enum|class)\s+(\w+)\s*:([^{]*)\{"#,
+        let declaration = try NSRegularExpression(pattern: #"^\s*(public\s+|package\s+)?(final\s+)?(struct|enum|class)\s+(\w+)\s*:([^{]*)\{"#,
                                                   options: [.anchorsMatchLines])
         var found: [String] = []
-        for case let f as String in try XCTUnwrap(FileManager.default.enumerator(atPath: root.path)) where f.hasSuffix(".swift") && !f.hasSuffix(".pb.swift") {
-            let text = try String(contentsOf: root.appendingPathComponent(f), encoding: .utf8)
-            for m in declaration.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
-                let name = String(text[Range(m.range(at: 4), in: text)!]), conformances = String(text[Range(m.range(at: 5), in: text)!])
-                let protocols = conformances.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                guard protocols.contains("Error"), m.range(at: 1).location != NSNotFound else { continue }
-                found.append(name)
-                XCTAssertTrue(protocols.contains("CustomStringConvertible"), "\(f): \(name) has no description")
-                XCTAssertNotNil(extensions.range(of: #"extension (\w+\.)?\#(name): LocalizedError"#, options: .regularExpression),
-                                "\(name) (\(f)) is missing from Core/ErrorDescriptions.swift")
+        for folder in ["Core", "Interop", "Kernels", "Data", "Model", "Training", "Tools"] {
+            let root = Paths.repository.appendingPathComponent("Sources/\(folder)")
+            for case let f as String in try XCTUnwrap(FileManager.default.enumerator(atPath: root.path)) where f.hasSuffix(".swift") && !f.hasSuffix(".pb.swift") {
+                let text = try String(contentsOf: root.appendingPathComponent(f), encoding: .utf8)
+                for m in declaration.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                    let name = String(text[Range(m.range(at: 4), in: text)!]), conformances = String(text[Range(m.range(at: 5), in: text)!])
+                    let protocols = conformances.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                    guard protocols.contains(where: { ["Error", "LocalizedError", "DescribedError"].contains($0) }),
+                          m.range(at: 1).location != NSNotFound else { continue }
+                    found.append(name)
+                    XCTAssertTrue(protocols.contains("DescribedError"), "\(folder)/\(f): \(name) is an Error but not a DescribedError")
+                }
             }
         }
         XCTAssertTrue(["SafetensorsError", "Failure", "LayerError", "DNNLError", "GoldenFileError", "LimitError"].allSatisfy(found.contains), "\(found)")
+        XCTAssertGreaterThanOrEqual(found.count, 27)
     }
 
     func testLocalizedDescriptionIsTheMessage() {

@@ -1,0 +1,212 @@
+import AlexNetCore
+import CKernels
+
+/// A convolution at stride 1 whose output has its input's size, 3×3 with padding 1 (conv3–conv5)
+/// or 5×5 with padding 2 (conv2), by Winograd's minimal filtering F(m×m, r×r): the transforms
+/// in CKernels/winograd.c, the α² matrix products per pass (α = m + r − 1) on oneDNN's GEMM.
+/// F(2×2, 3×3) does 2.25× fewer multiplies than the direct convolution, F(3×3, 3×3) 3.24×,
+/// F(3×3, 5×5) 4.6×, F(4×4, 5×5) 6.25×; on a map that m does not divide, the last tiles'
+/// overhang takes some of that back, and each layer gets the algorithm that does the fewest
+/// multiplies on its maps.
+/// Measured on AVX2 at batch 128, conv4's forward pass takes 269 ms by F(2×2, 3×3) against 528
+/// for oneDNN's `jit:avx2`, conv2's 370 against 830, each with a relative error near 1e-6. On
+/// 13×13 maps (conv3–conv5), F(3×3, 3×3) does 1.25× fewer multiplies than F(2×2, 3×3) (25
+/// tiles of 25 products per image against 49 of 16), and its products took 25–30 % less time,
+/// its transforms about the same: the training step went from 27.9–29.4 to 30.8–34.2 img/s.
+/// On 27×27 (conv2), F(4×4, 5×5) does 1.27× fewer multiplies than F(3×3, 5×5) (49 tiles of 64
+/// products per image against 81 of 49), with a relative error of 3.7e-6 against 3.1e-6 in a
+/// float32 model: conv2's forward and backward passes took 812–1013 ms against 1047–1224, in
+/// five alternated pairs of runs. Dropped: F(2×2, 5×5) (36 products for 2×2 outputs: conv2
+/// 529–684 ms), and F(4×4, 3×3) (576 products per 13×13 map, but 2–7 % slower than F(3×3, 3×3)
+/// in training: its α = 6 transforms cost more than the 8 % products saved). ∂input is the
+/// same pipeline run on ∂output with the weights turned by 180° and their channels swapped.
+/// The weight gradient follows from the forward pass being bilinear in the transformed weights
+/// U and inputs V: ∂U = Σ over tiles of V ⊙ (A ∂y Aᵀ), α² products (C × tiles) · (tiles × K),
+/// then ∂g = Gᵀ ∂U G.
+///
+/// Activations are in nChw8c, nChw16c or nhwc, the layouts oneDNN's AVX2 convolutions and its
+/// AVX-512 ones for training and for inference choose (`ConvolutionKernel` uses this kernel
+/// only when they choose one of them): each a layout [N][C/b][H][W][b] whose block b is a
+/// parameter of the transforms (b = C for nhwc). The transformed inputs and products live in
+/// the engine's scratch memory, shared by every layer, and a batch goes through a few images at
+/// a time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image, 4.4 MB
+/// for conv2 (F(4×4, 5×5)), 1.9 MB for conv4 (F(3×3, 3×3)), at 128 MiB 30 and 69 images.
+final class WinogradKernel {
+    /// One of the algorithms in winograd.c: m×m outputs per tile of an r×r kernel.
+    struct Algorithm {
+        let id: alexnet_winograd_algorithm
+        let m: Int, r: Int
+        var alpha: Int { m + r - 1 }
+        /// The products per pass, one per element of an α×α transformed tile.
+        var products: Int { alpha * alpha }
+        /// The name `bench --layers` reports for the passes it runs, beside oneDNN's.
+        var implementation: String { "ours:winograd_\(m)x\(m)_\(r)x\(r)" }
+
+        /// Every algorithm in winograd.c, the smaller α first for each kernel size.
+        static let all = [Algorithm(id: alexnet_winograd_2x2_3x3, m: 2, r: 3), Algorithm(id: alexnet_winograd_3x3_3x3, m: 3, r: 3),
+                          Algorithm(id: alexnet_winograd_3x3_5x5, m: 3, r: 5), Algorithm(id: alexnet_winograd_4x4_5x5, m: 4, r: 5)]
+
+        /// The algorithm for an r×r kernel that does the fewest multiplies on maps of this size
+        /// (on a tie the smaller α, whose transforms cost less), if there is one: F(3×3, 3×3) on
+        /// 13×13, F(2×2, 3×3) on 4×4, where F(3×3, 3×3)'s tiles would overhang by 125 %;
+        /// F(4×4, 5×5) on 27×27, F(3×3, 5×5) on 9×9.
+        static func fewestMultiplies(kernel r: Int, height: Int, width: Int) -> Algorithm? {
+            var best: (algorithm: Algorithm, saving: Double)?
+            for candidate in all where candidate.r == r {
+                let saving = candidate.saving(height: height, width: width)
+                if saving > best?.saving ?? 0 { best = (candidate, saving) }
+            }
+            return best?.algorithm
+        }
+
+        func tiles(height: Int, width: Int) -> Int { Int(alexnet_winograd_tiles(id, Int32(height), Int32(width))) }
+
+        /// Multiplies of the direct convolution over this algorithm's on maps of this size.
+        func saving(height: Int, width: Int) -> Double {
+            Double(r * r * height * width) / Double(alpha * alpha * tiles(height: height, width: width))
+        }
+    }
+
+    /// Below this batch the weights' transform (done every pass: SGD changes them) costs more
+    /// than the products save. conv4's forward pass: 8.5 ms against oneDNN's 3.9 at batch 1,
+    /// 14.8 against 15.8 at 4, 23 against 30 at 8. From 4, so that the golden files' networks
+    /// (batch 4) check this kernel against PyTorch too.
+    static let smallestBatch = 4
+    /// The fewest multiplies saved, as a factor, for the kernel to be used: the algorithm's
+    /// saving less the tiles' overhang on sizes m does not divide (F(2×2, 3×3): 1.94 on 13×13
+    /// maps, only 1.27 on 3×3 ones, where the transforms cost more than that saves).
+    static let smallestSaving = 1.5
+    /// The fewest multiply-adds the products do per value the transforms read or write,
+    /// C·K / (C + K), for the kernel to be used: below it the transforms, which stream the
+    /// tiles through memory, cost more than the products save. Measured for conv2 (F(3×3, 5×5))
+    /// at batch 128 against oneDNN's `jit:avx2`, forward and backward: 96 → 256 channels (70)
+    /// 2.1–2.2× faster, 64 → 128 (43) 1.3–1.4×, 48 → 96 (32) 1.1–1.3×; 32 → 96 (24, the demo's)
+    /// 1.2–1.4× slower, 24 → 64 (17.5) 1.3–1.8× slower. F(2×2, 3×3) on 13×13 maps pays at 64 → 96
+    /// and 96 → 96 (38 and 48, the golden files' conv3–conv5, by about 10 %). Against oneDNN's
+    /// AVX-512 kernels (on nChw16c) every layer measured above the threshold was faster by
+    /// Winograd (48 → 96 on 27×27 maps, 64 → 96, 96 → 64 and 96 → 96 on 13×13, the paper's
+    /// conv2–conv5), and so were layers below it (32 → 96 on 27×27): there it is conservative.
+    static let smallestWorkPerValue = 32.0
+
+    let algorithm: Algorithm
+    /// The channel blocks of the input's and output's layouts: 8 (nChw8c), 16 (nChw16c), or
+    /// C and K (nhwc).
+    let blocks: (input: Int, output: Int)
+    let batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int
+    /// Tiles per image, and images per pass through the scratch memory.
+    let tilesPerImage: Int, imagesPerChunk: Int
+    /// The transformed weights: [α²][C][K] forward, [α²][K][C] for ∂input.
+    let forwardWeights: FloatBuffer
+    let backwardWeights: FloatBuffer?
+    /// ∂U, [α²][C][K], when training.
+    let transformedWeightGradient: FloatBuffer?
+
+    var implementation: String { algorithm.implementation }
+
+    /// The algorithm for this convolution and the channel blocks of its input and output, if the
+    /// kernel computes it: an r×r kernel with an algorithm, stride 1, padding (r − 1)/2,
+    /// float32, a large enough batch, maps and channels, and input and output each in nChw8c,
+    /// nChw16c or nhwc, their blocks multiples of 8 that divide C and K.
+    static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision, source: TensorLayout,
+                          output: TensorLayout) -> (algorithm: Algorithm, blocks: (input: Int, output: Int))? {
+        guard weightShape.count == 4, weightShape[2] == weightShape[3],
+              let algorithm = Algorithm.fewestMultiplies(kernel: weightShape[2], height: source.dims[2], width: source.dims[3]),
+              stride == 1, padding == (algorithm.r - 1) / 2, precision == .fp32, source.dims[0] >= smallestBatch,
+              algorithm.saving(height: source.dims[2], width: source.dims[3]) >= smallestSaving,
+              Double(weightShape[0] * weightShape[1]) / Double(weightShape[0] + weightShape[1]) >= smallestWorkPerValue,
+              let inputBlock = source.channelBlock, let outputBlock = output.channelBlock,
+              inputBlock % 8 == 0, outputBlock % 8 == 0,
+              weightShape[1] % inputBlock == 0, weightShape[0] % outputBlock == 0 else { return nil }
+        return (algorithm, (inputBlock, outputBlock))
+    }
+
+    init(_ algorithm: Algorithm, blocks: (input: Int, output: Int), weightShape: [Int], inputDims: [Int], training: Bool,
+         inputGradient: Bool, engine: Engine) {
+        self.algorithm = algorithm
+        self.blocks = blocks
+        (batch, outChannels, inChannels, height, width) = (inputDims[0], weightShape[0], weightShape[1], inputDims[2], inputDims[3])
+        tilesPerImage = algorithm.tiles(height: height, width: width)
+        let bytesPerImage = algorithm.products * tilesPerImage * (inChannels + outChannels) * MemoryLayout<Float>.size
+        imagesPerChunk = max(1, min(batch, engine.scratchLimit / bytesPerImage))
+        let transformed = algorithm.products * inChannels * outChannels
+        forwardWeights = FloatBuffer(count: transformed, zeroed: false)
+        backwardWeights = training && inputGradient ? FloatBuffer(count: transformed, zeroed: false) : nil
+        transformedWeightGradient = training ? FloatBuffer(count: transformed, zeroed: false) : nil
+    }
+
+    /// y = conv(x, weight) + bias, then ReLU if `relu`: x (N, C, H, W) and y (N, K, H, W) in
+    /// their blocked layouts, weight (K, C, r, r) and bias (K) plain.
+    func forward(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, relu: Bool, y: DeviceTensor, engine: Engine) throws {
+        alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 0, forwardWeights.pointer)
+        try run(x.pointer, channels: inChannels, block: blocks.input, into: y.pointer, channels: outChannels,
+                block: blocks.output, weights: forwardWeights, bias: bias.pointer, relu: relu, engine: engine)
+    }
+
+    /// ∂x = conv(∂y, weight turned and transposed): ∂y (N, K, H, W) and ∂x (N, C, H, W) blocked.
+    func backwardData(dOutput: DeviceTensor, weight: DeviceTensor, dInput: DeviceTensor, engine: Engine) throws {
+        guard let backwardWeights else { throw LayerError.notTraining("the Winograd convolution's input gradient") }
+        alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 1, backwardWeights.pointer)
+        try run(dOutput.pointer, channels: outChannels, block: blocks.output, into: dInput.pointer, channels: inChannels,
+                block: blocks.input, weights: backwardWeights, bias: nil, relu: false, engine: engine)
+    }
+
+    /// ∂weight (K, C, r, r) and ∂bias (K), plain, from x (N, C, H, W) and ∂y (N, K, H, W) blocked.
+    func backwardWeights(x: DeviceTensor, dOutput: DeviceTensor, dWeight: DeviceTensor, dBias: DeviceTensor,
+                         engine: Engine) throws {
+        guard let transformedWeightGradient else { throw LayerError.notTraining("the Winograd convolution's weight gradient") }
+        try eachChunk(of: x.pointer, channels: inChannels, block: blocks.input, otherChannels: outChannels, engine: engine) {
+            first, images, tiles, transformed, gradients in
+            alexnet_winograd_output_gradient(algorithm.id, dOutput.pointer + first * outChannels * height * width,
+                                             Int32(blocks.output), Int32(images), Int32(outChannels), Int32(height), Int32(width),
+                                             gradients)
+            // ∂U sums over the tiles of every chunk.
+            for xi in 0..<algorithm.products {
+                try MatrixMultiply.multiply(m: inChannels, n: outChannels, k: tiles, a: transformed + xi * tiles * inChannels,
+                                            transposingA: true, b: gradients + xi * tiles * outChannels,
+                                            c: transformedWeightGradient.pointer + xi * inChannels * outChannels,
+                                            accumulating: first > 0)
+            }
+        }
+        alexnet_winograd_weight_gradient(algorithm.id, transformedWeightGradient.pointer, Int32(outChannels), Int32(inChannels),
+                                         dWeight.pointer)
+        alexnet_winograd_bias_gradient(dOutput.pointer, Int32(blocks.output), Int32(batch), Int32(outChannels), Int32(height),
+                                       Int32(width), dBias.pointer)
+    }
+
+    /// For each chunk of images: input transform, the α² products (tiles × `inputChannels`) ·
+    /// (`inputChannels` × `outputChannels`), output transform; the input and output in blocks of
+    /// `inputBlock` and `outputBlock` channels.
+    private func run(_ input: UnsafePointer<Float>, channels inputChannels: Int, block inputBlock: Int,
+                     into output: UnsafeMutablePointer<Float>, channels outputChannels: Int, block outputBlock: Int,
+                     weights: FloatBuffer, bias: UnsafePointer<Float>?, relu: Bool, engine: Engine) throws {
+        try eachChunk(of: input, channels: inputChannels, block: inputBlock, otherChannels: outputChannels, engine: engine) {
+            first, images, tiles, transformed, multiplied in
+            for xi in 0..<algorithm.products {
+                try MatrixMultiply.multiply(m: tiles, n: outputChannels, k: inputChannels,
+                                            a: transformed + xi * tiles * inputChannels,
+                                            b: weights.pointer + xi * inputChannels * outputChannels,
+                                            c: multiplied + xi * tiles * outputChannels)
+            }
+            alexnet_winograd_output(algorithm.id, multiplied, bias, relu ? 1 : 0, Int32(outputBlock), Int32(images),
+                                    Int32(outputChannels), Int32(height), Int32(width),
+                                    output + first * outputChannels * height * width)
+        }
+    }
+
+    /// The batch `imagesPerChunk` images at a time: each chunk's input transform of `input`
+    /// (N, `channels`, H, W in blocks of `block` channels) into the scratch memory, then `body`
+    /// with the chunk's first image, its images and tiles, the transformed input
+    /// [α²][tiles][`channels`], and the scratch after it, [α²][tiles][`otherChannels`], for the
+    /// pass's other matrix.
+    private func eachChunk(of input: UnsafePointer<Float>, channels: Int, block: Int, otherChannels: Int, engine: Engine,
+                           _ body: (_ first: Int, _ images: Int, _ tiles: Int, _ transformed: UnsafeMutablePointer<Float>,
+                                    _ other: UnsafeMutablePointer<Float>) throws -> Void) throws {
+        let scratch = engine.scratch(floats: algorithm.products * imagesPerChunk * tilesPerImage * (channels + otherChannels))
+        for first in stride(from: 0, to: batch, by: imagesPerChunk) {
+            let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
+            alexnet_winograd_input(algorithm.id, input + first * channels * height * width, Int32(block), Int32(images),
+                                   Int32(channels), Int32(height), Int32(width), scratch)
+            try body(first, images, tiles, scratch, scratch + algorithm.products * tiles * channels)
+        }
+    }
+}
