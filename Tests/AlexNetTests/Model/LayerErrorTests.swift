@@ -11,7 +11,7 @@ import XCTest
 /// Each error names its real cause with its own type: a bad hyperparameter is not a shape error, a
 /// label out of range names the label, a shape mismatch is not oneDNN's, a missing file is a file
 /// error naming the path.
-final class ErrorCauseTests: XCTestCase {
+final class LayerErrorTests: XCTestCase {
     let engine = sharedEngine
 
     /// Asserts `body` throws an `E` whose description contains every one of `words`.

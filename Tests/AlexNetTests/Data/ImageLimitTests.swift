@@ -97,7 +97,7 @@ enum HostileImages {
 }
 
 /// Decompression bombs, huge files, and PNG variants.
-final class ImageHardeningTests: XCTestCase {
+final class ImageLimitTests: XCTestCase {
     func decode(_ data: Data, _ codec: ImageCodec = ImageCodec(), name: String = "test") throws -> RGBImage {
         try data.withUnsafeBytes { try codec.decode($0, path: name) }.image
     }

@@ -10,7 +10,7 @@ import XCTest
 
 /// `preprocess` with hostile but plausible paths and settings: it never writes over a file it did
 /// not create, never reads its own outputs back as inputs, and says in one line why it refuses.
-final class PreprocessSafetyTests: XCTestCase {
+final class PreprocessOutputTests: XCTestCase {
     func alexnet(_ args: String...) throws -> (Int32, String, String) { try runProcess(Paths.binary, args) }
 
     private let fm = FileManager.default

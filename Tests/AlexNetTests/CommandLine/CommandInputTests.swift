@@ -10,7 +10,7 @@ import XCTest
 
 /// Hostile inputs through the real binary: each command exits non-zero with one clear line,
 /// or processes the good files and lists the bad ones; no source file is modified.
-final class HostileInputCommandTests: XCTestCase {
+final class CommandInputTests: XCTestCase {
     func alexnet(_ args: String...) throws -> (Int32, String, String) { try runProcess(Paths.binary, args) }
 
     func digests(_ folder: URL) throws -> [String: Data] {

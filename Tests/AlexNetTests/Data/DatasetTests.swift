@@ -8,8 +8,95 @@ import AlexNetTraining
 import Foundation
 import XCTest
 
+/// Synthetic photos for data tests: smooth colour gradients plus noise, so JPEG keeps them close.
+func syntheticImage(width: Int, height: Int, seed: UInt64) -> RGBImage {
+    var rng = RandomGenerator(seed: seed)
+    let base = (0..<3).map { _ in Int(rng.next() % 200) }
+    var pixels = [UInt8](repeating: 0, count: width * height * 3)
+    for y in 0..<height { for x in 0..<width { for c in 0..<3 {
+        pixels[(y * width + x) * 3 + c] = UInt8(clamping: base[c] + (x * (c + 1) + y * (3 - c)) % 50 + Int(rng.next() % 8))
+    } } }
+    return RGBImage(width: width, height: height, pixels: pixels)
+}
+
+/// Writes a dataset: `classes` × `perClass` JPEGs in the given layout under root/<split>.
+func makeDataset(_ root: URL, layout: DatasetLayout, split: String, classes: [String], perClass: Int, size: (Int, Int) = (300, 260),
+
+                 seed: UInt64 = 0) throws -> [String] {
+    let codec = ImageCodec()
+    var paths: [String] = []
+    let dir = root.appendingPathComponent(split)
+    for (ci, synset) in classes.enumerated() {
+        for k in 0..<perClass {
+            let image = syntheticImage(width: size.0 + k, height: size.1 + ci, seed: seed &+ UInt64(ci * 100 + k))
+            let url: URL
+            switch layout {
+            case .huggingFace: url = dir.appendingPathComponent("img\(ci)x\(k)_\(synset).JPEG")
+            case .imageFolder: url = dir.appendingPathComponent(synset).appendingPathComponent("img\(k).JPEG")
+            }
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try codec.encodeJPEG(image, quality: 92).write(to: url)
+            paths.append(url.path)
+        }
+    }
+    return paths
+}
+
+final class DatasetTests: XCTestCase {
+    let synsets = ["n01440764", "n01530575", "n02105251"]
+
+    func testClassTableIsTheSortedILSVRCSynsets() {
+        let t = ClassTable.imagenet
+        XCTAssertEqual(t.count, 1000)
+        XCTAssertEqual(t.synsets, t.synsets.sorted())
+        XCTAssertEqual(t.index["n01440764"], 0)
+        XCTAssertEqual(t.names[0], "tench, Tinca tinca")
+        XCTAssertEqual(t.synsets[999], "n15075141")
+    }
+
+    func testBothLayoutsGiveTheSameLabels() throws {
+        let root = try Paths.temporaryDirectory()
+        _ = try makeDataset(root.appendingPathComponent("hf"), layout: .huggingFace, split: "train_images", classes: synsets, perClass: 2)
+        _ = try makeDataset(root.appendingPathComponent("if"), layout: .imageFolder, split: "train", classes: synsets, perClass: 2)
+        let hf = try Dataset.open(root.appendingPathComponent("hf").path)
+        let folder = try Dataset.open(root.appendingPathComponent("if").path)
+        XCTAssertEqual(hf.train.layout, .huggingFace)
+        XCTAssertEqual(folder.train.layout, .imageFolder)
+        XCTAssertTrue(hf.labels.isImageNet)
+        let expected = synsets.flatMap { [ClassTable.imagenet.index[$0]!, ClassTable.imagenet.index[$0]!] }
+        XCTAssertEqual(hf.labels.labels(hf.train), expected)
+        XCTAssertEqual(folder.labels.labels(folder.train), expected)
+        XCTAssertEqual(expected[0], 0, "n01440764 is class 0 of ILSVRC-2012")
+    }
+
+    func testOtherDatasetsUseSortedClassNames() throws {
+        let root = try Paths.temporaryDirectory()
+        _ = try makeDataset(root, layout: .imageFolder, split: "train", classes: ["zebra", "cat", "dog"], perClass: 1)
+        let d = try Dataset.open(root.path)
+        XCTAssertFalse(d.labels.isImageNet)
+        XCTAssertEqual(d.labels.classes, ["cat", "dog", "zebra"])
+        XCTAssertEqual(d.labels.labels(d.train), [0, 1, 2])   // files sorted: cat/, dog/, zebra/
+    }
+
+    func testProblemsAreClearErrors() throws {
+        let root = try Paths.temporaryDirectory()
+        _ = try makeDataset(root, layout: .huggingFace, split: "train_images", classes: ["n01440764", "n99999999"], perClass: 1)
+        XCTAssertThrowsError(try Dataset.open(root.path)) {
+            XCTAssertTrue("\($0)".contains("n99999999") && "\($0)".contains("img1x0_n99999999.JPEG"), "\($0)")
+        }
+        let root2 = try Paths.temporaryDirectory("valmismatch")
+        _ = try makeDataset(root2, layout: .imageFolder, split: "train", classes: ["n01440764"], perClass: 1)
+        _ = try makeDataset(root2, layout: .imageFolder, split: "val", classes: ["n01530575"], perClass: 1)
+        XCTAssertThrowsError(try Dataset.open(root2.path)) { XCTAssertTrue("\($0)".contains("not in the training split"), "\($0)") }
+        let empty = try Paths.temporaryDirectory("empty")
+        try FileManager.default.createDirectory(at: empty.appendingPathComponent("train"), withIntermediateDirectories: true)
+        XCTAssertThrowsError(try Dataset.open(empty.path)) { XCTAssertTrue("\($0)".contains("empty split"), "\($0)") }
+        XCTAssertThrowsError(try Dataset.open(empty.appendingPathComponent("nothing").path))
+    }
+}
+
 /// Dataset listing: layouts, nested files and problems on disk.
-final class DatasetHardeningTests: XCTestCase {
+final class DatasetListingTests: XCTestCase {
     let synsets = ["n01440764", "n01530575"]
 
     func write(_ image: RGBImage, to url: URL) throws {
