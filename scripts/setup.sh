@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set-up on a fresh Debian 12 machine: installs the system packages the build needs (oneDNN's C
 # API with its OpenMP runtime, libjpeg-turbo, libpng, zlib, Open MPI for distributed training, and
-# Debian's Fashion-MNIST for the demo), then builds `alexnet` in release mode (.build/release/alexnet).
+# Debian's Fashion-MNIST for the demo), then builds `alexnet` in release mode (.build/release/alexnet),
+# with the tests: `swift build` and `swift test` build with different settings, so building both
+# here makes scripts/test.sh reuse this build instead of compiling every module a second time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +20,5 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6 toolchain needed)" >&2; exit 1; }
-swift build -c release
+swift build -c release --build-tests
 echo "setup: built $(pwd)/.build/release/alexnet" >&2

@@ -34,6 +34,6 @@ if [ ! -x .build/pyenv/bin/python ] || ! .build/pyenv/bin/python -c "import safe
     .build/pyenv/bin/pip install --quiet --disable-pip-version-check safetensors numpy tensorboard onnx onnxruntime
 fi
 
-ALEXNET_TEST_PYTHON="$(pwd)/.build/pyenv/bin/python" CI="${CI:-true}" swift test -c release
+ALEXNET_TEST_PYTHON="$(pwd)/.build/pyenv/bin/python" CI="${CI:-true}" swift test -c release --skip-build
 
 .build/release/alexnet verify --quiet Tests/Fixtures/golden Tests/Fixtures/golden-alt "${extra[@]}"

@@ -4,15 +4,14 @@ import CDNNL
 ///
 /// oneDNN picks the layouts of the output and of its private weight copies (`format_tag_any`);
 /// the parameters stay plain (PyTorch's OIHW, views into the `ParameterStore`) and are reordered
-/// into those copies each pass, which costs little beside the convolution (the five layers hold
-/// 2.3 M weights).
+/// into those copies each pass, which costs little beside the convolution.
 ///
 /// Where oneDNN has only a GEMM for the convolution as asked, but a direct JIT kernel for the
 /// same convolution on an input zero-padded beforehand, the padding is done here instead: its
 /// AVX2 kernels refuse padding for kernels wider than 7 at a stride above 1, which is conv1
 /// (11×11, stride 4, pad 5). The input is then copied into the interior of a buffer
-/// with a zero border, and the convolution runs unpadded on it: the same sums, twice as fast
-/// forward on AVX2.
+/// with a zero border, and the convolution runs unpadded on it: the same sums, by a JIT kernel
+/// instead of a GEMM.
 ///
 /// Where oneDNN's convolution is on nChw8c, nChw16c or nhwc (its AVX2 kernels, its AVX-512
 /// ones for training and for inference) and the layer is a 3×3 at stride 1 with padding 1

@@ -37,9 +37,9 @@ public final class Engine: @unchecked Sendable {
     /// The most scratch memory, in bytes, that kernels borrow at once (`scratch(floats:)`):
     /// `WinogradKernel` transforms a batch that many bytes of tiles at a time.
     public let scratchLimit: Int
-    /// 128 MiB: conv2's Winograd tiles for 24 images at a time, conv4's for 55. Measured at
-    /// batch 128 on AVX2, chunks of 16 to 32 images run about as fast as the whole batch at once
-    /// (which would take 715 MB for conv2), and chunks of 1 to 4 up to 35 % slower (smaller GEMMs).
+    /// 128 MiB: a few dozen images of conv2's or conv4's Winograd tiles at a time, which run as
+    /// fast as the whole batch at once would (docs/PERFORMANCE.md, Winograd algorithms), while
+    /// fewer make the products' matrix multiplies too small.
     public static let defaultScratchLimit = 128 << 20
 
     /// The layouts convolutions' activations can be asked in instead of oneDNN's choice.

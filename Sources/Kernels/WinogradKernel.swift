@@ -8,29 +8,19 @@ import CKernels
 /// F(3×3, 5×5) 4.6×, F(4×4, 5×5) 6.25×; on a map that m does not divide, the last tiles'
 /// overhang takes some of that back, and each layer gets the algorithm that does the fewest
 /// multiplies on its maps.
-/// Measured on AVX2 at batch 128, conv4's forward pass takes 269 ms by F(2×2, 3×3) against 528
-/// for oneDNN's `jit:avx2`, conv2's 370 against 830, each with a relative error near 1e-6. On
-/// 13×13 maps (conv3–conv5), F(3×3, 3×3) does 1.25× fewer multiplies than F(2×2, 3×3) (25
-/// tiles of 25 products per image against 49 of 16), and its products took 25–30 % less time,
-/// its transforms about the same: the training step went from 27.9–29.4 to 30.8–34.2 img/s.
-/// On 27×27 (conv2), F(4×4, 5×5) does 1.27× fewer multiplies than F(3×3, 5×5) (49 tiles of 64
-/// products per image against 81 of 49), with a relative error of 3.7e-6 against 3.1e-6 in a
-/// float32 model: conv2's forward and backward passes took 812–1013 ms against 1047–1224, in
-/// five alternated pairs of runs. Dropped: F(2×2, 5×5) (36 products for 2×2 outputs: conv2
-/// 529–684 ms), and F(4×4, 3×3) (576 products per 13×13 map, but 2–7 % slower than F(3×3, 3×3)
-/// in training: its α = 6 transforms cost more than the 8 % products saved). ∂input is the
-/// same pipeline run on ∂output with the weights turned by 180° and their channels swapped.
-/// The weight gradient follows from the forward pass being bilinear in the transformed weights
-/// U and inputs V: ∂U = Σ over tiles of V ⊙ (A ∂y Aᵀ), α² products (C × tiles) · (tiles × K),
-/// then ∂g = Gᵀ ∂U G.
+///
+/// ∂input is the same pipeline run on ∂output with the weights turned by 180° and their
+/// channels swapped. The weight gradient follows from the forward pass being bilinear in the
+/// transformed weights U and inputs V: ∂U = Σ over tiles of V ⊙ (A ∂y Aᵀ), α² products
+/// (C × tiles) · (tiles × K), then ∂g = Gᵀ ∂U G.
 ///
 /// Activations are in nChw8c, nChw16c or nhwc, the layouts oneDNN's AVX2 convolutions and its
 /// AVX-512 ones for training and for inference choose (`ConvolutionKernel` uses this kernel
 /// only when they choose one of them): each a layout [N][C/b][H][W][b] whose block b is a
 /// parameter of the transforms (b = C for nhwc). The transformed inputs and products live in
 /// the engine's scratch memory, shared by every layer, and a batch goes through a few images at
-/// a time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image, 4.4 MB
-/// for conv2 (F(4×4, 5×5)), 1.9 MB for conv4 (F(3×3, 3×3)), at 128 MiB 30 and 69 images.
+/// a time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image.
+/// docs/PERFORMANCE.md (Winograd algorithms) has the measurements behind each choice here.
 final class WinogradKernel {
     /// One of the algorithms in winograd.c: m×m outputs per tile of an r×r kernel.
     struct Algorithm {
@@ -68,9 +58,8 @@ final class WinogradKernel {
     }
 
     /// Below this batch the weights' transform (done every pass: SGD changes them) costs more
-    /// than the products save. conv4's forward pass: 8.5 ms against oneDNN's 3.9 at batch 1,
-    /// 14.8 against 15.8 at 4, 23 against 30 at 8. From 4, so that the golden files' networks
-    /// (batch 4) check this kernel against PyTorch too.
+    /// than the products save. From 4, so that the golden files' networks (batch 4) check this
+    /// kernel against PyTorch too.
     static let smallestBatch = 4
     /// The fewest multiplies saved, as a factor, for the kernel to be used: the algorithm's
     /// saving less the tiles' overhang on sizes m does not divide (F(2×2, 3×3): 1.94 on 13×13
@@ -78,14 +67,8 @@ final class WinogradKernel {
     static let smallestSaving = 1.5
     /// The fewest multiply-adds the products do per value the transforms read or write,
     /// C·K / (C + K), for the kernel to be used: below it the transforms, which stream the
-    /// tiles through memory, cost more than the products save. Measured for conv2 (F(3×3, 5×5))
-    /// at batch 128 against oneDNN's `jit:avx2`, forward and backward: 96 → 256 channels (70)
-    /// 2.1–2.2× faster, 64 → 128 (43) 1.3–1.4×, 48 → 96 (32) 1.1–1.3×; 32 → 96 (24, the demo's)
-    /// 1.2–1.4× slower, 24 → 64 (17.5) 1.3–1.8× slower. F(2×2, 3×3) on 13×13 maps pays at 64 → 96
-    /// and 96 → 96 (38 and 48, the golden files' conv3–conv5, by about 10 %). Against oneDNN's
-    /// AVX-512 kernels (on nChw16c) every layer measured above the threshold was faster by
-    /// Winograd (48 → 96 on 27×27 maps, 64 → 96, 96 → 64 and 96 → 96 on 13×13, the paper's
-    /// conv2–conv5), and so were layers below it (32 → 96 on 27×27): there it is conservative.
+    /// tiles through memory, cost more than the products save; measured on AVX2 and AVX-512
+    /// (docs/PERFORMANCE.md, Width threshold).
     static let smallestWorkPerValue = 32.0
 
     let algorithm: Algorithm

@@ -91,12 +91,11 @@ public struct GoldenVerifier {
 
         /// bf16, against the same float32 references. bfloat16 keeps 8 significant bits, so each
         /// input and weight of a convolution or linear layer is off by up to 2⁻⁹ ≈ 2e-3 of itself:
-        /// - one layer: about 2.4e-3 for its output and each gradient (measured at most 2.5e-3);
+        /// - one layer: about 2.4e-3 for its output and each gradient (docs/NUMERICS.md, bf16, has the errors measured);
         ///   1e-2 fails any real fault of a bf16 kernel, which shows as errors of order 1;
-        /// - a network's logits and loss: the errors of eight such layers add up (measured at most
-        ///   6.5e-2, the seed's logits after a step, which end in a ReLU): 1e-1;
+        /// - a network's logits and loss: the errors of eight such layers add up: 1e-1;
         /// - a network's weights after a step: the step moves them by a small fraction, so they
-        ///   stay close (measured at most 3.2e-3): 1e-2;
+        ///   stay close: 1e-2;
         /// - a network's gradients: not judged (an infinite tolerance; a NaN still fails). In the
         ///   golden files' small random networks, near chance level, the trunk's gradients are
         ///   sums that nearly cancel, and bf16's forward rounding alone (with the gradients left

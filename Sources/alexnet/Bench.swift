@@ -17,10 +17,9 @@ struct Bench: ParsableCommand {
         fraction of peak is of the machine's peak measured at start-up, the better of an FMA \
         kernel on every thread and a large oneDNN matrix multiply (--peak prints both and exits). \
         The model counts a direct convolution's multiply-adds: where convolutions run by \
-        Winograd's algorithms (float32 on AVX2 or AVX-512 at batch 4 or more, wide enough layers: \
-        ours:winograd_4x4_5x5 in --layers for conv2, 5.8× fewer on 27×27 maps, and \
-        ours:winograd_3x3_3x3 for conv3–conv5, 2.4× fewer on 13×13), the figures are \
-        direct-equivalent. \
+        Winograd's algorithms (float32 at batch 4 or more, wide enough layers: \
+        ours:winograd_… in --layers, with fewer multiplies than the model counts), the figures \
+        are direct-equivalent. \
         With --data, times the input pipeline instead; the options of the network measurement \
         are then refused, as --val-batch is without --data.
         """

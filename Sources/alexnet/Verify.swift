@@ -12,12 +12,11 @@ struct Verify: ParsableCommand {
         non-zero when any exceeds its tolerance (1e-4). With --precision bf16 the convolutions \
         and linear layers compute in bfloat16 against the same float32 references, with \
         tolerances bf16 can meet: bfloat16 keeps 8 significant bits (2⁻⁹ ≈ 2e-3 per value), so \
-        one layer's outputs and gradients get 1e-2 (they come within 2.5e-3), a network's \
-        logits and loss 1e-1, its weights after a step 1e-2; a network's gradients are printed \
-        but not judged: in the golden files' small random networks they are sums that nearly \
-        cancel, and bf16's rounding also changes which max-pool input wins and which ReLU is \
-        on, moving them by up to 110 %, as PyTorch's own bf16 does on the same networks. \
-        docs/NUMERICS.md (bf16) has the measurements.
+        one layer's outputs and gradients get 1e-2, a network's logits and loss 1e-1, its \
+        weights after a step 1e-2; a network's gradients are printed but not judged: in the \
+        golden files' small random networks they are sums that nearly cancel, and bf16's \
+        rounding also changes which max-pool input wins and which ReLU is on, as PyTorch's own \
+        bf16 does on the same networks. docs/NUMERICS.md (bf16) has the measured errors.
         """
     )
 

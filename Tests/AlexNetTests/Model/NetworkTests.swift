@@ -83,7 +83,7 @@ final class NetworkTests: XCTestCase {
 
     /// The seed's and torchvision's module paths, derived from their layer lists, are those of the
     /// name tables in docs/DESIGN.md, Files.
-    func testNameTablesAreSPECs() {
+    func testNameTablesAreTheDesignDocs() {
         XCTAssertEqual(ParameterNaming.layers, ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"])
         XCTAssertEqual(ParameterNaming.seed.modules, ["block1.0", "block2.0", "block3.0", "block4.0", "block5.0", "head.2", "head.5", "head.7"])
         XCTAssertEqual(ParameterNaming.torchvision.modules, ["features.0", "features.3", "features.6", "features.8", "features.10",
