@@ -18,9 +18,12 @@ import CDNNL
 /// (conv3–conv5) or a 5×5 with padding 2 (conv2), `WinogradKernel` computes every pass in its
 /// place, with 2.25× to 6.25× fewer multiplies, where the layer is wide enough for that to pay.
 ///
-/// In bf16 (`Precision`) the same reorders also convert: the input, the weights and ∂output
-/// become bfloat16 copies, while the output, ∂input and ∂weight stay float32 (oneDNN's bf16
-/// kernels accumulate in float32 and write either type), so the layers around it do not change.
+/// In bf16 (`Precision`) the convolution reads and writes bfloat16 activations: its output and
+/// ∂input are bfloat16 (so LRN, pooling and the next convolution run on bfloat16 too, and what
+/// backward keeps of them is half the size), the weights become bfloat16 copies, and ∂weight and
+/// ∂bias stay float32 for the float32 master weights (oneDNN's bf16 kernels accumulate in
+/// float32). A float32 input (the network's images) is converted by the same reorder that
+/// changes its layout.
 package final class ConvolutionKernel {
     /// What to compute: the layer's geometry, in plain terms.
     package struct Description {
@@ -79,6 +82,10 @@ package final class ConvolutionKernel {
     let dWeightReorder: Reorder?
     let reluBackward: ReLUBackward?
     let fusedReLU: Bool
+    /// Whether backward reads the layer's input itself (not a copy of it), or its output (a
+    /// fused ReLU's mask): a network's memory plan keeps those alive until then.
+    package var readsInputInBackward: Bool { sourceCopy == nil }
+    package var readsOutputInBackward: Bool { fusedReLU }
     /// Runs every pass instead of the primitives when set (which still choose the layouts).
     let winograd: WinogradKernel?
 
@@ -128,29 +135,34 @@ package final class ConvolutionKernel {
         if sourceWindow == input {
             (sourceCopy, sourceReorder, sourceInterior) = (nil, nil, nil)
         } else {
-            let copy = try DeviceTensor(chosenSource, engine: engine)
+            // A zero border is written once, so that copy keeps its own memory; backward's
+            // weight gradient reads this step's copy again.
+            let lifetime: BufferLifetime = explicitPadding != nil ? .persistent : gradients != nil ? .saved : .forwardScratch
+            let copy = try DeviceTensor(chosenSource, engine: engine, lifetime: lifetime)
             sourceCopy = copy
-            sourceInterior = explicitPadding == nil ? nil : try DeviceTensor(sourceWindow, engine: engine, borrowing: copy.pointer)
+            sourceInterior = explicitPadding == nil ? nil : try copy.view(sourceWindow)
             sourceReorder = try Reorder(from: input, to: sourceWindow, engine: engine,
                                         name: explicitPadding == nil ? "\(name) input reorder" : "\(name) input padding")
         }
         let written = forwardPrimitive.desc(dnnl_query_dst_md)
         let preferred = try Self.preferredLayout(outDims, engine: engine)
         if written.isPlain && preferred != written {
-            plainOutput = try DeviceTensor(written, engine: engine)
-            output = try DeviceTensor(preferred, engine: engine)
+            plainOutput = try DeviceTensor(written, engine: engine, lifetime: .forwardScratch)
+            output = try DeviceTensor(preferred, engine: engine, lifetime: .output)
             outputReorder = try Reorder(from: written, to: preferred, engine: engine, name: "\(name) output reorder")
         } else {
-            output = try DeviceTensor(written, engine: engine)
+            output = try DeviceTensor(written, engine: engine, lifetime: .output)
             (plainOutput, outputReorder) = (nil, nil)
         }
+        // Backward data may read forward's copy of the weights (when it wants the same layout).
         (forwardWeight, forwardWeightReorder) = try Self.copy(of: weight, as: forwardPrimitive.desc(dnnl_query_weights_md),
-                                                              engine: engine, name: "\(name) weight reorder")
+                                                              engine: engine, name: "\(name) weight reorder",
+                                                              lifetime: gradients != nil ? .saved : .forwardScratch)
         fusedReLU = d.fusedReLU
         if explicitPadding == nil, plainOutput == nil,
            let choice = WinogradKernel.algorithm(weightShape: d.weightShape, stride: d.stride, padding: d.padding,
                                                  precision: d.precision, source: chosenSource, output: output.layout) {
-            winograd = WinogradKernel(choice.algorithm, blocks: choice.blocks, weightShape: d.weightShape, inputDims: input.dims,
+            winograd = try WinogradKernel(choice.algorithm, blocks: choice.blocks, weightShape: d.weightShape, inputDims: input.dims,
                                       training: gradients != nil, inputGradient: d.inputGradient, engine: engine)
         } else {
             winograd = nil
@@ -170,7 +182,7 @@ package final class ConvolutionKernel {
         if gradientLayout == output.layout {
             (gradientCopy, gradientReorder) = (nil, nil)
         } else {
-            gradientCopy = try DeviceTensor(gradientLayout, engine: engine)
+            gradientCopy = try DeviceTensor(gradientLayout, engine: engine, lifetime: .backwardScratch)
             gradientReorder = try Reorder(from: output.layout, to: gradientLayout, engine: engine,
                                           name: "\(name) output-gradient reorder")
         }
@@ -179,22 +191,22 @@ package final class ConvolutionKernel {
         if chosenGradient == plainWeight {
             (chosenDWeight, dWeightReorder) = (dWeight, nil)
         } else {
-            chosenDWeight = try DeviceTensor(chosenGradient, engine: engine)
+            chosenDWeight = try DeviceTensor(chosenGradient, engine: engine, lifetime: .backwardScratch)
             dWeightReorder = try Reorder(from: chosenGradient, to: plainWeight, engine: engine, name: "\(name) weight-gradient reorder")
         }
 
         if let bd = chosen.backwardData {
             backwardData = bd
             let dSource = bd.desc(dnnl_query_diff_src_md)
-            let dIn = try DeviceTensor(input, engine: engine)
+            let dIn = try DeviceTensor(input, engine: engine, lifetime: .inputGradient)
             dInput = dIn
             let dSourceWindow = try interior(of: dSource)
             if dSourceWindow == input {
                 (chosenDInput, dInputReorder, dInputInterior) = (dIn, nil, nil)
             } else {
-                let chosen = try DeviceTensor(dSource, engine: engine)
+                let chosen = try DeviceTensor(dSource, engine: engine, lifetime: .backwardScratch)
                 chosenDInput = chosen
-                dInputInterior = explicitPadding == nil ? nil : try DeviceTensor(dSourceWindow, engine: engine, borrowing: chosen.pointer)
+                dInputInterior = explicitPadding == nil ? nil : try chosen.view(dSourceWindow)
                 dInputReorder = try Reorder(from: dSourceWindow, to: input, engine: engine, name: "\(name) input-gradient reorder")
             }
             let wanted = bd.desc(dnnl_query_weights_md)
@@ -202,7 +214,8 @@ package final class ConvolutionKernel {
                 (backwardDataWeight, backwardDataWeightReorder) = (forwardWeight, nil)
             } else {
                 (backwardDataWeight, backwardDataWeightReorder) = try Self.copy(of: weight, as: wanted, engine: engine,
-                                                                                name: "\(name) backward weight reorder")
+                                                                                name: "\(name) backward weight reorder",
+                                                                                lifetime: .backwardScratch)
             }
         } else {
             (backwardData, dInput, backwardDataWeight, backwardDataWeightReorder) = (nil, nil, nil, nil)
@@ -238,7 +251,7 @@ package final class ConvolutionKernel {
             var src = try TensorLayout(sourceDims, activations, d.precision).md
             var anyWeight = try TensorLayout(d.weightShape, .any, d.precision).md
             var biasMD = try TensorLayout([d.weightShape[0]], .plain).md
-            var dst = try TensorLayout(d.outputDims, activations).md
+            var dst = try TensorLayout(d.outputDims, activations, d.precision).md
             let strides = [d.stride, d.stride], pads = [padding, padding]
             var fd = dnnl_convolution_desc_t()
             try withDims(strides) { s in try withDims(pads) { p in
@@ -261,8 +274,8 @@ package final class ConvolutionKernel {
             } }
             backwardWeights = try Primitive(&wd, name: "\(name) backward weights", engine: engine, hint: forward)
             guard d.inputGradient else { backwardData = nil; return }
-            // ∂input in the chosen source layout, but float32 whatever the precision.
-            var diffSrc = chosenSource.converted(to: .fp32).md
+            // ∂input in the chosen source layout and type.
+            var diffSrc = chosenSource.md
             var dd = dnnl_convolution_desc_t()
             try withDims(strides) { s in try withDims(pads) { p in
                 try check(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &diffSrc, &anyWeight, &dst, s, p, p),
@@ -273,9 +286,11 @@ package final class ConvolutionKernel {
     }
 
     /// `source` itself when it already has the layout, else a new buffer and the reorder into it.
-    static func copy(of source: DeviceTensor, as layout: TensorLayout, engine: Engine, name: String) throws -> (DeviceTensor, Reorder?) {
+    static func copy(of source: DeviceTensor, as layout: TensorLayout, engine: Engine, name: String,
+                     lifetime: BufferLifetime) throws -> (DeviceTensor, Reorder?) {
         if layout == source.layout { return (source, nil) }
-        return (try DeviceTensor(layout, engine: engine), try Reorder(from: source.layout, to: layout, engine: engine, name: name))
+        return (try DeviceTensor(layout, engine: engine, lifetime: lifetime),
+                try Reorder(from: source.layout, to: layout, engine: engine, name: name))
     }
 
     /// The layout a JIT convolution reading a tensor of `dims` would choose for it: what the

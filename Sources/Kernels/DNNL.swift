@@ -34,13 +34,14 @@ public final class Engine: @unchecked Sendable {
     public private(set) var reorderCount = 0
     public private(set) var reorderSeconds = 0.0
 
-    /// The most scratch memory, in bytes, that kernels borrow at once (`scratch(floats:)`):
-    /// `WinogradKernel` transforms a batch that many bytes of tiles at a time.
+    /// The most scratch memory, in bytes, that a kernel uses at once: `WinogradKernel`
+    /// transforms a batch that many bytes of tiles at a time.
     public let scratchLimit: Int
-    /// 128 MiB: a few dozen images of conv2's or conv4's Winograd tiles at a time, which run as
-    /// fast as the whole batch at once would (docs/PERFORMANCE.md, Winograd algorithms), while
-    /// fewer make the products' matrix multiplies too small.
-    public static let defaultScratchLimit = 128 << 20
+    /// 80 MiB: a few dozen images of conv2's or conv4's Winograd tiles at a time, enough for the
+    /// products to run as fast as on the whole batch (docs/PERFORMANCE.md, Winograd algorithms),
+    /// while a training network's busiest step (conv5's backward pass, where every saved
+    /// activation is still live) holds that much scratch beside them.
+    public static let defaultScratchLimit = 80 << 20
 
     /// The layouts convolutions' activations can be asked in instead of oneDNN's choice.
     public enum ActivationLayout: Sendable, CaseIterable {
@@ -91,18 +92,9 @@ public final class Engine: @unchecked Sendable {
         dnnl_engine_destroy(engine)
     }
 
-    /// Memory kernels borrow while they run (`WinogradKernel`'s transformed tiles), one area for
-    /// all of them: the stream runs one kernel at a time. Grown on demand, never shrunk.
-    private var scratchArea: FloatBuffer?
-
-    /// At least `floats` floats of scratch, valid until the next call.
-    func scratch(floats: Int) -> UnsafeMutablePointer<Float> {
-        if let scratchArea, scratchArea.count >= floats { return scratchArea.pointer }
-        scratchArea = nil
-        let area = FloatBuffer(count: floats, zeroed: false)
-        scratchArea = area
-        return area.pointer
-    }
+    /// Set while a network is built: the tensors its kernels make wait for a place in the
+    /// network's arena instead of allocating (see `BufferLifetime`).
+    package var recorder: ArenaRecorder?
 
     public func resetReorderStatistics() { (reorderCount, reorderSeconds) = (0, 0) }
 
@@ -225,7 +217,7 @@ final class Primitive {
     /// arg-max, LRN's scales), or nil when it needs none.
     func makeWorkspace(_ engine: Engine) throws -> DeviceTensor? {
         let ws = desc(dnnl_query_workspace_md)
-        return ws.bytes > 0 ? try DeviceTensor(ws, engine: engine) : nil
+        return ws.bytes > 0 ? try DeviceTensor(ws, engine: engine, lifetime: .saved) : nil
     }
 
     /// `execute`, adding the workspace argument when there is one.

@@ -65,6 +65,9 @@ public struct TensorLayout: Equatable, CustomStringConvertible {
         return TensorLayout(copy)
     }
 
+    /// The element type: bfloat16 for a bf16 network's activations, else float32.
+    var precision: Precision { md.data_type == dnnl_bf16 ? .bf16 : .fp32 }
+
     /// The part of this layout of shape `dims` that starts at `offsets` (a oneDNN submemory): a
     /// view for reorders to write into or read from, when a tensor sits inside a zero border.
     func window(_ dims: [Int], at offsets: [Int]) throws -> TensorLayout {
@@ -123,13 +126,25 @@ public final class DeviceTensor {
     public let isPlain: Bool
     let engine: Engine
     let handle: dnnl_memory_t
-    /// The owned storage, if any; borrowed views keep `nil` here.
+    /// The owned storage, if any; borrowed views and tensors placed in a network's arena keep
+    /// `nil` here.
     let storage: FloatBuffer?
+    /// Tensors that read this one's memory through another layout (a window inside a zero
+    /// border, a flattened view): moved with it when it is placed in an arena.
+    private var views: [(tensor: DeviceTensor, offset: Int)] = []
 
     public var dims: [Int] { layout.dims }
 
     /// A zeroed tensor in `layout` (one a layer's output reported, or `TensorLayout.plain`).
-    public convenience init(_ layout: TensorLayout, engine: Engine) throws {
+    /// While a network is being built (`Engine.recorder` set), a tensor of any lifetime but
+    /// `persistent` gets no memory here: the network places it in its arena once every layer has
+    /// said what it needs, and until then it must not be read or written.
+    public convenience init(_ layout: TensorLayout, engine: Engine, lifetime: BufferLifetime = .persistent) throws {
+        if lifetime != .persistent, let recorder = engine.recorder {
+            try self.init(layout, engine: engine, storage: nil, data: nil)
+            recorder.record(self, bytes: layout.bytes, lifetime: lifetime)
+            return
+        }
         let buffer = try FloatBuffer(count: (layout.bytes + 3) / 4, for: "a \(layout.dims) tensor")
         try self.init(layout, engine: engine, storage: buffer, data: buffer.pointer)
     }
@@ -139,7 +154,16 @@ public final class DeviceTensor {
         try self.init(layout, engine: engine, storage: nil, data: pointer)
     }
 
-    private init(_ layout: TensorLayout, engine: Engine, storage: FloatBuffer?, data: UnsafeMutablePointer<Float>) throws {
+    /// This tensor's memory seen through `layout` (which may be a submemory window of it, or
+    /// other dims over the same bytes), starting `offset` floats in; it follows this tensor
+    /// when the network places it in its arena.
+    func view(_ layout: TensorLayout, offset: Int = 0) throws -> DeviceTensor {
+        let v = try DeviceTensor(layout, engine: engine, storage: nil, data: data.map { $0 + offset })
+        views.append((v, offset))
+        return v
+    }
+
+    private init(_ layout: TensorLayout, engine: Engine, storage: FloatBuffer?, data: UnsafeMutablePointer<Float>?) throws {
         self.layout = layout
         self.engine = engine
         self.storage = storage
@@ -151,11 +175,33 @@ public final class DeviceTensor {
         handle = h!
     }
 
+    /// A tensor without memory, outside any arena: its owner gives it some (`place`, `bind`)
+    /// before it is used.
+    package static func awaitingMemory(_ layout: TensorLayout, engine: Engine) throws -> DeviceTensor {
+        try DeviceTensor(layout, engine: engine, storage: nil, data: nil)
+    }
+
+    /// The memory, or nil while a tensor waits for its place in an arena.
+    private var data: UnsafeMutablePointer<Float>? {
+        var p: UnsafeMutableRawPointer?
+        dnnl_memory_get_data_handle(handle, &p)
+        return p?.assumingMemoryBound(to: Float.self)
+    }
+
+    /// Whether the tensor has memory (every tensor but one waiting for a place in an arena).
+    package var hasMemory: Bool { data != nil }
+
+    /// Gives the tensor its place in an arena, and its views theirs.
+    package func place(at pointer: UnsafeMutablePointer<Float>) throws {
+        try rebind(pointer)
+        for v in views { try v.tensor.place(at: pointer + v.offset) }
+    }
+
     deinit { dnnl_memory_destroy(handle) }
 
-    /// A zeroed row-major tensor.
-    public static func plain(_ dims: [Int], engine: Engine) throws -> DeviceTensor {
-        try DeviceTensor(TensorLayout.plain(dims), engine: engine)
+    /// A zeroed row-major tensor (see `init(_:engine:lifetime:)` for `lifetime`).
+    public static func plain(_ dims: [Int], engine: Engine, lifetime: BufferLifetime = .persistent) throws -> DeviceTensor {
+        try DeviceTensor(TensorLayout.plain(dims), engine: engine, lifetime: lifetime)
     }
 
     /// The raw storage, in `layout`'s order (the kernels' business).

@@ -16,12 +16,12 @@ package final class FlattenKernel {
         self.name = name
         let d = input.dims
         let planar = try TensorLayout.plain(d)
-        output = try DeviceTensor.plain([d[0], d[1] * d[2] * d[3]], engine: engine)
-        outputAsNCHW = try DeviceTensor(planar, engine: engine, borrowing: output.pointer)
+        output = try DeviceTensor.plain([d[0], d[1] * d[2] * d[3]], engine: engine, lifetime: .output)
+        outputAsNCHW = try output.view(planar)
         forwardReorder = try Reorder(from: input, to: planar, engine: engine, name: "\(name) reorder")
         if training {
-            dInput = try DeviceTensor(input, engine: engine)
-            dOutputAsNCHW = try DeviceTensor(planar, engine: engine, borrowing: output.pointer)
+            dInput = try DeviceTensor(input, engine: engine, lifetime: .inputGradient)
+            dOutputAsNCHW = try output.view(planar)
             backwardReorder = try Reorder(from: planar, to: input, engine: engine, name: "\(name) backward reorder")
         } else {
             (dInput, dOutputAsNCHW, backwardReorder) = (nil, nil, nil)

@@ -23,6 +23,11 @@ package final class InnerProductKernel {
     /// - Parameters: `input` is (N, in), `outFeatures` the rows of the (out, in) weight.
     package var implementations: Implementations { passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)]) }
 
+    /// Whether backward reads the layer's input itself (not a copy of it), or its output (a
+    /// fused ReLU's mask): a network's memory plan keeps those alive until then.
+    package var readsInputInBackward: Bool { sourceCopy == nil }
+    package var readsOutputInBackward: Bool { reluBackward != nil }
+
     package init(name: String, input: TensorLayout, outFeatures: Int, fusedReLU: Bool, training: Bool, precision: Precision = .fp32,
          parameters: ParameterViews, engine: Engine) throws {
         try CPUCapabilities.check(precision)
@@ -34,14 +39,16 @@ package final class InnerProductKernel {
         weight = try DeviceTensor(wLayout, engine: engine, borrowing: parameters.weight)
         bias = try DeviceTensor(bLayout, engine: engine, borrowing: parameters.bias)
         // A bf16 copy of a plain tensor and the reorder that fills it; nothing in fp32.
-        func converted(_ layout: TensorLayout, _ what: String) throws -> (DeviceTensor?, Reorder?) {
+        func converted(_ layout: TensorLayout, _ what: String, _ lifetime: BufferLifetime) throws -> (DeviceTensor?, Reorder?) {
             guard precision != .fp32 else { return (nil, nil) }
             let copy = layout.converted(to: precision)
-            return (try DeviceTensor(copy, engine: engine),
+            return (try DeviceTensor(copy, engine: engine, lifetime: lifetime),
                     try Reorder(from: layout, to: copy, engine: engine, name: "\(name) \(what) conversion"))
         }
-        (sourceCopy, sourceReorder) = try converted(input, "input")
-        (weightCopy, weightReorder) = try converted(wLayout, "weight")
+        // Backward reads this step's copy of the input again. The weights' copy (fc6's is
+        // 75 MB) is made again for backward rather than kept across the steps between.
+        (sourceCopy, sourceReorder) = try converted(input, "input", training ? .saved : .forwardScratch)
+        (weightCopy, weightReorder) = try converted(wLayout, "weight", training ? .scratch : .forwardScratch)
         var src = input.converted(to: precision).md, w = wLayout.converted(to: precision).md, b = bLayout.md
         var dst = outLayout.md
         var fd = dnnl_inner_product_desc_t()
@@ -49,13 +56,13 @@ package final class InnerProductKernel {
                                                        &src, &w, &b, &dst),
                   "dnnl_inner_product_forward_desc_init", "describing \(name) on \(input)")
         forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine, attr: try Attributes(fusedReLU: fusedReLU))
-        output = try DeviceTensor(outLayout, engine: engine)
+        output = try DeviceTensor(outLayout, engine: engine, lifetime: .output)
         guard training, let dWeightView = parameters.dWeight, let dBiasView = parameters.dBias else {
             (dInput, dWeight, dBias, backwardData, backwardWeights, reluBackward) = (nil, nil, nil, nil, nil, nil)
             (gradientCopy, gradientReorder) = (nil, nil)
             return
         }
-        (gradientCopy, gradientReorder) = try converted(outLayout, "output-gradient")
+        (gradientCopy, gradientReorder) = try converted(outLayout, "output-gradient", .backwardScratch)
         var diffDst = outLayout.converted(to: precision).md, diffSrc = input.md, diffWeight = wLayout.md
         dWeight = try DeviceTensor(wLayout, engine: engine, borrowing: dWeightView)
         dBias = try DeviceTensor(bLayout, engine: engine, borrowing: dBiasView)
@@ -68,7 +75,7 @@ package final class InnerProductKernel {
         try check(dnnl_inner_product_backward_weights_desc_init(&wd, &src, &diffWeight, &b, &diffDst),
                   "dnnl_inner_product_backward_weights_desc_init", "describing \(name)'s weight gradient")
         backwardWeights = try Primitive(&wd, name: "\(name) backward weights", engine: engine, hint: forwardPrimitive)
-        dInput = try DeviceTensor(input, engine: engine)
+        dInput = try DeviceTensor(input, engine: engine, lifetime: .inputGradient)
     }
 
     package func forward(_ input: DeviceTensor) throws {
@@ -85,7 +92,8 @@ package final class InnerProductKernel {
         }
         try reluBackward?.run(output: output, dOutput: dOutput, dInput: dOutput)
         if let gradientReorder, let gradientCopy { try gradientReorder.run(from: dOutput, to: gradientCopy) }
-        // The bf16 copies of the input and weights are this step's: forward made them.
+        // The bf16 copy of the input is this step's: forward made it.
+        if let weightReorder, let weightCopy { try weightReorder.run(from: weight, to: weightCopy) }
         let gradient = gradientCopy ?? dOutput
         try backwardWeights.execute(engine, [(DNNL_ARG_SRC, sourceCopy ?? input), (DNNL_ARG_DIFF_DST, gradient),
                                              (DNNL_ARG_DIFF_WEIGHTS, dWeight), (DNNL_ARG_DIFF_BIAS, dBias)])

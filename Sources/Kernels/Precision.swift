@@ -1,11 +1,12 @@
 import AlexNetCore
 
-/// What the convolutions and linear layers compute in (mixed precision as on GPUs):
-/// `fp32` everywhere (the default, and what PyTorch's golden files are), or `bf16`: bfloat16
-/// copies of their inputs and weights with float32 accumulation and float32 outputs, float32
-/// gradients into float32 master weights. Every other layer, the loss and SGD stay float32, so
-/// no loss scaling is needed (bfloat16 has float32's exponent range) and checkpoints are the same
-/// in either precision.
+/// What the network computes in (mixed precision as on GPUs): `fp32` everywhere (the default,
+/// and what PyTorch's golden files are), or `bf16`: the convolutional trunk's activations and
+/// their gradients in bfloat16 (convolutions, LRN and pooling read and write bfloat16, with
+/// float32 accumulation), the classifier on bfloat16 copies of its inputs and weights with
+/// float32 outputs, and float32 weight gradients into float32 master weights. Dropout, the loss
+/// and SGD stay float32, so no loss scaling is needed (bfloat16 has float32's exponent range)
+/// and checkpoints are the same in either precision.
 public enum Precision: String, Sendable, CaseIterable {
     case fp32, bf16
 }

@@ -20,10 +20,10 @@ package final class ReLUKernel {
                                                  dnnl_eltwise_relu_use_dst_for_bwd, &md, 0, 0),
                   "dnnl_eltwise_forward_desc_init", "describing \(name) on \(input)")
         forwardPrimitive = try Primitive(&d, name: "\(name) forward", engine: engine)
-        output = try DeviceTensor(input, engine: engine)
+        output = try DeviceTensor(input, engine: engine, lifetime: .output)
         if training {
             backwardPass = try ReLUBackward(name: name, layout: input, engine: engine)
-            dInput = try DeviceTensor(input, engine: engine)
+            dInput = try DeviceTensor(input, engine: engine, lifetime: .inputGradient)
         } else {
             (backwardPass, dInput) = (nil, nil)
         }

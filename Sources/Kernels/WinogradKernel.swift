@@ -17,9 +17,11 @@ import CKernels
 /// Activations are in nChw8c, nChw16c or nhwc, the layouts oneDNN's AVX2 convolutions and its
 /// AVX-512 ones for training and for inference choose (`ConvolutionKernel` uses this kernel
 /// only when they choose one of them): each a layout [N][C/b][H][W][b] whose block b is a
-/// parameter of the transforms (b = C for nhwc). The transformed inputs and products live in
-/// the engine's scratch memory, shared by every layer, and a batch goes through a few images at
-/// a time so that they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image.
+/// parameter of the transforms (b = C for nhwc). The transformed inputs and products live in a
+/// scratch buffer of the layer's (in a network, part of its arena, shared with whatever is not
+/// live during the layer's passes), and a batch goes through a few images at a time so that
+/// they fit in `Engine.scratchLimit`: α² × tiles × (C + K) floats per image. The transformed
+/// weights are scratch of the pass that makes them: every pass transforms the current weights.
 /// docs/PERFORMANCE.md (Winograd algorithms) has the measurements behind each choice here.
 final class WinogradKernel {
     /// One of the algorithms in winograd.c: m×m outputs per tile of an r×r kernel.
@@ -79,17 +81,21 @@ final class WinogradKernel {
     /// Tiles per image, and images per pass through the scratch memory.
     let tilesPerImage: Int, imagesPerChunk: Int
     /// The transformed weights: [α²][C][K] forward, [α²][K][C] for ∂input.
-    let forwardWeights: FloatBuffer
-    let backwardWeights: FloatBuffer?
+    let forwardWeights: DeviceTensor
+    let backwardWeights: DeviceTensor?
     /// ∂U, [α²][C][K], when training.
-    let transformedWeightGradient: FloatBuffer?
+    let transformedWeightGradient: DeviceTensor?
+    /// Transformed tiles and products of one chunk of images.
+    let scratch: DeviceTensor
 
     var implementation: String { algorithm.implementation }
 
     /// The algorithm for this convolution and the channel blocks of its input and output, if the
     /// kernel computes it: an r×r kernel with an algorithm, stride 1, padding (r − 1)/2,
     /// float32, a large enough batch, maps and channels, and input and output each in nChw8c,
-    /// nChw16c or nhwc, their blocks multiples of 8 that divide C and K.
+    /// nChw16c or nhwc, their blocks multiples of 8 that divide C and K. bf16 layers run oneDNN's
+    /// bf16 kernels instead: Winograd's float32 transforms on float32 copies of their bfloat16
+    /// tensors measured slower on every layer (docs/PERFORMANCE.md, bf16).
     static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision, source: TensorLayout,
                           output: TensorLayout) -> (algorithm: Algorithm, blocks: (input: Int, output: Int))? {
         guard weightShape.count == 4, weightShape[2] == weightShape[3],
@@ -104,7 +110,7 @@ final class WinogradKernel {
     }
 
     init(_ algorithm: Algorithm, blocks: (input: Int, output: Int), weightShape: [Int], inputDims: [Int], training: Bool,
-         inputGradient: Bool, engine: Engine) {
+         inputGradient: Bool, engine: Engine) throws {
         self.algorithm = algorithm
         self.blocks = blocks
         (batch, outChannels, inChannels, height, width) = (inputDims[0], weightShape[0], weightShape[1], inputDims[2], inputDims[3])
@@ -112,9 +118,14 @@ final class WinogradKernel {
         let bytesPerImage = algorithm.products * tilesPerImage * (inChannels + outChannels) * MemoryLayout<Float>.size
         imagesPerChunk = max(1, min(batch, engine.scratchLimit / bytesPerImage))
         let transformed = algorithm.products * inChannels * outChannels
-        forwardWeights = FloatBuffer(count: transformed, zeroed: false)
-        backwardWeights = training && inputGradient ? FloatBuffer(count: transformed, zeroed: false) : nil
-        transformedWeightGradient = training ? FloatBuffer(count: transformed, zeroed: false) : nil
+        func buffer(_ floats: Int, _ lifetime: BufferLifetime) throws -> DeviceTensor {
+            try DeviceTensor.plain([floats], engine: engine, lifetime: lifetime)
+        }
+        forwardWeights = try buffer(transformed, .forwardScratch)
+        backwardWeights = training && inputGradient ? try buffer(transformed, .backwardScratch) : nil
+        transformedWeightGradient = training ? try buffer(transformed, .backwardScratch) : nil
+        scratch = try buffer(algorithm.products * imagesPerChunk * tilesPerImage * (inChannels + outChannels),
+                             training ? .scratch : .forwardScratch)
     }
 
     /// y = conv(x, weight) + bias, then ReLU if `relu`: x (N, C, H, W) and y (N, K, H, W) in
@@ -161,7 +172,7 @@ final class WinogradKernel {
     /// `inputBlock` and `outputBlock` channels.
     private func run(_ input: UnsafePointer<Float>, channels inputChannels: Int, block inputBlock: Int,
                      into output: UnsafeMutablePointer<Float>, channels outputChannels: Int, block outputBlock: Int,
-                     weights: FloatBuffer, bias: UnsafePointer<Float>?, relu: Bool, engine: Engine) throws {
+                     weights: DeviceTensor, bias: UnsafePointer<Float>?, relu: Bool, engine: Engine) throws {
         try eachChunk(of: input, channels: inputChannels, block: inputBlock, otherChannels: outputChannels, engine: engine) {
             first, images, tiles, transformed, multiplied in
             for xi in 0..<algorithm.products {
@@ -184,7 +195,7 @@ final class WinogradKernel {
     private func eachChunk(of input: UnsafePointer<Float>, channels: Int, block: Int, otherChannels: Int, engine: Engine,
                            _ body: (_ first: Int, _ images: Int, _ tiles: Int, _ transformed: UnsafeMutablePointer<Float>,
                                     _ other: UnsafeMutablePointer<Float>) throws -> Void) throws {
-        let scratch = engine.scratch(floats: algorithm.products * imagesPerChunk * tilesPerImage * (channels + otherChannels))
+        let scratch = self.scratch.pointer
         for first in stride(from: 0, to: batch, by: imagesPerChunk) {
             let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
             alexnet_winograd_input(algorithm.id, input + first * channels * height * width, Int32(block), Int32(images),

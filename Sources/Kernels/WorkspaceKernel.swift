@@ -24,12 +24,12 @@ package final class WorkspaceKernel {
                                     engine: Engine, backwardDescriptor: (_ output: TensorLayout) throws -> Backward) throws {
         (self.name, self.engine, self.backwardReadsInput) = (name, engine, backwardReadsInput)
         forwardPrimitive = try Primitive(&forward, name: "\(name) forward", engine: engine)
-        output = try DeviceTensor(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine)
+        output = try DeviceTensor(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine, lifetime: .output)
         guard training else { (backwardPrimitive, workspace, dInput) = (nil, nil, nil); return }
         workspace = try forwardPrimitive.makeWorkspace(engine)
         var backward = try backwardDescriptor(output.layout)
         backwardPrimitive = try Primitive(&backward, name: "\(name) backward", engine: engine, hint: forwardPrimitive)
-        dInput = try DeviceTensor(input, engine: engine)
+        dInput = try DeviceTensor(input, engine: engine, lifetime: .inputGradient)
     }
 
     /// Local response normalisation across channels, in the input's layout. oneDNN's `alpha` is
@@ -55,7 +55,7 @@ package final class WorkspaceKernel {
     package static func maxPooling(name: String, input: TensorLayout, outputDims: [Int], kernel: Int, stride: Int, training: Bool,
                            engine: Engine) throws -> WorkspaceKernel {
         var src = input.md
-        var dst = try TensorLayout(outputDims, .any).md
+        var dst = try TensorLayout(outputDims, .any, input.precision).md
         var fd = dnnl_pooling_desc_t()
         try withDims([stride, stride]) { s in try withDims([kernel, kernel]) { k in try withDims([0, 0]) { p in
             try check(dnnl_pooling_forward_desc_init(&fd, training ? dnnl_forward_training : dnnl_forward_inference,

@@ -35,11 +35,26 @@ public final class Network {
     public var profiler: Profiler?
     /// The logits' floats in place: fc8's output is plain (N, classes).
     private let logitValues: UnsafeMutableBufferPointer<Float>
+    /// Where the layers' step-bound buffers (activations, what backward reads, gradients,
+    /// scratch) live, when the network was built with `plannedMemory`; nil otherwise, each buffer
+    /// then having its own allocation.
+    public let memoryPlan: BufferPlan?
+    /// The one allocation `memoryPlan` lays out.
+    private let arena: FloatBuffer?
+    /// The input's own memory, made by the first `setInput` (a network fed by `bindInput` reads
+    /// its caller's buffers and needs none).
+    private var inputStorage: FloatBuffer?
 
     /// Throws `PrecisionError` for bf16 on a CPU without native bf16 instructions (from its first
     /// convolution's kernel).
+    ///
+    /// `plannedMemory` (the default) puts every layer's activations, saved tensors, gradients and
+    /// scratch in one arena laid out once from their lifetimes (`BufferPlan`): a buffer's bytes
+    /// are reused once its last reader has run. A layer's output is then valid only until its
+    /// readers in the step have run; the logits stay valid until the next `forward`. Without it,
+    /// every buffer is its own allocation and keeps its contents (what tests compare against).
     public init(config: NetworkConfig, batch: Int, mode: Mode, precision: Precision = .fp32, parameters: ParameterStore,
-                engine: Engine) throws {
+                engine: Engine, plannedMemory: Bool = true) throws {
         try config.validate()
         guard batch > 0 else { throw ConfigError(message: "batch size must be positive, got \(batch)") }
         // Every image keeps its input and each layer's output; training also keeps their
@@ -50,12 +65,15 @@ public final class Network {
                          what: "the activations\(mode == .training ? " and gradients" : "") of \(mode == .training ? "training" : "inference")",
                          flags: "batch \(batch):", advice: "lower the batch size")
         (self.config, self.batch, self.mode, self.precision, self.engine, self.parameters) = (config, batch, mode, precision, engine, parameters)
-        input = try DeviceTensor.plain([batch, 3, config.inputSize, config.inputSize], engine: engine)
+        input = try DeviceTensor.awaitingMemory(TensorLayout.plain([batch, 3, config.inputSize, config.inputSize]), engine: engine)
+        let recorder = plannedMemory ? ArenaRecorder() : nil
+        engine.recorder = recorder
+        defer { engine.recorder = nil }
 
         var layers: [Layer] = []
         var dropouts: [Dropout] = []
         var layout = input.layout
-        func add(_ layer: Layer) { layers.append(layer); layout = layer.output.layout }
+        func add(_ layer: Layer) { layers.append(layer); layout = layer.output.layout; recorder?.layer = layers.count }
         let specs = config.layers
         for (i, spec) in specs.enumerated() {
             // A ReLU right after a convolution or linear layer runs fused into it (a post-op, and
@@ -90,6 +108,12 @@ public final class Network {
         }
         self.layers = layers
         self.dropouts = dropouts
+        if let recorder {
+            engine.recorder = nil
+            (memoryPlan, arena) = try Self.placeBuffers(recorder, layers: layers, training: mode == .training)
+        } else {
+            (memoryPlan, arena) = (nil, nil)
+        }
         logitValues = try layers[layers.count - 1].output.plainFloats()
         criterion = mode == .training ? try SoftmaxCrossEntropy(batch: batch, classes: config.classes, engine: engine) : nil
     }
@@ -112,7 +136,52 @@ public final class Network {
         guard x.shape == input.dims else {
             throw ShapeError(what: "network input", shape: x.shape, expected: "\(input.dims) (N, 3, S, S) for this network")
         }
+        if !input.hasMemory {
+            let storage = try FloatBuffer(count: input.dims.reduce(1, *), zeroed: false, for: "the network's input")
+            try input.place(at: storage.pointer)
+            inputStorage = storage
+        }
         try input.write(x)
+    }
+
+    /// The steps of one pass through a network of `layers` layers: 0 fills the input, 1 + i is
+    /// layer i's forward pass, then the loss, then the backward passes from the last layer to
+    /// the first, and a last step after them (what callers read afterwards).
+    struct Steps {
+        let layers: Int
+        func forward(_ i: Int) -> Int { 1 + i }
+        var loss: Int { layers + 1 }
+        func backward(_ i: Int) -> Int { 2 * layers + 1 - i }
+        var end: Int { 2 * layers + 2 }
+    }
+
+    /// Plans the arena for the buffers the layers' kernels asked for and places them in it.
+    /// A layer's output lives from its forward pass to its last reader: the next layer's forward
+    /// pass, and its own or the next layer's backward pass if they read it (the logits, to the
+    /// end). In inference only the forward steps exist, so the plan is the forward half.
+    static func placeBuffers(_ recorder: ArenaRecorder, layers: [Layer], training: Bool) throws -> (BufferPlan, FloatBuffer) {
+        let s = Steps(layers: layers.count)
+        let last = layers.count - 1
+        return try recorder.placeAll(steps: { e in
+            let i = e.layer
+            let forward = s.forward(i), backward = training ? s.backward(i) : forward
+            switch e.lifetime {
+            case .persistent: return [0...s.end]
+            case .forwardScratch: return [forward...forward]
+            case .backwardScratch: return [backward...backward]
+            case .scratch: return [forward...forward, backward...backward]
+            case .saved: return [forward...backward]
+            case .inputGradient: return [backward...(i == 0 ? s.end : s.backward(i - 1))]
+            case .output:
+                guard i < last else { return [forward...s.end] }
+                var end = s.forward(i + 1)
+                if training && layers[i].readsOutputInBackward { end = max(end, s.backward(i)) }
+                if training && layers[i + 1].readsInputInBackward { end = max(end, s.backward(i + 1)) }
+                return [forward...end]
+            }
+        }, name: { e in
+            "\(e.layer < layers.count ? layers[e.layer].name : "?") \(e.lifetime.rawValue) \(e.tensor.layout)"
+        })
     }
 
     /// Reads the next forward (and backward) pass's input in place from `pointer`: plain

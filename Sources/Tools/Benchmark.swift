@@ -50,6 +50,10 @@ public struct Benchmark {
         /// spent waiting for a batch.
         public var loaderTrainImagesPerSecond: Double?
         public var loaderDataWaitFraction: Double?
+        /// With `profileLayers`: the training network's memory plan, and the parameters'
+        /// values, gradients and momentum (three flat float buffers) beside it.
+        public var trainingMemoryPlan: BufferPlan?
+        public var parameterBytes = 0
     }
 
     public let options: Options
@@ -118,6 +122,8 @@ public struct Benchmark {
                 result.updateSeconds = updateTime / n
                 result.lossSeconds = lossTime / n
                 result.implementations = net.implementations
+                result.trainingMemoryPlan = net.memoryPlan
+                result.parameterBytes = 3 * params.values.count * MemoryLayout<Float>.stride
                 result.reordersPerStep = Double(reorders.count) / n
                 result.reorderSecondsPerStep = reorders.seconds / n
             }
@@ -207,9 +213,34 @@ func median(_ xs: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
-/// Peak resident set size of this process so far (getrusage reports KiB on Linux).
+/// Peak resident set size of this process so far: the kernel's high-water mark of its address
+/// space (VmHWM in /proc/self/status, KiB), or where that cannot be read, getrusage's. Linux
+/// carries getrusage's maximum across exec, so a child process started by a large parent would
+/// report the parent's peak; VmHWM belongs to the new address space alone.
 public func peakResidentBytes() -> Int {
+    if let status = procFile("/proc/self/status"),
+       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+       let kib = Int(line.dropFirst("VmHWM:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") {
+        return kib * 1024
+    }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return usage.ru_maxrss * 1024
+}
+
+/// The text of a /proc file, read to its end (such files report a size of 0, so readers that
+/// trust the size read nothing).
+private func procFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { return nil }
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }

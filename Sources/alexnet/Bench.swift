@@ -67,6 +67,10 @@ struct Bench: ParsableCommand {
     @Flag(help: "Under mpirun: time the allreduce of the full-size network's gradient (62 378 344 floats) over the ranks instead (the median of --iters).")
     var allreduce = false
 
+    /// What each precision's child process runs (see `MemoryBenchmark`).
+    @Option(help: .hidden)
+    var peakMemoryChild: Precision?
+
     @OptionGroup var compute: ComputeOptions
 
     @OptionGroup var precision: PrecisionOptions
@@ -104,6 +108,11 @@ struct Bench: ParsableCommand {
         try CPUCapabilities.check(precision.value)
         if allreduce { return try runAllreduce() }
         let engine = try compute.makeEngine()
+        if let child = peakMemoryChild {
+            let bytes = try MemoryBenchmark.measure(config: try networkConfig(), batch: batch, precision: child, engine: engine)
+            print(MemoryBenchmark.childLinePrefix + "\(bytes)")
+            return
+        }
         let f = { (x: Double, d: Int) in String(format: "%.\(d)f", x) }
         let measured: MachinePeak?
         if peakGflops == nil {
@@ -127,13 +136,20 @@ struct Bench: ParsableCommand {
         options.precision = precision.value
         options.trainData = trainData
         options.statistics = try stats.map { try DatasetStatistics(file: $0) }
-        options.config.variant = variant ?? .paper
-        if let config {
-            do { options.config = try TrainingConfig.load(file: config).model } catch { throw usageError(error) }
-            if let variant { options.config.variant = variant }
-        }
+        options.config = try networkConfig()
         let r = try Benchmark(options: options, engine: engine).run { line in
             FileHandle.standardError.write(Data("bench: \(line)…\n".utf8))
+        }
+        // Each precision's peak memory from a child process of its own, side by side.
+        var precisionPeaks: [Precision: Int] = [:]
+        var bf16Skipped: String?
+        for p in Precision.allCases {
+            if p == .bf16 && !CPUCapabilities.hasNativeBF16 {
+                bf16Skipped = "this CPU has no AVX-512 BF16 or AMX (oneDNN reports \(CPUCapabilities.isa))"
+                continue
+            }
+            FileHandle.standardError.write(Data("bench: peak memory of \(p.rawValue) in a child process…\n".utf8))
+            precisionPeaks[p] = try MemoryBenchmark.inChild(arguments: childArguments(p))
         }
         print("AlexNet \(options.config.variant.rawValue), \(options.precision.rawValue), \(r.threads) threads, batch \(r.batch), \(f(2 * r.forwardMACsPerImage / 1e9, 2)) GFLOP forward per image")
         if let m = measured {
@@ -150,7 +166,12 @@ struct Bench: ParsableCommand {
                   + "\(f(100 * fed / r.trainImagesPerSecond, 1)) % of the synthetic step; \(f(100 * wait, 1)) % waiting for data")
         }
         print(pad("latency, batch 1", 30) + "\(f(r.latencyMsBatch1, 1)) ms")
-        print(pad("peak resident memory", 30) + "\(f(Double(r.peakRSSBytes) / 1e9, 2)) GB")
+        print(pad("peak resident memory", 30) + "\(f(Double(r.peakRSSBytes) / 1e9, 2)) GB (this process)")
+        if let fp32 = precisionPeaks[.fp32] {
+            let bf16 = precisionPeaks[.bf16].map { "bf16 \(f(Double($0) / 1e9, 2)) GB (\(f(Double($0) / Double(fp32), 2))× fp32)" }
+            print(pad("peak memory per precision", 30) + "fp32 \(f(Double(fp32) / 1e9, 2)) GB, "
+                  + (bf16 ?? "bf16 skipped: \(bf16Skipped ?? "")") + "; each in a process of its own")
+        }
         if layers {
             print("\nper layer, training step at batch \(r.batch) (ms):")
             print(pad("layer", 14) + pad("forward", 12) + pad("backward", 12) + "inference forward")
@@ -165,13 +186,42 @@ struct Bench: ParsableCommand {
             print(pad("sum", 14) + f(total * 1000, 1))
             print("reorders (weights into the kernels' layouts, tensors between layers' layouts): "
                   + "\(f(r.reordersPerStep, 0)) per training step, \(f(r.reorderSecondsPerStep * 1000, 1)) ms of the step")
+            if let plan = r.trainingMemoryPlan {
+                let gb = { (b: Int) in f(Double(b) / 1e9, 3) + " GB" }
+                print("\nmemory of the training network: parameters, gradients and momentum \(gb(r.parameterBytes)); "
+                      + "arena \(gb(plan.size)) for \(plan.requests.count) buffers (\(gb(plan.unplannedBytes)) if each had its own; "
+                      + "\(gb(plan.liveBytesLowerBound)) live at step \(plan.busiestStep?.step ?? 0)). Largest buffers (lifetime, steps):")
+                for (request, offset) in zip(plan.requests, plan.offsets).sorted(by: { $0.0.bytes > $1.0.bytes }).prefix(16) {
+                    print("  " + pad(gb(request.bytes), 12) + pad("at \(f(Double(offset) / 1e9, 3))", 10)
+                          + request.name + " " + request.steps.map { "\($0.lowerBound)–\($0.upperBound)" }.joined(separator: ","))
+                }
+            }
             print("\nimplementations, oneDNN's or ours (training network):")
             for layer in r.implementations.map(\.layer).reduce(into: [String](), { if !$0.contains($1) { $0.append($1) } }) {
                 let passes = r.implementations.filter { $0.layer == layer }.map { "\($0.pass) \($0.implementation)" }
                 print(pad(layer, 14) + passes.joined(separator: ", "))
             }
         }
-        if json { print(jsonLine(NetworkJSON(r, variant: options.config.variant, precision: options.precision, peak: peakValue, measured: measured))) }
+        if json {
+            print(jsonLine(NetworkJSON(r, variant: options.config.variant, precision: options.precision, peak: peakValue, measured: measured,
+                                       precisionPeaks: precisionPeaks)))
+        }
+    }
+
+    /// The network this command times: the configuration file's model, or the full-size one of `--variant`.
+    func networkConfig() throws -> NetworkConfig {
+        var network = NetworkConfig(variant: variant ?? .paper)
+        if let config {
+            do { network = try TrainingConfig.load(file: config).model } catch { throw usageError(error) }
+            if let variant { network.variant = variant }
+        }
+        return network
+    }
+
+    /// This command's network, batch and threads, measured for peak memory in `precision`.
+    func childArguments(_ precision: Precision) -> [String] {
+        ["bench", "--peak-memory-child", precision.rawValue, "--batch", "\(batch)", "--threads", "\(compute.count)"]
+            + (variant.map { ["--variant", $0.rawValue] } ?? []) + (config.map { ["--config", $0] } ?? [])
     }
 
     func runLoader(_ directory: String) throws {
@@ -203,8 +253,12 @@ private struct NetworkJSON: Encodable {
     /// With --layers: "conv2 forward" → "jit:avx2", and the reorders of a training step.
     let implementations: [String: String]?
     let reorders_per_training_step, reorder_ms_per_training_step: JSONNullable<Double>?
+    /// Each precision's peak from a child process; bf16 null where the CPU cannot run it.
+    let peak_rss_bytes_fp32, peak_rss_bytes_bf16: Int?
 
-    init(_ r: Benchmark.Result, variant: Variant, precision: Precision, peak: Double, measured: MachinePeak?) {
+    init(_ r: Benchmark.Result, variant: Variant, precision: Precision, peak: Double, measured: MachinePeak?,
+         precisionPeaks: [Precision: Int]) {
+        (peak_rss_bytes_fp32, peak_rss_bytes_bf16) = (precisionPeaks[.fp32], precisionPeaks[.bf16])
         (train_images_per_second, inference_images_per_second) = (rounded(r.trainImagesPerSecond, 3), rounded(r.inferenceImagesPerSecond, 3))
         latency_ms_batch1 = rounded(r.latencyMsBatch1, 3)
         (train_gflops_per_second, inference_gflops_per_second) = (rounded(r.trainGFLOPsPerSecond, 2), rounded(r.inferenceGFLOPsPerSecond, 2))

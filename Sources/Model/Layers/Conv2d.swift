@@ -13,6 +13,8 @@ public final class Conv2d: Layer {
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
     public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
+    public var readsOutputInBackward: Bool { kernel.readsOutputInBackward }
+    public var readsInputInBackward: Bool { kernel.readsInputInBackward }
 
     public struct Geometry: Sendable, Equatable {
         public var inChannels, outChannels, kernel, stride, padding: Int

@@ -16,8 +16,9 @@ public final class Dropout: Layer {
     let shape: [Int]
     let mask: FloatBuffer
     let workers: Int
-    /// `output`'s and `dInput`'s floats, plain by construction.
-    let outputValues: UnsafeMutablePointer<Float>, dInputValues: UnsafeMutablePointer<Float>
+    /// Backward reads only the mask.
+    public var readsOutputInBackward: Bool { false }
+    public var readsInputInBackward: Bool { false }
 
     public init(name: String, probability: Float = 0.5, input: TensorLayout, engine: Engine) throws {
         guard input.dims.count == 2 else { throw ShapeError(what: "\(name) input", shape: input.dims, expected: "(N, F)") }
@@ -28,10 +29,8 @@ public final class Dropout: Layer {
         self.probability = probability
         shape = input.dims
         // The mask multiplies element i by multiplier i: both ends must be row-major.
-        let out = try DeviceTensor.plain(shape, engine: engine), dIn = try DeviceTensor.plain(shape, engine: engine)
-        (output, dInput) = (out, dIn)
-        outputValues = try out.plainFloats().baseAddress!
-        dInputValues = try dIn.plainFloats().baseAddress!
+        output = try DeviceTensor.plain(shape, engine: engine, lifetime: .output)
+        dInput = try DeviceTensor.plain(shape, engine: engine, lifetime: .inputGradient)
         mask = FloatBuffer(count: shape[0] * shape[1])
         workers = engine.threads
         let keep = 1 / (1 - probability)
@@ -68,11 +67,12 @@ public final class Dropout: Layer {
     public var currentMask: Tensor { Tensor(shape: shape, data: mask.array) }
 
     public func forward(_ input: DeviceTensor) throws {
-        try multiply(input, into: outputValues)
+        try multiply(input, into: try output.plainFloats().baseAddress!)
     }
 
     public func backward(input: DeviceTensor, dOutput: DeviceTensor) throws {
-        try multiply(dOutput, into: dInputValues)
+        guard let dInput else { throw LayerError.notTraining(name) }
+        try multiply(dOutput, into: try dInput.plainFloats().baseAddress!)
     }
 
     private func multiply(_ source: DeviceTensor, into y: UnsafeMutablePointer<Float>) throws {

@@ -9,6 +9,8 @@ public final class Flatten: Layer {
     let kernel: FlattenKernel
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
+    public var readsOutputInBackward: Bool { false }
+    public var readsInputInBackward: Bool { false }
 
     public init(name: String = "flatten", input: TensorLayout, mode: Mode, engine: Engine) throws {
         self.name = name

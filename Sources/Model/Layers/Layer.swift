@@ -18,10 +18,19 @@ public protocol Layer: AnyObject {
     func backward(input: DeviceTensor, dOutput: DeviceTensor) throws
     /// The backend's implementation of each pass, for layers that run backend primitives.
     var implementations: [(pass: String, implementation: String)] { get }
+    /// Whether backward reads this layer's own `output` (a ReLU's mask, fused or not): a
+    /// network's memory plan keeps the output until then.
+    var readsOutputInBackward: Bool { get }
+    /// Whether backward reads the `input` it is given (LRN; a convolution or linear layer that
+    /// keeps no copy of its input): the plan keeps the previous layer's output until then.
+    var readsInputInBackward: Bool { get }
 }
 
 extension Layer {
     public var implementations: [(pass: String, implementation: String)] { [] }
+    /// Unless a layer says otherwise, its backward pass may read both.
+    public var readsOutputInBackward: Bool { true }
+    public var readsInputInBackward: Bool { true }
 }
 
 /// Training keeps what backward needs (workspaces, masks); inference keeps nothing.

@@ -10,6 +10,8 @@ public final class Linear: Layer {
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
     public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
+    public var readsOutputInBackward: Bool { kernel.readsOutputInBackward }
+    public var readsInputInBackward: Bool { kernel.readsInputInBackward }
 
     /// `precision` bf16 computes on bfloat16 copies of x and the weights (see `Precision`).
     public init(name: String, inFeatures: Int, outFeatures: Int, input: TensorLayout, fusedReLU: Bool, mode: Mode,

@@ -25,6 +25,8 @@ public final class LocalResponseNorm: Layer {
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
     public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
+    /// Backward reads the input and the workspace of scales.
+    public var readsOutputInBackward: Bool { false }
 
     public init(name: String, constants c: Constants, input: TensorLayout, mode: Mode, engine: Engine) throws {
         self.name = name

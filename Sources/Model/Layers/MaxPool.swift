@@ -10,6 +10,9 @@ public final class MaxPool: Layer {
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
     public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
+    /// Backward reads only the workspace (the arg-max) and ∂output.
+    public var readsOutputInBackward: Bool { false }
+    public var readsInputInBackward: Bool { false }
 
     public init(name: String, kernel: Int = 3, stride: Int = 2, input: TensorLayout, mode: Mode, engine: Engine) throws {
         self.name = name

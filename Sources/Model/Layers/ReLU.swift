@@ -10,6 +10,8 @@ public final class ReLU: Layer {
     let kernel: ReLUKernel
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
+    /// Backward reads the output's sign.
+    public var readsInputInBackward: Bool { false }
 
     public init(name: String = "relu", input: TensorLayout, mode: Mode, engine: Engine) throws {
         self.name = name
