@@ -33,5 +33,5 @@ for i in (0, 1):
     print(f"{pair} training   : fp32 {f['train_images_per_second']:.2f} img/s, bf16 {b['train_images_per_second']:.2f} img/s, ratio {b['train_images_per_second'] / f['train_images_per_second']:.2f}x")
     print(f"{pair} inference  : fp32 {f['inference_images_per_second']:.2f} img/s, bf16 {b['inference_images_per_second']:.2f} img/s, ratio {b['inference_images_per_second'] / f['inference_images_per_second']:.2f}x")
     print(f"{pair} latency b=1: fp32 {f['latency_ms_batch1']:.1f} ms, bf16 {b['latency_ms_batch1']:.1f} ms, ratio {f['latency_ms_batch1'] / b['latency_ms_batch1']:.2f}x")
-    print(f"{pair} peak memory: fp32 {f['peak_rss_bytes'] / 1e9:.2f} GB, bf16 {b['peak_rss_bytes'] / 1e9:.2f} GB")
+    print(f"{pair} peak memory (each precision in a child process): fp32 {f['peak_rss_bytes_fp32'] / 1e9:.2f} GB, bf16 {f['peak_rss_bytes_bf16'] / 1e9:.2f} GB")
 PY

@@ -23,7 +23,9 @@ import CDNNL
 /// backward keeps of them is half the size), the weights become bfloat16 copies, and ∂weight and
 /// ∂bias stay float32 for the float32 master weights (oneDNN's bf16 kernels accumulate in
 /// float32). A float32 input (the network's images) is converted by the same reorder that
-/// changes its layout.
+/// changes its layout. Where Winograd's algorithms apply to a bf16 layer (`WinogradKernel`), they
+/// compute in float32 on float32 twins of its bfloat16 tensors, converted on the way in and out
+/// (`Float32Twin`).
 package final class ConvolutionKernel {
     /// What to compute: the layer's geometry, in plain terms.
     package struct Description {
@@ -88,6 +90,9 @@ package final class ConvolutionKernel {
     package var readsOutputInBackward: Bool { fusedReLU }
     /// Runs every pass instead of the primitives when set (which still choose the layouts).
     let winograd: WinogradKernel?
+    /// In bf16 with `winograd`: float32 twins of its input, output, ∂output and ∂input.
+    let winogradInput: Float32Twin?, winogradOutput: Float32Twin?
+    let winogradGradient: Float32Twin?, winogradInputGradient: Float32Twin?
 
     package var implementations: Implementations {
         var passes = passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)])
@@ -167,6 +172,15 @@ package final class ConvolutionKernel {
         } else {
             winograd = nil
         }
+        // Float32 twins of the bfloat16 tensors Winograd's float32 transforms read and write.
+        let twins = winograd != nil && d.precision != .fp32
+        func twin(_ layout: TensorLayout, _ lifetime: BufferLifetime, _ what: String) throws -> Float32Twin? {
+            twins ? try Float32Twin(of: layout, lifetime: lifetime, engine: engine, name: "\(name) \(what)") : nil
+        }
+        winogradInput = try twin(chosenSource, gradients != nil ? .scratch : .forwardScratch, "input")
+        winogradOutput = try twin(output.layout, .forwardScratch, "output")
+        winogradGradient = try twin(output.layout, .backwardScratch, "output gradient")
+        winogradInputGradient = gradients != nil && d.inputGradient ? try twin(chosenSource, .backwardScratch, "input gradient") : nil
 
         guard let gradients, let bw = chosen.backwardWeights else {
             (dInput, dWeight, dBias, backwardData, backwardDataWeight, backwardDataWeightReorder) = (nil, nil, nil, nil, nil, nil)
@@ -314,7 +328,9 @@ package final class ConvolutionKernel {
     package func forward(_ input: DeviceTensor) throws {
         if let sourceReorder, let sourceCopy { try sourceReorder.run(from: input, to: sourceInterior ?? sourceCopy) }
         if let winograd {
-            try winograd.forward(x: source(input), weight: weight, bias: bias, relu: fusedReLU, y: output, engine: engine)
+            let x = try winogradInput?.filled(from: source(input)) ?? source(input)
+            try winograd.forward(x: x, weight: weight, bias: bias, relu: fusedReLU, y: winogradOutput?.tensor ?? output, engine: engine)
+            try winogradOutput?.store(into: output)
             return
         }
         if let forwardWeightReorder { try forwardWeightReorder.run(from: weight, to: forwardWeight) }
@@ -333,14 +349,18 @@ package final class ConvolutionKernel {
             gradient = gradientCopy
         }
         if let winograd {
-            try winograd.backwardWeights(x: source(input), dOutput: gradient, dWeight: dWeight, dBias: dBias, engine: engine)
+            let x = try winogradInput?.filled(from: source(input)) ?? source(input)
+            gradient = try winogradGradient?.filled(from: gradient) ?? gradient
+            try winograd.backwardWeights(x: x, dOutput: gradient, dWeight: dWeight, dBias: dBias, engine: engine)
         } else {
             try backwardWeights.execute(engine, [(DNNL_ARG_SRC, source(input)), (DNNL_ARG_DIFF_DST, gradient),
                                                  (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight), (DNNL_ARG_DIFF_BIAS, dBias)])
             if let dWeightReorder { try dWeightReorder.run(from: chosenDWeight, to: dWeight) }
         }
         if let winograd, let dInput, let chosenDInput {
-            try winograd.backwardData(dOutput: gradient, weight: weight, dInput: chosenDInput, engine: engine)
+            try winograd.backwardData(dOutput: gradient, weight: weight, dInput: winogradInputGradient?.tensor ?? chosenDInput,
+                                      engine: engine)
+            try winogradInputGradient?.store(into: chosenDInput)
             if let dInputReorder { try dInputReorder.run(from: dInputInterior ?? chosenDInput, to: dInput) }
         } else if let backwardData, let dInput, let chosenDInput, let backwardDataWeight {
             if let backwardDataWeightReorder { try backwardDataWeightReorder.run(from: weight, to: backwardDataWeight) }
@@ -348,5 +368,30 @@ package final class ConvolutionKernel {
                                               (DNNL_ARG_DIFF_SRC, chosenDInput)])
             if let dInputReorder { try dInputReorder.run(from: dInputInterior ?? chosenDInput, to: dInput) }
         }
+    }
+}
+
+/// A float32 copy of a bfloat16 tensor in the same layout, for kernels that compute in float32
+/// (`WinogradKernel`), and the conversions both ways.
+final class Float32Twin {
+    let tensor: DeviceTensor
+    private let toFloat32: Reorder, fromFloat32: Reorder
+
+    init(of layout: TensorLayout, lifetime: BufferLifetime, engine: Engine, name: String) throws {
+        let f32 = layout.converted(to: .fp32)
+        tensor = try DeviceTensor(f32, engine: engine, lifetime: lifetime)
+        toFloat32 = try Reorder(from: layout, to: f32, engine: engine, name: "\(name) to float32")
+        fromFloat32 = try Reorder(from: f32, to: layout, engine: engine, name: "\(name) to bfloat16")
+    }
+
+    /// The twin, filled from `source`.
+    func filled(from source: DeviceTensor) throws -> DeviceTensor {
+        try toFloat32.run(from: source, to: tensor)
+        return tensor
+    }
+
+    /// Converts the twin's values into `destination`.
+    func store(into destination: DeviceTensor) throws {
+        try fromFloat32.run(from: tensor, to: destination)
     }
 }

@@ -93,17 +93,18 @@ final class WinogradKernel {
     /// The algorithm for this convolution and the channel blocks of its input and output, if the
     /// kernel computes it: an r×r kernel with an algorithm, stride 1, padding (r − 1)/2,
     /// float32, a large enough batch, maps and channels, and input and output each in nChw8c,
-    /// nChw16c or nhwc, their blocks multiples of 8 that divide C and K. bf16 layers run oneDNN's
-    /// bf16 kernels instead: Winograd's float32 transforms on float32 copies of their bfloat16
-    /// tensors measured slower on every layer (docs/PERFORMANCE.md, bf16).
+    /// nChw16c or nhwc, their blocks multiples of 8 that divide C and K. The kernel computes in
+    /// float32; a bf16 layer runs it on float32 copies of its bfloat16 tensors for 5×5 kernels
+    /// (conv2), where that measured faster than oneDNN's bf16 kernel, and runs that kernel for
+    /// 3×3 ones, where the two were even before the copies' cost (docs/PERFORMANCE.md, bf16).
     static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision, source: TensorLayout,
                           output: TensorLayout) -> (algorithm: Algorithm, blocks: (input: Int, output: Int))? {
         guard weightShape.count == 4, weightShape[2] == weightShape[3],
               let algorithm = Algorithm.fewestMultiplies(kernel: weightShape[2], height: source.dims[2], width: source.dims[3]),
-              stride == 1, padding == (algorithm.r - 1) / 2, precision == .fp32, source.dims[0] >= smallestBatch,
+              stride == 1, padding == (algorithm.r - 1) / 2, precision == .fp32 || algorithm.r == 5, source.dims[0] >= smallestBatch,
               algorithm.saving(height: source.dims[2], width: source.dims[3]) >= smallestSaving,
               Double(weightShape[0] * weightShape[1]) / Double(weightShape[0] + weightShape[1]) >= smallestWorkPerValue,
-              let inputBlock = source.channelBlock, let outputBlock = output.channelBlock,
+              let inputBlock = source.converted(to: .fp32).channelBlock, let outputBlock = output.converted(to: .fp32).channelBlock,
               inputBlock % 8 == 0, outputBlock % 8 == 0,
               weightShape[1] % inputBlock == 0, weightShape[0] % outputBlock == 0 else { return nil }
         return (algorithm, (inputBlock, outputBlock))

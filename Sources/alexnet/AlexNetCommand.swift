@@ -58,9 +58,10 @@ extension Precision: ExpressibleByArgument {}
 /// `--precision`, for the commands that run the network (mixed precision: docs/DESIGN.md,
 /// Training).
 struct PrecisionOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("fp32, or bf16: convolutions and linear layers on bfloat16 copies of their inputs and weights, "
-                               + "with float32 accumulation, outputs, master weights, gradients, SGD and checkpoints. bf16 needs a "
-                               + "CPU with AVX-512 BF16 or AMX and is refused elsewhere (default: fp32).", valueName: "fp32|bf16"))
+    @Option(help: ArgumentHelp("fp32, or bf16: the convolutional trunk's activations and their gradients in bfloat16, the "
+                               + "linear layers on bfloat16 copies of their inputs and weights, with float32 accumulation, "
+                               + "master weights, weight gradients, SGD and checkpoints. bf16 needs a CPU with AVX-512 BF16 or AMX "
+                               + "and is refused elsewhere (default: fp32).", valueName: "fp32|bf16"))
     var precision: Precision?
 
     var value: Precision { precision ?? .fp32 }

@@ -44,7 +44,8 @@ public final class Conv2d: Layer {
     ///   - input: the layout of x, fixed by whoever produces it (another layer's `output.layout`).
     ///   - parameters: where `<name>.weight` and `<name>.bias` (and their gradients) live.
     ///   - inputGradient: whether backward computes ∂x (not for the network's first layer).
-    ///   - precision: bf16 computes on bfloat16 copies of x and the weights (see `Precision`).
+    ///   - precision: bf16 reads x and writes y and ∂x in bfloat16, with bfloat16 copies of the
+    ///     weights (see `Precision`).
     public init(name: String, geometry g: Geometry, input: TensorLayout, fusedReLU: Bool, mode: Mode,
                 inputGradient: Bool = true, precision: Precision = .fp32, parameters: ParameterStore, engine: Engine) throws {
         self.name = name

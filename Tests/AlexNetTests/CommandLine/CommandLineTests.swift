@@ -66,6 +66,20 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(out.contains("peak ") && out.contains("FMA kernel"), "the measured peak is printed: \(out)")
         XCTAssertGreaterThan(json?["train_images_per_second"] as? Double ?? 0, 0)
         XCTAssertTrue(out.contains("conv2") && out.contains("SGD update"), "--layers prints the per-layer table")
+        XCTAssertTrue(out.contains("memory of the training network"), "--layers prints the memory plan: \(out)")
+        // Each precision's peak comes from a child process of its own: smaller than this
+        // process's, which also ran the machine's peak (a child reporting its parent's peak,
+        // as getrusage would after exec, fails here).
+        let fp32 = try XCTUnwrap(json?["peak_rss_bytes_fp32"] as? Int, "missing peak_rss_bytes_fp32 in \(last)")
+        XCTAssertGreaterThan(fp32, 0)
+        XCTAssertLessThan(fp32, json?["peak_rss_bytes"] as? Int ?? 0)
+        XCTAssertTrue(out.contains("peak memory per precision"), out)
+        if CPUCapabilities.hasNativeBF16 {
+            XCTAssertGreaterThan(json?["peak_rss_bytes_bf16"] as? Int ?? 0, 0, last)
+        } else {
+            XCTAssertNil(json?["peak_rss_bytes_bf16"], last)
+            XCTAssertTrue(out.contains("bf16 skipped"), out)
+        }
     }
 
     func testBadFlagsAreRejectedWithAMessage() throws {

@@ -147,4 +147,46 @@ final class PrecisionTests: XCTestCase {
             .run(engine: sharedEngine, batchSize: 5, threads: 2, precision: .fp32)
         XCTAssertEqual(inFP32.loss, bf16.last!.val, accuracy: 0.05 * bf16.last!.val + 0.01)
     }
+
+    /// A bf16 5×5 layer wide enough for Winograd runs it (float32 transforms and products on
+    /// float32 twins of its bfloat16 tensors) and matches the float64 reference within bf16's
+    /// bound in y, ∂x, ∂w and ∂b; a bf16 3×3 layer runs oneDNN's bf16 kernel.
+    func testBF16WinogradOn5x5MatchesReference() throws {
+        try Self.requireNativeBF16()
+        let g = Conv2d.Geometry(inChannels: 64, outChannels: 64, kernel: 5, padding: 2)
+        let x = Tensor(randomNormal: [5, 64, 9, 7], seed: 41)
+        let w = Tensor(randomNormal: g.weightShape, std: 0.05, seed: 42)
+        let b = Tensor(randomNormal: [64], std: 0.2, seed: 43)
+        let dy = Tensor(randomNormal: [5, 64, 9, 7], seed: 44)
+        let params = ParameterStore([("c.weight", w.shape), ("c.bias", b.shape)])
+        try params.set("c.weight", w)
+        try params.set("c.bias", b)
+        let input = try DeviceTensor.plain(x.shape, engine: sharedEngine)
+        let conv = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: false, mode: .training, precision: .bf16,
+                              parameters: params, engine: sharedEngine)
+        XCTAssertEqual(Set(conv.implementations.map(\.implementation)), ["ours:winograd_4x4_5x5"])
+        try input.write(x)
+        try conv.forward(input)
+        let dOut = try DeviceTensor(conv.output.layout, engine: sharedEngine)
+        try dOut.write(dy)
+        try conv.backward(input: input, dOutput: dOut)
+        let y = Conv2d.referenceForward(x: x, weight: w, bias: b, stride: 1, padding: 2)
+        let r = Conv2d.referenceBackward(x: x, weight: w, dy: dy, stride: 1, padding: 2)
+        func relative(_ a: Tensor, _ b: Tensor) -> Double {
+            let d = zip(a.data, b.data).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+            return (d / b.data.reduce(0.0) { $0 + Double($1) * Double($1) }).squareRoot()
+        }
+        XCTAssertLessThan(relative(try conv.output.read(), y), 1e-2)
+        XCTAssertLessThan(relative(try XCTUnwrap(conv.dInput).read(), r.dx), 1e-2)
+        XCTAssertLessThan(relative(try params.tensor("c.weight", grad: true), r.dWeight), 1e-2)
+        XCTAssertLessThan(relative(try params.tensor("c.bias", grad: true), r.dBias), 1e-2)
+        // bf16, not float32: the input and output went through bfloat16.
+        XCTAssertGreaterThan(relative(try conv.output.read(), y), 1e-5)
+
+        let g3 = Conv2d.Geometry(inChannels: 64, outChannels: 64, kernel: 3, padding: 1)
+        let p3 = ParameterStore([("c.weight", g3.weightShape), ("c.bias", [64])])
+        let conv3 = try Conv2d(name: "c", geometry: g3, input: input.layout, fusedReLU: false, mode: .training, precision: .bf16,
+                               parameters: p3, engine: sharedEngine)
+        XCTAssertFalse(conv3.implementations.contains { $0.implementation.contains("winograd") }, "\(conv3.implementations)")
+    }
 }
