@@ -1,3 +1,4 @@
+import AlexNetTraining
 import Foundation
 import XCTest
 

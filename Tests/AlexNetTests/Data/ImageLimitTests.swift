@@ -1,9 +1,4 @@
-import AlexNetCore
 import AlexNetData
-import AlexNetInterop
-import AlexNetKernels
-import AlexNetModel
-import AlexNetTools
 import AlexNetTraining
 import CPNG
 import Foundation

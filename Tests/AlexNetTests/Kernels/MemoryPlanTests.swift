@@ -1,11 +1,8 @@
-import XCTest
 import AlexNetCore
-import AlexNetData
-import AlexNetInterop
 import AlexNetKernels
 import AlexNetModel
-import AlexNetTools
 import AlexNetTraining
+import XCTest
 
 /// The buffer plan behind a network's arena: the planner never puts two buffers that are live
 /// at the same step on shared bytes, the check catches a plan that does, and a network built on

@@ -1,5 +1,4 @@
 import AlexNetCore
-import AlexNetData
 import AlexNetInterop
 import AlexNetKernels
 import AlexNetModel

@@ -1,10 +1,7 @@
 import AlexNetCore
-import AlexNetData
-import AlexNetInterop
 import AlexNetKernels
 import AlexNetModel
 import AlexNetTools
-import AlexNetTraining
 import Foundation
 import XCTest
 

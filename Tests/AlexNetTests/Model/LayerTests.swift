@@ -1,10 +1,6 @@
 import AlexNetCore
-import AlexNetData
-import AlexNetInterop
 import AlexNetKernels
 import AlexNetModel
-import AlexNetTools
-import AlexNetTraining
 import XCTest
 
 /// Each oneDNN-backed layer against its plain-Swift reference on small random shapes beyond the

@@ -1,9 +1,5 @@
 import AlexNetCore
-import AlexNetData
-import AlexNetInterop
-import AlexNetKernels
 import AlexNetModel
-import AlexNetTools
 import AlexNetTraining
 import XCTest
 

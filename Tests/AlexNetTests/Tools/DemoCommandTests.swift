@@ -1,9 +1,3 @@
-import AlexNetCore
-import AlexNetData
-import AlexNetInterop
-import AlexNetKernels
-import AlexNetModel
-import AlexNetTools
 import AlexNetTraining
 import CZlib
 import Foundation
