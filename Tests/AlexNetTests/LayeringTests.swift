@@ -8,43 +8,10 @@ import XCTest
 /// dependencies' dependencies too, which would hide a missing edge until someone builds the target
 /// alone; this test closes that gap by checking every `import` against Package.swift.
 final class LayeringTests: XCTestCase {
-    struct Target { var name: String; var path: String; var dependencies: Set<String> }
-
     /// Modules every target may import: the toolchain's.
     static let system: Set<String> = ["Foundation", "FoundationEssentials", "Dispatch", "Glibc", "Musl", "Darwin", "XCTest"]
 
-    /// The library and executable targets of Package.swift, with their declared dependencies
-    /// (a product's module is its name).
-    func targets() throws -> [Target] {
-        let manifest = try String(contentsOf: Paths.repository.appendingPathComponent("Package.swift"), encoding: .utf8)
-        func names(_ text: Substring) -> Set<String> {
-            let quoted = try! NSRegularExpression(pattern: #""(\w+)""#)
-            let s = String(text)
-            return Set(quoted.matches(in: s, range: NSRange(s.startIndex..., in: s)).map { String(s[Range($0.range(at: 1), in: s)!]) })
-        }
-        // `let library: [Target.Dependency] = [...]` is spliced into some dependency lists.
-        let library = try XCTUnwrap(manifest.range(of: #"let library: \[Target.Dependency\] = \[[^\]]*\]"#, options: .regularExpression))
-        let libraryNames = names(manifest[library])
-        var found: [Target] = []
-        let starts = manifest.ranges(of: #/\.(target|executableTarget)\(/#)
-        for (i, start) in starts.enumerated() {
-            let end = i + 1 < starts.count ? starts[i + 1].lowerBound : manifest.endIndex
-            let block = manifest[start.upperBound..<end]
-            guard let name = block.firstMatch(of: #/name: "(\w+)"/#)?.1 else { continue }
-            let path = block.firstMatch(of: #/path: "([^"]+)"/#)?.1 ?? "Sources/\(name)"
-            var dependencies = Set<String>()
-            if let list = block.firstMatch(of: #/dependencies: (library \+ )?\[([^\]]*)\]/#) {
-                dependencies = names(list.2)
-                if list.1 != nil { dependencies.formUnion(libraryNames) }
-                dependencies.remove("swift-log"); dependencies.remove("swift-protobuf")
-                dependencies.remove("swift-argument-parser"); dependencies.remove("Yams")
-                if list.2.contains("package: \"Yams\"") { dependencies.insert("Yams") }
-            }
-            if block.contains("swiftProtobuf") { dependencies.insert("SwiftProtobuf") }
-            found.append(Target(name: String(name), path: String(path), dependencies: dependencies))
-        }
-        return found
-    }
+    func targets() throws -> [PackageManifest.Target] { try PackageManifest.targets() }
 
     func imports(under folder: String) throws -> [(file: String, module: String)] {
         let root = Paths.repository.appendingPathComponent(folder)

@@ -75,3 +75,46 @@ func assertClose(_ a: Tensor, _ b: Tensor, _ tolerance: Double = 1e-5, _ what: S
 }
 
 let sharedEngine: Engine = try! Engine()
+
+/// The targets Package.swift declares, read from its text: each library and executable target's
+/// name, source folder and direct dependencies (a product's module is its name).
+enum PackageManifest {
+    struct Target { var name: String; var path: String; var dependencies: Set<String> }
+
+    static func targets() throws -> [Target] {
+        let manifest = try String(contentsOf: Paths.repository.appendingPathComponent("Package.swift"), encoding: .utf8)
+        // Quoted names, leaving out the package a product comes from.
+        func names(_ text: Substring) -> Set<String> {
+            let quoted = try! NSRegularExpression(pattern: #"(?<!package: )"([\w-]+)""#)
+            let s = String(text)
+            return Set(quoted.matches(in: s, range: NSRange(s.startIndex..., in: s)).map { String(s[Range($0.range(at: 1), in: s)!]) })
+        }
+        // `let library: [Target.Dependency] = [...]` is spliced into some dependency lists, and
+        // `swiftProtobuf` names SwiftProtobuf's product.
+        guard let library = manifest.firstMatch(of: #/let library: \[Target.Dependency\] = \[[^\]]*\]/#) else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "Package.swift has no `let library` list"])
+        }
+        let libraryNames = names(library.0)
+        var found: [Target] = []
+        let starts = manifest.ranges(of: #/\.(target|executableTarget)\(/#)
+        for (i, start) in starts.enumerated() {
+            let end = i + 1 < starts.count ? starts[i + 1].lowerBound : manifest.endIndex
+            let block = manifest[start.upperBound..<end]
+            guard let name = block.firstMatch(of: #/name: "(\w+)"/#)?.1 else { continue }
+            let path = block.firstMatch(of: #/path: "([^"]+)"/#)?.1 ?? "Sources/\(name)"
+            var dependencies = Set<String>()
+            if let list = block.firstMatch(of: #/dependencies: (library \+ )?\[([^\]]*)\]/#) {
+                dependencies = names(list.2)
+                if list.1 != nil { dependencies.formUnion(libraryNames) }
+            }
+            if block.contains("swiftProtobuf") { dependencies.insert("SwiftProtobuf") }
+            found.append(Target(name: String(name), path: String(path), dependencies: dependencies))
+        }
+        return found
+    }
+
+    /// The source folders of the library's targets (AlexNet…, generated protos left out).
+    static func librarySources() throws -> [String] {
+        try targets().filter { $0.name.hasPrefix("AlexNet") && $0.name != "AlexNetProtos" }.map(\.path)
+    }
+}

@@ -16,8 +16,10 @@ final class ErrorDescriptionTests: XCTestCase {
         let declaration = try NSRegularExpression(pattern: #"^\s*(public\s+|package\s+)?(final\s+)?(struct|enum|class)\s+(\w+)\s*:([^{]*)\{"#,
                                                   options: [.anchorsMatchLines])
         var found: [String] = []
-        for folder in ["Core", "Interop", "Kernels", "Data", "Model", "Training", "Tools"] {
-            let root = Paths.repository.appendingPathComponent("Sources/\(folder)")
+        let folders = try PackageManifest.librarySources()
+        XCTAssertEqual(folders.count, 7, "the library's targets: \(folders)")
+        for folder in folders {
+            let root = Paths.repository.appendingPathComponent(folder)
             for case let f as String in try XCTUnwrap(FileManager.default.enumerator(atPath: root.path)) where f.hasSuffix(".swift") && !f.hasSuffix(".pb.swift") {
                 let text = try String(contentsOf: root.appendingPathComponent(f), encoding: .utf8)
                 for m in declaration.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
