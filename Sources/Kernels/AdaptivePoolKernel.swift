@@ -14,9 +14,8 @@ package final class AdaptivePoolKernel {
     package let output: DeviceTensor
     /// In the input's layout.
     package let dInput: DeviceTensor?
-    /// x and ∂x as plain floats, and the reorders to and from them, where the input is blocked.
-    let plainInput: DeviceTensor?, plainDInput: DeviceTensor?
-    let toPlain: Reorder?, fromPlain: Reorder?
+    /// x and ∂x as plain floats, where the input is blocked.
+    let plainInput: Staged, plainDInput: Staged
     let rows: [Range<Int>], columns: [Range<Int>]
 
     package init(name: String, input: TensorLayout, size: Int, training: Bool, engine: Engine) throws {
@@ -24,12 +23,10 @@ package final class AdaptivePoolKernel {
         (self.name, self.size, inputDims) = (name, size, d)
         output = try DeviceTensor.plain([d[0], d[1], size, size], engine: engine)
         let plain = try TensorLayout.plain(d)
-        let blocked = input != plain
-        plainInput = blocked ? try DeviceTensor(plain, engine: engine) : nil
-        toPlain = blocked ? try Reorder(from: input, to: plain, engine: engine, name: "\(name) reorder") : nil
+        plainInput = try Staged(reading: plain, from: input, lifetime: .persistent, engine: engine, name: "\(name) reorder")
         dInput = training ? try DeviceTensor(input, engine: engine) : nil
-        plainDInput = training && blocked ? try DeviceTensor(plain, engine: engine) : nil
-        fromPlain = training && blocked ? try Reorder(from: plain, to: input, engine: engine, name: "\(name) backward reorder") : nil
+        plainDInput = training ? try Staged(writing: plain, into: input, lifetime: .persistent, engine: engine,
+                                            name: "\(name) backward reorder") : .direct
         rows = Self.windows(d[2], size)
         columns = Self.windows(d[3], size)
     }
@@ -40,8 +37,7 @@ package final class AdaptivePoolKernel {
     }
 
     package func forward(_ input: DeviceTensor) throws {
-        if let toPlain, let plainInput { try toPlain.run(from: input, to: plainInput) }
-        let x = (plainInput ?? input).pointer, y = output.pointer
+        let x = try plainInput.filled(from: input).pointer, y = output.pointer
         let (h, w, s) = (inputDims[2], inputDims[3], size)
         for plane in 0..<(inputDims[0] * inputDims[1]) {
             let xp = x + plane * h * w, yp = y + plane * s * s
@@ -58,7 +54,7 @@ package final class AdaptivePoolKernel {
     /// ∂x: each output gradient spread evenly over its window (overlapping windows add up).
     package func backward(dOutput: DeviceTensor) throws {
         guard let dInput else { throw LayerError.notTraining(name) }
-        let dx = (plainDInput ?? dInput).pointer, dy = dOutput.pointer
+        let dx = plainDInput.tensor(for: dInput).pointer, dy = dOutput.pointer
         let (h, w, s) = (inputDims[2], inputDims[3], size)
         dx.update(repeating: 0, count: inputDims.reduce(1, *))
         for plane in 0..<(inputDims[0] * inputDims[1]) {
@@ -70,6 +66,6 @@ package final class AdaptivePoolKernel {
                 }
             }
         }
-        if let fromPlain, let plainDInput { try fromPlain.run(from: plainDInput, to: dInput) }
+        try plainDInput.flush(into: dInput)
     }
 }

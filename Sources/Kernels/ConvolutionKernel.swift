@@ -25,7 +25,7 @@ import CDNNL
 /// float32). A float32 input (the network's images) is converted by the same reorder that
 /// changes its layout. Where Winograd's algorithms apply to a bf16 layer (`WinogradKernel`), they
 /// compute in float32 on float32 twins of its bfloat16 tensors, converted on the way in and out
-/// (`Float32Twin`).
+/// (`Staged` float32 buffers).
 package final class ConvolutionKernel {
     /// What to compute: the layer's geometry, in plain terms.
     package struct Description {
@@ -51,48 +51,34 @@ package final class ConvolutionKernel {
     package let dInput: DeviceTensor?
 
     let forwardPrimitive: Primitive
-    /// The input in the layout this convolution chose for it, when that is not the layout the
+    /// The input in the layout this convolution chose for it, where that is not the layout the
     /// previous layer produces (each layer gets oneDNN's best implementation for the ISA at
-    /// hand instead of inheriting conv1's layout) or when it is padded explicitly, and the
-    /// reorders into it and, for the gradient, back.
-    let sourceCopy: DeviceTensor?
-    let sourceReorder: Reorder?
-    let chosenDInput: DeviceTensor?
-    let dInputReorder: Reorder?
-    /// With explicit padding, the interiors of `sourceCopy` and `chosenDInput` (views into them,
-    /// inside the zero border) that the two reorders write and read.
-    let sourceInterior: DeviceTensor?
-    let dInputInterior: DeviceTensor?
-    /// When the implementation writes a plain output (a GEMM, where no JIT kernel takes the
-    /// convolution even padded beforehand) while the layers after it have JIT kernels only for a
-    /// blocked one, the plain result and the reorder to the blocked `output`.
-    let plainOutput: DeviceTensor?
-    let outputReorder: Reorder?
-    /// ∂output as the backward primitives read it, when that is not `output`'s layout and type:
-    /// the written (plain) layout, or a bf16 copy, and the reorder into it.
-    let gradientCopy: DeviceTensor?
-    let gradientReorder: Reorder?
+    /// hand instead of inheriting conv1's layout) or where it is padded explicitly (the input
+    /// in the interior of a buffer with a zero border); ∂input likewise, the other way.
+    let source: Staged, chosenDInput: Staged
+    /// Where the implementation writes a plain output (a GEMM, where no JIT kernel takes the
+    /// convolution even padded beforehand) while the layers after it have JIT kernels only for
+    /// a blocked one: the plain result, reordered into the blocked `output`.
+    let writtenOutput: Staged
+    /// ∂output as the backward primitives read it, where that is not `output`'s layout and
+    /// type: the written (plain) layout, or a bf16 copy.
+    let gradient: Staged
     let weight: DeviceTensor, bias: DeviceTensor, dWeight: DeviceTensor?, dBias: DeviceTensor?
-    let forwardWeight: DeviceTensor
-    let forwardWeightReorder: Reorder?
+    /// The weights and their gradient in the layouts the primitives chose.
+    let forwardWeight: Staged, backwardDataWeight: Staged, chosenDWeight: Staged
 
     let backwardData: Primitive?
-    let backwardDataWeight: DeviceTensor?
-    let backwardDataWeightReorder: Reorder?
     let backwardWeights: Primitive?
-    let chosenDWeight: DeviceTensor?
-    let dWeightReorder: Reorder?
     let reluBackward: ReLUBackward?
     let fusedReLU: Bool
     /// Whether backward reads the layer's input itself (not a copy of it), or its output (a
     /// fused ReLU's mask): a network's memory plan keeps those alive until then.
-    package var readsInputInBackward: Bool { sourceCopy == nil }
+    package var readsInputInBackward: Bool { source.buffer == nil }
     package var readsOutputInBackward: Bool { fusedReLU }
     /// Runs every pass instead of the primitives when set (which still choose the layouts).
     let winograd: WinogradKernel?
     /// In bf16 with `winograd`: float32 twins of its input, output, ∂output and ∂input.
-    let winogradInput: Float32Twin?, winogradOutput: Float32Twin?
-    let winogradGradient: Float32Twin?, winogradInputGradient: Float32Twin?
+    let winogradInput: Staged, winogradOutput: Staged, winogradGradient: Staged, winogradInputGradient: Staged
 
     package var implementations: Implementations {
         var passes = passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)])
@@ -136,35 +122,21 @@ package final class ConvolutionKernel {
             guard let explicitPadding else { return layout }
             return try layout.window(input.dims, at: [0, 0, explicitPadding.begin, explicitPadding.begin])
         }
-        let sourceWindow = try interior(of: chosenSource)
-        if sourceWindow == input {
-            (sourceCopy, sourceReorder, sourceInterior) = (nil, nil, nil)
-        } else {
-            // A zero border is written once, so that copy keeps its own memory; backward's
-            // weight gradient reads this step's copy again.
-            let lifetime: BufferLifetime = explicitPadding != nil ? .persistent : gradients != nil ? .saved : .forwardScratch
-            let copy = try DeviceTensor(chosenSource, engine: engine, lifetime: lifetime)
-            sourceCopy = copy
-            sourceInterior = explicitPadding == nil ? nil : try copy.view(sourceWindow)
-            sourceReorder = try Reorder(from: input, to: sourceWindow, engine: engine,
-                                        name: explicitPadding == nil ? "\(name) input reorder" : "\(name) input padding")
-        }
+        // A zero border is written once, so that copy keeps its own memory; backward's weight
+        // gradient reads this step's copy again.
+        source = try Staged(reading: chosenSource, window: explicitPadding == nil ? nil : try interior(of: chosenSource), from: input,
+                            lifetime: explicitPadding != nil ? .persistent : gradients != nil ? .saved : .forwardScratch,
+                            engine: engine, name: explicitPadding == nil ? "\(name) input reorder" : "\(name) input padding")
         let written = forwardPrimitive.desc(dnnl_query_dst_md)
         let preferred = try Self.preferredLayout(outDims, engine: engine)
-        if written.isPlain && preferred != written {
-            plainOutput = try DeviceTensor(written, engine: engine, lifetime: .forwardScratch)
-            output = try DeviceTensor(preferred, engine: engine, lifetime: .output)
-            outputReorder = try Reorder(from: written, to: preferred, engine: engine, name: "\(name) output reorder")
-        } else {
-            output = try DeviceTensor(written, engine: engine, lifetime: .output)
-            (plainOutput, outputReorder) = (nil, nil)
-        }
+        output = try DeviceTensor(written.isPlain ? preferred : written, engine: engine, lifetime: .output)
+        writtenOutput = try Staged(writing: written, into: output.layout, lifetime: .forwardScratch, engine: engine,
+                                   name: "\(name) output reorder")
         // Backward data may read forward's copy of the weights (when it wants the same layout).
-        (forwardWeight, forwardWeightReorder) = try Self.copy(of: weight, as: forwardPrimitive.desc(dnnl_query_weights_md),
-                                                              engine: engine, name: "\(name) weight reorder",
-                                                              lifetime: gradients != nil ? .saved : .forwardScratch)
+        forwardWeight = try Staged(reading: forwardPrimitive.desc(dnnl_query_weights_md), from: weight.layout,
+                                   lifetime: gradients != nil ? .saved : .forwardScratch, engine: engine, name: "\(name) weight reorder")
         fusedReLU = d.fusedReLU
-        if explicitPadding == nil, plainOutput == nil,
+        if explicitPadding == nil, writtenOutput.buffer == nil,
            let choice = WinogradKernel.algorithm(weightShape: d.weightShape, stride: d.stride, padding: d.padding,
                                                  precision: d.precision, source: chosenSource, output: output.layout) {
             winograd = try WinogradKernel(choice.algorithm, blocks: choice.blocks, weightShape: d.weightShape, inputDims: input.dims,
@@ -174,18 +146,23 @@ package final class ConvolutionKernel {
         }
         // Float32 twins of the bfloat16 tensors Winograd's float32 transforms read and write.
         let twins = winograd != nil && d.precision != .fp32
-        func twin(_ layout: TensorLayout, _ lifetime: BufferLifetime, _ what: String) throws -> Float32Twin? {
-            twins ? try Float32Twin(of: layout, lifetime: lifetime, engine: engine, name: "\(name) \(what)") : nil
+        func twin(reading layout: TensorLayout, _ lifetime: BufferLifetime, _ what: String) throws -> Staged {
+            twins ? try Staged(reading: layout.converted(to: .fp32), from: layout, lifetime: lifetime, engine: engine,
+                               name: "\(name) \(what) to float32") : .direct
         }
-        winogradInput = try twin(chosenSource, gradients != nil ? .scratch : .forwardScratch, "input")
-        winogradOutput = try twin(output.layout, .forwardScratch, "output")
-        winogradGradient = try twin(output.layout, .backwardScratch, "output gradient")
-        winogradInputGradient = gradients != nil && d.inputGradient ? try twin(chosenSource, .backwardScratch, "input gradient") : nil
+        func twin(writing layout: TensorLayout, _ lifetime: BufferLifetime, _ what: String) throws -> Staged {
+            twins ? try Staged(writing: layout.converted(to: .fp32), into: layout, lifetime: lifetime, engine: engine,
+                               name: "\(name) \(what) to bfloat16") : .direct
+        }
+        winogradInput = try twin(reading: chosenSource, gradients != nil ? .scratch : .forwardScratch, "input")
+        winogradOutput = try twin(writing: output.layout, .forwardScratch, "output")
+        winogradGradient = gradients != nil ? try twin(reading: output.layout, .backwardScratch, "output gradient") : .direct
+        winogradInputGradient = gradients != nil && d.inputGradient
+            ? try twin(writing: chosenSource, .backwardScratch, "input gradient") : .direct
 
         guard let gradients, let bw = chosen.backwardWeights else {
-            (dInput, dWeight, dBias, backwardData, backwardDataWeight, backwardDataWeightReorder) = (nil, nil, nil, nil, nil, nil)
-            (backwardWeights, chosenDWeight, dWeightReorder, reluBackward) = (nil, nil, nil, nil)
-            (chosenDInput, dInputReorder, gradientCopy, gradientReorder, dInputInterior) = (nil, nil, nil, nil, nil)
+            (dInput, dWeight, dBias, backwardData, backwardWeights, reluBackward) = (nil, nil, nil, nil, nil, nil)
+            (backwardDataWeight, chosenDWeight, chosenDInput, gradient) = (.direct, .direct, .direct, .direct)
             return
         }
         let dWeight = try DeviceTensor(plainWeight, engine: engine, borrowing: gradients.weight)
@@ -193,47 +170,26 @@ package final class ConvolutionKernel {
         dBias = try DeviceTensor(plainBias, engine: engine, borrowing: gradients.bias)
         let gradientLayout = bw.desc(dnnl_query_diff_dst_md)
         reluBackward = d.fusedReLU ? try ReLUBackward(name: name, layout: output.layout, engine: engine) : nil
-        if gradientLayout == output.layout {
-            (gradientCopy, gradientReorder) = (nil, nil)
-        } else {
-            gradientCopy = try DeviceTensor(gradientLayout, engine: engine, lifetime: .backwardScratch)
-            gradientReorder = try Reorder(from: output.layout, to: gradientLayout, engine: engine,
-                                          name: "\(name) output-gradient reorder")
-        }
+        gradient = try Staged(reading: gradientLayout, from: output.layout, lifetime: .backwardScratch, engine: engine,
+                              name: "\(name) output-gradient reorder")
         backwardWeights = bw
-        let chosenGradient = bw.desc(dnnl_query_diff_weights_md)
-        if chosenGradient == plainWeight {
-            (chosenDWeight, dWeightReorder) = (dWeight, nil)
-        } else {
-            chosenDWeight = try DeviceTensor(chosenGradient, engine: engine, lifetime: .backwardScratch)
-            dWeightReorder = try Reorder(from: chosenGradient, to: plainWeight, engine: engine, name: "\(name) weight-gradient reorder")
-        }
+        chosenDWeight = try Staged(writing: bw.desc(dnnl_query_diff_weights_md), into: plainWeight, lifetime: .backwardScratch,
+                                   engine: engine, name: "\(name) weight-gradient reorder")
 
         if let bd = chosen.backwardData {
             backwardData = bd
             let dSource = bd.desc(dnnl_query_diff_src_md)
             let dIn = try DeviceTensor(input, engine: engine, lifetime: .inputGradient)
             dInput = dIn
-            let dSourceWindow = try interior(of: dSource)
-            if dSourceWindow == input {
-                (chosenDInput, dInputReorder, dInputInterior) = (dIn, nil, nil)
-            } else {
-                let chosen = try DeviceTensor(dSource, engine: engine, lifetime: .backwardScratch)
-                chosenDInput = chosen
-                dInputInterior = explicitPadding == nil ? nil : try chosen.view(dSourceWindow)
-                dInputReorder = try Reorder(from: dSourceWindow, to: input, engine: engine, name: "\(name) input-gradient reorder")
-            }
+            chosenDInput = try Staged(writing: dSource, window: explicitPadding == nil ? nil : try interior(of: dSource), into: input,
+                                      lifetime: .backwardScratch, engine: engine, name: "\(name) input-gradient reorder")
             let wanted = bd.desc(dnnl_query_weights_md)
-            if wanted == forwardWeight.layout {
-                (backwardDataWeight, backwardDataWeightReorder) = (forwardWeight, nil)
-            } else {
-                (backwardDataWeight, backwardDataWeightReorder) = try Self.copy(of: weight, as: wanted, engine: engine,
-                                                                                name: "\(name) backward weight reorder",
-                                                                                lifetime: .backwardScratch)
-            }
+            backwardDataWeight = wanted == forwardWeight.layout(around: weight.layout)
+                ? forwardWeight.alreadyFilled
+                : try Staged(reading: wanted, from: weight.layout, lifetime: .backwardScratch, engine: engine,
+                             name: "\(name) backward weight reorder")
         } else {
-            (backwardData, dInput, backwardDataWeight, backwardDataWeightReorder) = (nil, nil, nil, nil)
-            (chosenDInput, dInputReorder, dInputInterior) = (nil, nil, nil)
+            (backwardData, dInput, backwardDataWeight, chosenDInput) = (nil, nil, .direct, .direct)
         }
     }
 
@@ -299,14 +255,6 @@ package final class ConvolutionKernel {
         }
     }
 
-    /// `source` itself when it already has the layout, else a new buffer and the reorder into it.
-    static func copy(of source: DeviceTensor, as layout: TensorLayout, engine: Engine, name: String,
-                     lifetime: BufferLifetime) throws -> (DeviceTensor, Reorder?) {
-        if layout == source.layout { return (source, nil) }
-        return (try DeviceTensor(layout, engine: engine, lifetime: lifetime),
-                try Reorder(from: source.layout, to: layout, engine: engine, name: name))
-    }
-
     /// The layout a JIT convolution reading a tensor of `dims` would choose for it: what the
     /// layers after a convolution run fastest on, whatever the ISA (nChw8c with AVX2, nChw16c
     /// with AVX-512).
@@ -322,76 +270,45 @@ package final class ConvolutionKernel {
         return try Primitive(&fd, name: "layout probe", engine: engine).desc(dnnl_query_src_md)
     }
 
-    /// The input as the primitives read it: reordered by `forward` into `sourceCopy` if needed.
-    private func source(_ input: DeviceTensor) -> DeviceTensor { sourceCopy ?? input }
-
     package func forward(_ input: DeviceTensor) throws {
-        if let sourceReorder, let sourceCopy { try sourceReorder.run(from: input, to: sourceInterior ?? sourceCopy) }
+        let x = try source.filled(from: input)
         if let winograd {
-            let x = try winogradInput?.filled(from: source(input)) ?? source(input)
-            try winograd.forward(x: x, weight: weight, bias: bias, relu: fusedReLU, y: winogradOutput?.tensor ?? output, engine: engine)
-            try winogradOutput?.store(into: output)
+            let y = winogradOutput.tensor(for: output)
+            try winograd.forward(x: try winogradInput.filled(from: x), weight: weight, bias: bias, relu: fusedReLU, y: y,
+                                 engine: engine)
+            try winogradOutput.flush(into: output)
             return
         }
-        if let forwardWeightReorder { try forwardWeightReorder.run(from: weight, to: forwardWeight) }
-        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, source(input)), (DNNL_ARG_WEIGHTS, forwardWeight),
-                                              (DNNL_ARG_BIAS, bias), (DNNL_ARG_DST, plainOutput ?? output)])
-        if let outputReorder, let plainOutput { try outputReorder.run(from: plainOutput, to: output) }
+        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, x), (DNNL_ARG_WEIGHTS, try forwardWeight.filled(from: weight)),
+                                              (DNNL_ARG_BIAS, bias), (DNNL_ARG_DST, writtenOutput.tensor(for: output))])
+        try writtenOutput.flush(into: output)
     }
 
     /// `dOutput` is in `output`'s layout and is overwritten (fused ReLU's backward runs in place).
+    /// The staged input is this step's: forward filled it.
     package func backward(input: DeviceTensor, dOutput: DeviceTensor) throws {
-        guard let backwardWeights, let chosenDWeight, let dWeight, let dBias else { throw LayerError.notTraining(name) }
+        guard let backwardWeights, let dWeight, let dBias else { throw LayerError.notTraining(name) }
         try reluBackward?.run(output: output, dOutput: dOutput, dInput: dOutput)
-        var gradient = dOutput
-        if let gradientReorder, let gradientCopy {
-            try gradientReorder.run(from: dOutput, to: gradientCopy)
-            gradient = gradientCopy
-        }
+        let x = source.tensor(for: input)
+        var dy = try gradient.filled(from: dOutput)
         if let winograd {
-            let x = try winogradInput?.filled(from: source(input)) ?? source(input)
-            gradient = try winogradGradient?.filled(from: gradient) ?? gradient
-            try winograd.backwardWeights(x: x, dOutput: gradient, dWeight: dWeight, dBias: dBias, engine: engine)
+            dy = try winogradGradient.filled(from: dy)
+            try winograd.backwardWeights(x: try winogradInput.filled(from: x), dOutput: dy, dWeight: dWeight, dBias: dBias,
+                                         engine: engine)
         } else {
-            try backwardWeights.execute(engine, [(DNNL_ARG_SRC, source(input)), (DNNL_ARG_DIFF_DST, gradient),
-                                                 (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight), (DNNL_ARG_DIFF_BIAS, dBias)])
-            if let dWeightReorder { try dWeightReorder.run(from: chosenDWeight, to: dWeight) }
+            try backwardWeights.execute(engine, [(DNNL_ARG_SRC, x), (DNNL_ARG_DIFF_DST, dy),
+                                                 (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight.tensor(for: dWeight)), (DNNL_ARG_DIFF_BIAS, dBias)])
+            try chosenDWeight.flush(into: dWeight)
         }
-        if let winograd, let dInput, let chosenDInput {
-            try winograd.backwardData(dOutput: gradient, weight: weight, dInput: winogradInputGradient?.tensor ?? chosenDInput,
-                                      engine: engine)
-            try winogradInputGradient?.store(into: chosenDInput)
-            if let dInputReorder { try dInputReorder.run(from: dInputInterior ?? chosenDInput, to: dInput) }
-        } else if let backwardData, let dInput, let chosenDInput, let backwardDataWeight {
-            if let backwardDataWeightReorder { try backwardDataWeightReorder.run(from: weight, to: backwardDataWeight) }
-            try backwardData.execute(engine, [(DNNL_ARG_DIFF_DST, gradient), (DNNL_ARG_WEIGHTS, backwardDataWeight),
-                                              (DNNL_ARG_DIFF_SRC, chosenDInput)])
-            if let dInputReorder { try dInputReorder.run(from: dInputInterior ?? chosenDInput, to: dInput) }
+        guard let dInput else { return }
+        let dx = chosenDInput.tensor(for: dInput)
+        if let winograd {
+            try winograd.backwardData(dOutput: dy, weight: weight, dInput: winogradInputGradient.tensor(for: dx), engine: engine)
+            try winogradInputGradient.flush(into: dx)
+        } else if let backwardData {
+            try backwardData.execute(engine, [(DNNL_ARG_DIFF_DST, dy), (DNNL_ARG_WEIGHTS, try backwardDataWeight.filled(from: weight)),
+                                              (DNNL_ARG_DIFF_SRC, dx)])
         }
-    }
-}
-
-/// A float32 copy of a bfloat16 tensor in the same layout, for kernels that compute in float32
-/// (`WinogradKernel`), and the conversions both ways.
-final class Float32Twin {
-    let tensor: DeviceTensor
-    private let toFloat32: Reorder, fromFloat32: Reorder
-
-    init(of layout: TensorLayout, lifetime: BufferLifetime, engine: Engine, name: String) throws {
-        let f32 = layout.converted(to: .fp32)
-        tensor = try DeviceTensor(f32, engine: engine, lifetime: lifetime)
-        toFloat32 = try Reorder(from: layout, to: f32, engine: engine, name: "\(name) to float32")
-        fromFloat32 = try Reorder(from: f32, to: layout, engine: engine, name: "\(name) to bfloat16")
-    }
-
-    /// The twin, filled from `source`.
-    func filled(from source: DeviceTensor) throws -> DeviceTensor {
-        try toFloat32.run(from: source, to: tensor)
-        return tensor
-    }
-
-    /// Converts the twin's values into `destination`.
-    func store(into destination: DeviceTensor) throws {
-        try fromFloat32.run(from: tensor, to: destination)
+        try chosenDInput.flush(into: dInput)
     }
 }

@@ -15,17 +15,15 @@ package final class InnerProductKernel {
     let backwardWeights: Primitive?
     let weight: DeviceTensor, bias: DeviceTensor, dWeight: DeviceTensor?, dBias: DeviceTensor?
     let reluBackward: ReLUBackward?
-    /// bf16 only: the converted input, weights and ∂output, and the reorders that convert them.
-    let sourceCopy: DeviceTensor?, sourceReorder: Reorder?
-    let weightCopy: DeviceTensor?, weightReorder: Reorder?
-    let gradientCopy: DeviceTensor?, gradientReorder: Reorder?
+    /// The input, weights and ∂output as the primitives read them: bfloat16 copies in bf16.
+    let source: Staged, convertedWeight: Staged, gradient: Staged
 
     /// - Parameters: `input` is (N, in), `outFeatures` the rows of the (out, in) weight.
     package var implementations: Implementations { passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)]) }
 
     /// Whether backward reads the layer's input itself (not a copy of it), or its output (a
     /// fused ReLU's mask): a network's memory plan keeps those alive until then.
-    package var readsInputInBackward: Bool { sourceCopy == nil }
+    package var readsInputInBackward: Bool { source.buffer == nil }
     package var readsOutputInBackward: Bool { reluBackward != nil }
 
     package init(name: String, input: TensorLayout, outFeatures: Int, fusedReLU: Bool, training: Bool, precision: Precision = .fp32,
@@ -38,17 +36,15 @@ package final class InnerProductKernel {
         let outLayout = try TensorLayout.plain([d[0], outFeatures])
         weight = try DeviceTensor(wLayout, engine: engine, borrowing: parameters.weight)
         bias = try DeviceTensor(bLayout, engine: engine, borrowing: parameters.bias)
-        // A bf16 copy of a plain tensor and the reorder that fills it; nothing in fp32.
-        func converted(_ layout: TensorLayout, _ what: String, _ lifetime: BufferLifetime) throws -> (DeviceTensor?, Reorder?) {
-            guard precision != .fp32 else { return (nil, nil) }
-            let copy = layout.converted(to: precision)
-            return (try DeviceTensor(copy, engine: engine, lifetime: lifetime),
-                    try Reorder(from: layout, to: copy, engine: engine, name: "\(name) \(what) conversion"))
+        // A plain tensor in `precision` (nothing to do in fp32).
+        func converted(_ layout: TensorLayout, _ what: String, _ lifetime: BufferLifetime) throws -> Staged {
+            try Staged(reading: layout.converted(to: precision), from: layout, lifetime: lifetime, engine: engine,
+                       name: "\(name) \(what) conversion")
         }
         // Backward reads this step's copy of the input again. The weights' copy (fc6's is
         // 75 MB) is made again for backward rather than kept across the steps between.
-        (sourceCopy, sourceReorder) = try converted(input, "input", training ? .saved : .forwardScratch)
-        (weightCopy, weightReorder) = try converted(wLayout, "weight", training ? .scratch : .forwardScratch)
+        source = try converted(input, "input", training ? .saved : .forwardScratch)
+        convertedWeight = try converted(wLayout, "weight", training ? .scratch : .forwardScratch)
         var src = input.converted(to: precision).md, w = wLayout.converted(to: precision).md, b = bLayout.md
         var dst = outLayout.md
         var fd = dnnl_inner_product_desc_t()
@@ -58,11 +54,10 @@ package final class InnerProductKernel {
         forwardPrimitive = try Primitive(&fd, name: "\(name) forward", engine: engine, attr: try Attributes(fusedReLU: fusedReLU))
         output = try DeviceTensor(outLayout, engine: engine, lifetime: .output)
         guard training, let dWeightView = parameters.dWeight, let dBiasView = parameters.dBias else {
-            (dInput, dWeight, dBias, backwardData, backwardWeights, reluBackward) = (nil, nil, nil, nil, nil, nil)
-            (gradientCopy, gradientReorder) = (nil, nil)
+            (dInput, dWeight, dBias, backwardData, backwardWeights, reluBackward, gradient) = (nil, nil, nil, nil, nil, nil, .direct)
             return
         }
-        (gradientCopy, gradientReorder) = try converted(outLayout, "output-gradient", .backwardScratch)
+        gradient = try converted(outLayout, "output-gradient", .backwardScratch)
         var diffDst = outLayout.converted(to: precision).md, diffSrc = input.md, diffWeight = wLayout.md
         dWeight = try DeviceTensor(wLayout, engine: engine, borrowing: dWeightView)
         dBias = try DeviceTensor(bLayout, engine: engine, borrowing: dBiasView)
@@ -79,9 +74,8 @@ package final class InnerProductKernel {
     }
 
     package func forward(_ input: DeviceTensor) throws {
-        if let sourceReorder, let sourceCopy { try sourceReorder.run(from: input, to: sourceCopy) }
-        if let weightReorder, let weightCopy { try weightReorder.run(from: weight, to: weightCopy) }
-        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, sourceCopy ?? input), (DNNL_ARG_WEIGHTS, weightCopy ?? weight),
+        try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, try source.filled(from: input)),
+                                              (DNNL_ARG_WEIGHTS, try convertedWeight.filled(from: weight)),
                                               (DNNL_ARG_BIAS, bias), (DNNL_ARG_DST, output)])
     }
 
@@ -91,13 +85,11 @@ package final class InnerProductKernel {
             throw LayerError.notTraining(name)
         }
         try reluBackward?.run(output: output, dOutput: dOutput, dInput: dOutput)
-        if let gradientReorder, let gradientCopy { try gradientReorder.run(from: dOutput, to: gradientCopy) }
+        let dy = try gradient.filled(from: dOutput)
+        let w = try convertedWeight.filled(from: weight)
         // The bf16 copy of the input is this step's: forward made it.
-        if let weightReorder, let weightCopy { try weightReorder.run(from: weight, to: weightCopy) }
-        let gradient = gradientCopy ?? dOutput
-        try backwardWeights.execute(engine, [(DNNL_ARG_SRC, sourceCopy ?? input), (DNNL_ARG_DIFF_DST, gradient),
+        try backwardWeights.execute(engine, [(DNNL_ARG_SRC, source.tensor(for: input)), (DNNL_ARG_DIFF_DST, dy),
                                              (DNNL_ARG_DIFF_WEIGHTS, dWeight), (DNNL_ARG_DIFF_BIAS, dBias)])
-        try backwardData.execute(engine, [(DNNL_ARG_DIFF_DST, gradient), (DNNL_ARG_WEIGHTS, weightCopy ?? weight),
-                                          (DNNL_ARG_DIFF_SRC, dInput)])
+        try backwardData.execute(engine, [(DNNL_ARG_DIFF_DST, dy), (DNNL_ARG_WEIGHTS, w), (DNNL_ARG_DIFF_SRC, dInput)])
     }
 }
