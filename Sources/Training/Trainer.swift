@@ -94,13 +94,13 @@ public final class Trainer {
         var lastCheckpointTime = DispatchTime.now().uptimeNanoseconds
         /// Training networks by batch size: a short last batch gets one of its own.
         var networks: [Int: Network] = [:]
-        let last: String, best: String
         init(_ s: Session, _ state: TrainingState, lastCheckpoint: String?) {
             (self.s, self.state, self.lastCheckpoint) = (s, state, lastCheckpoint)
-            last = (s.checkpointDirectory as NSString).appendingPathComponent("last.safetensors")
-            best = (s.checkpointDirectory as NSString).appendingPathComponent("best.safetensors")
         }
+        /// A file of the checkpoint folder.
         func path(_ name: String) -> String { (s.checkpointDirectory as NSString).appendingPathComponent(name) }
+        var last: String { path("last.safetensors") }
+        var best: String { path("best.safetensors") }
     }
 
     /// What one epoch's pass over the training set measured.
