@@ -1,4 +1,5 @@
 #include "alexnet_winograd.h"
+#include <stdint.h>
 #include <string.h>
 
 // libgomp's entry points (oneDNN in Debian threads with GNU OpenMP, and this file is compiled
@@ -14,6 +15,34 @@ typedef float v8 __attribute__((vector_size(32)));
 #define load(p) ({ v8 v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define store(p, v) do { v8 v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
 #define INLINE static inline __attribute__((always_inline))
+
+// Eight bfloat16 values, and eight 32-bit lanes to widen them into and round them from.
+typedef uint16_t h8 __attribute__((vector_size(16)));
+typedef uint32_t u8 __attribute__((vector_size(32)));
+
+// The activations' eight channels at element `i` of `p`: float32, or bfloat16 (`bf16`) widened
+// to float32, which is exact (a bfloat16 is the upper half of a float32).
+INLINE v8 load_activation(const void *p, long i, int bf16) {
+    if (!bf16) return load((const float *)p + i);
+    h8 h;
+    memcpy(&h, (const uint16_t *)p + i, sizeof h);
+    const u8 wide = __builtin_convertvector(h, u8) << 16;
+    v8 v;
+    memcpy(&v, &wide, sizeof v);
+    return v;
+}
+
+// Stores eight float32 values at element `i` of `p`, or with `bf16` as bfloat16 rounded to the
+// nearest (ties to even), as oneDNN's conversions do; a NaN stays a (quiet) NaN.
+INLINE void store_activation(void *p, long i, v8 v, int bf16) {
+    if (!bf16) { store((float *)p + i, v); return; }
+    u8 u;
+    memcpy(&u, &v, sizeof u);
+    const u8 nan = (u8)((u & 0x7fffffffu) > 0x7f800000u);
+    const u8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const h8 h = __builtin_convertvector((rounded & ~nan) | (((u >> 16) | 0x40u) & nan), h8);
+    memcpy((uint16_t *)p + i, &h, sizeof h);
+}
 #define UNROLL _Pragma("clang loop unroll(full)")
 // The helpers that pass v8 by value are always inlined: no call crosses an ABI, so the warning
 // that AVX vectors change it without -mavx does not apply.
@@ -130,10 +159,12 @@ static void share(long count, long *begin, long *end) {
     *end = count * (t + 1) / threads;
 }
 
+// `x` and `out` are float32, except the activations (x of the input and output-gradient
+// transforms and of the bias gradient, `out` of the output transform) with `bf16` set.
 typedef struct {
     const float *x, *bias;
     float *out;
-    int n, c, h, w, relu, backward, k, block;
+    int n, c, h, w, relu, backward, k, block, bf16;
 } job;
 
 // What the three tile transforms do to one tile's eight channels: `plane` is the offset of
@@ -220,7 +251,7 @@ INLINE void input_tile(const job *j, const algorithm *f, int block, long plane, 
     v8 d[MAX_ALPHA * MAX_ALPHA], e[MAX_ALPHA * MAX_ALPHA];
     UNROLL for (int r = 0; r < a; r++) UNROLL for (int s = 0; s < a; s++) {
         const int y = top + r, x = left + s;
-        d[r * a + s] = (y >= 0 && y < j->h && x >= 0 && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * block) : (v8){0};
+        d[r * a + s] = (y >= 0 && y < j->h && x >= 0 && x < j->w) ? load_activation(j->x, plane + ((long)y * j->w + x) * block, j->bf16) : (v8){0};
     }
     sandwich(&f->bt[0][0], a, a, MAX_ALPHA, 1, d, e);  // Bᵀ d B
     UNROLL for (int xi = 0; xi < a * a; xi++) store(j->out + ((long)xi * tiles + tile) * j->c + group * 8, e[xi]);
@@ -229,9 +260,9 @@ INLINE void input_tile(const job *j, const algorithm *f, int block, long plane, 
 INLINE void input_job(void *arg, const algorithm *f, int block) { each_tile(arg, f, block, input_tile); }
 INSTANTIATE_BLOCKED(input_job)
 
-void alexnet_winograd_input(alexnet_winograd_algorithm f, const float *x, int block, int batch, int channels,
+void alexnet_winograd_input(alexnet_winograd_algorithm f, const void *x, int bf16, int block, int batch, int channels,
                             int height, int width, float *v) {
-    job j = {.x = x, .out = v, .n = batch, .c = channels, .h = height, .w = width, .block = block};
+    job j = {.x = x, .out = v, .n = batch, .c = channels, .h = height, .w = width, .block = block, .bf16 = bf16};
     GOMP_parallel(input_jobs[f][variant(block)], &j, 0, 0);
 }
 
@@ -276,7 +307,7 @@ INLINE void output_tile(const job *j, const algorithm *f, int block, long plane,
         if (y >= j->h || x >= j->w) continue;  // the last tiles' overhang where m does not divide the size
         v8 out = o[r * m + s] + b;
         if (j->relu) for (int q = 0; q < 8; q++) out[q] = out[q] > 0 ? out[q] : 0;
-        store(j->out + plane + ((long)y * j->w + x) * block, out);
+        store_activation(j->out, plane + ((long)y * j->w + x) * block, out, j->bf16);
     }
 }
 
@@ -284,9 +315,9 @@ INLINE void output_job(void *arg, const algorithm *f, int block) { each_tile(arg
 INSTANTIATE_BLOCKED(output_job)
 
 void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const float *bias, int relu, int block,
-                             int batch, int channels, int height, int width, float *y) {
+                             int batch, int channels, int height, int width, void *y, int bf16) {
     job j = {.x = m, .bias = bias, .relu = relu, .out = y, .n = batch, .c = channels, .h = height, .w = width,
-             .block = block};
+             .block = block, .bf16 = bf16};
     GOMP_parallel(output_jobs[f][variant(block)], &j, 0, 0);
 }
 
@@ -296,7 +327,7 @@ INLINE void output_gradient_tile(const job *j, const algorithm *f, int block, lo
     v8 g[MAX_M * MAX_M], e[MAX_ALPHA * MAX_ALPHA];
     UNROLL for (int r = 0; r < m; r++) UNROLL for (int s = 0; s < m; s++) {
         const int y = m * ty + r, x = m * tx + s;
-        g[r * m + s] = (y < j->h && x < j->w) ? load(j->x + plane + ((long)y * j->w + x) * block) : (v8){0};
+        g[r * m + s] = (y < j->h && x < j->w) ? load_activation(j->x, plane + ((long)y * j->w + x) * block, j->bf16) : (v8){0};
     }
     sandwich(&f->at[0][0], a, m, 1, MAX_ALPHA, g, e);  // A ∂y Aᵀ: L = A, read from Aᵀ transposed
     UNROLL for (int xi = 0; xi < a * a; xi++) store(j->out + ((long)xi * tiles + tile) * j->c + group * 8, e[xi]);
@@ -305,9 +336,9 @@ INLINE void output_gradient_tile(const job *j, const algorithm *f, int block, lo
 INLINE void output_gradient_job(void *arg, const algorithm *f, int block) { each_tile(arg, f, block, output_gradient_tile); }
 INSTANTIATE_BLOCKED(output_gradient_job)
 
-void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const float *dy, int block, int batch,
+void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const void *dy, int bf16, int block, int batch,
                                       int channels, int height, int width, float *w) {
-    job j = {.x = dy, .out = w, .n = batch, .c = channels, .h = height, .w = width, .block = block};
+    job j = {.x = dy, .out = w, .n = batch, .c = channels, .h = height, .w = width, .block = block, .bf16 = bf16};
     GOMP_parallel(output_gradient_jobs[f][variant(block)], &j, 0, 0);
 }
 
@@ -345,17 +376,17 @@ static void bias_gradient_job(void *arg) {
         // Eight channels at a time: each image's map summed in float, the batch in double.
         double sum[8] = {0};
         for (long n = 0; n < j->n; n++) {
-            const float *plane = j->x + group_plane(n, group, j->c, pixels, j->block);
+            const long plane = group_plane(n, group, j->c, pixels, j->block);
             v8 partial = {0};
-            for (long p = 0; p < pixels; p++) partial += load(plane + p * j->block);
+            for (long p = 0; p < pixels; p++) partial += load_activation(j->x, plane + p * j->block, j->bf16);
             for (int q = 0; q < 8; q++) sum[q] += partial[q];
         }
         for (int q = 0; q < 8; q++) j->out[group * 8 + q] = (float)sum[q];
     }
 }
 
-void alexnet_winograd_bias_gradient(const float *dy, int block, int batch, int channels, int height, int width,
+void alexnet_winograd_bias_gradient(const void *dy, int bf16, int block, int batch, int channels, int height, int width,
                                     float *db) {
-    job j = {.x = dy, .out = db, .n = batch, .c = channels, .h = height, .w = width, .block = block};
+    job j = {.x = dy, .out = db, .n = batch, .c = channels, .h = height, .w = width, .block = block, .bf16 = bf16};
     GOMP_parallel(bias_gradient_job, &j, 0, 0);
 }

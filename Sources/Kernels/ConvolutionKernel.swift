@@ -24,8 +24,7 @@ import CDNNL
 /// ∂bias stay float32 for the float32 master weights (oneDNN's bf16 kernels accumulate in
 /// float32). A float32 input (the network's images) is converted by the same reorder that
 /// changes its layout. Where Winograd's algorithms apply to a bf16 layer (`WinogradKernel`), they
-/// compute in float32 on float32 twins of its bfloat16 tensors, converted on the way in and out
-/// (`Staged` float32 buffers).
+/// read and write its bfloat16 activations and compute in float32.
 package final class ConvolutionKernel {
     /// What to compute: the layer's geometry, in plain terms.
     package struct Description {
@@ -77,8 +76,6 @@ package final class ConvolutionKernel {
     package var readsOutputInBackward: Bool { fusedReLU }
     /// Runs every pass instead of the primitives when set (which still choose the layouts).
     let winograd: WinogradKernel?
-    /// In bf16 with `winograd`: float32 twins of its input, output, ∂output and ∂input.
-    let winogradInput: Staged, winogradOutput: Staged, winogradGradient: Staged, winogradInputGradient: Staged
 
     package var implementations: Implementations {
         var passes = passImplementations([("forward", forwardPrimitive), ("backward data", backwardData), ("backward weights", backwardWeights)])
@@ -140,25 +137,11 @@ package final class ConvolutionKernel {
            let choice = WinogradKernel.algorithm(weightShape: d.weightShape, stride: d.stride, padding: d.padding,
                                                  precision: d.precision, source: chosenSource, output: output.layout) {
             winograd = try WinogradKernel(choice.algorithm, blocks: choice.blocks, weightShape: d.weightShape, inputDims: input.dims,
-                                      training: gradients != nil, inputGradient: d.inputGradient, engine: engine)
+                                      training: gradients != nil, inputGradient: d.inputGradient, precision: d.precision,
+                                      engine: engine)
         } else {
             winograd = nil
         }
-        // Float32 twins of the bfloat16 tensors Winograd's float32 transforms read and write.
-        let twins = winograd != nil && d.precision != .fp32
-        func twin(reading layout: TensorLayout, _ lifetime: BufferLifetime, _ what: String) throws -> Staged {
-            twins ? try Staged(reading: layout.converted(to: .fp32), from: layout, lifetime: lifetime, engine: engine,
-                               name: "\(name) \(what) to float32") : .direct
-        }
-        func twin(writing layout: TensorLayout, _ lifetime: BufferLifetime, _ what: String) throws -> Staged {
-            twins ? try Staged(writing: layout.converted(to: .fp32), into: layout, lifetime: lifetime, engine: engine,
-                               name: "\(name) \(what) to bfloat16") : .direct
-        }
-        winogradInput = try twin(reading: chosenSource, gradients != nil ? .scratch : .forwardScratch, "input")
-        winogradOutput = try twin(writing: output.layout, .forwardScratch, "output")
-        winogradGradient = gradients != nil ? try twin(reading: output.layout, .backwardScratch, "output gradient") : .direct
-        winogradInputGradient = gradients != nil && d.inputGradient
-            ? try twin(writing: chosenSource, .backwardScratch, "input gradient") : .direct
 
         guard let gradients, let bw = chosen.backwardWeights else {
             (dInput, dWeight, dBias, backwardData, backwardWeights, reluBackward) = (nil, nil, nil, nil, nil, nil)
@@ -273,11 +256,7 @@ package final class ConvolutionKernel {
     package func forward(_ input: DeviceTensor) throws {
         let x = try source.filled(from: input)
         if let winograd {
-            let y = winogradOutput.tensor(for: output)
-            try winograd.forward(x: try winogradInput.filled(from: x), weight: weight, bias: bias, relu: fusedReLU, y: y,
-                                 engine: engine)
-            try winogradOutput.flush(into: output)
-            return
+            return try winograd.forward(x: x, weight: weight, bias: bias, relu: fusedReLU, y: output, engine: engine)
         }
         try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, x), (DNNL_ARG_WEIGHTS, try forwardWeight.filled(from: weight)),
                                               (DNNL_ARG_BIAS, bias), (DNNL_ARG_DST, writtenOutput.tensor(for: output))])
@@ -290,11 +269,9 @@ package final class ConvolutionKernel {
         guard let backwardWeights, let dWeight, let dBias else { throw LayerError.notTraining(name) }
         try reluBackward?.run(output: output, dOutput: dOutput, dInput: dOutput)
         let x = source.tensor(for: input)
-        var dy = try gradient.filled(from: dOutput)
+        let dy = try gradient.filled(from: dOutput)
         if let winograd {
-            dy = try winogradGradient.filled(from: dy)
-            try winograd.backwardWeights(x: try winogradInput.filled(from: x), dOutput: dy, dWeight: dWeight, dBias: dBias,
-                                         engine: engine)
+            try winograd.backwardWeights(x: x, dOutput: dy, dWeight: dWeight, dBias: dBias, engine: engine)
         } else {
             try backwardWeights.execute(engine, [(DNNL_ARG_SRC, x), (DNNL_ARG_DIFF_DST, dy),
                                                  (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight.tensor(for: dWeight)), (DNNL_ARG_DIFF_BIAS, dBias)])
@@ -303,8 +280,7 @@ package final class ConvolutionKernel {
         guard let dInput else { return }
         let dx = chosenDInput.tensor(for: dInput)
         if let winograd {
-            try winograd.backwardData(dOutput: dy, weight: weight, dInput: winogradInputGradient.tensor(for: dx), engine: engine)
-            try winogradInputGradient.flush(into: dx)
+            try winograd.backwardData(dOutput: dy, weight: weight, dInput: dx, engine: engine)
         } else if let backwardData {
             try backwardData.execute(engine, [(DNNL_ARG_DIFF_DST, dy), (DNNL_ARG_WEIGHTS, try backwardDataWeight.filled(from: weight)),
                                               (DNNL_ARG_DIFF_SRC, dx)])

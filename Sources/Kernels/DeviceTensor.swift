@@ -205,10 +205,13 @@ public final class DeviceTensor {
     }
 
     /// The raw storage, in `layout`'s order (the kernels' business).
-    var pointer: UnsafeMutablePointer<Float> {
+    var pointer: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }
+
+    /// The storage as bytes, whatever the number type (a bfloat16 tensor's values are 2 bytes).
+    var raw: UnsafeMutableRawPointer {
         var p: UnsafeMutableRawPointer?
         dnnl_memory_get_data_handle(handle, &p)
-        return p!.assumingMemoryBound(to: Float.self)
+        return p!
     }
 
     /// Points this tensor at another buffer in the same layout.

@@ -78,6 +78,11 @@ final class WinogradKernel {
     /// C and K (nhwc).
     let blocks: (input: Int, output: Int)
     let batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int
+    /// Whether the activations (x, y, ∂y, ∂x) are bfloat16: the transforms read them widened to
+    /// float32 and write them rounded, and compute in float32.
+    let bf16: Bool
+    /// Bytes per activation value.
+    private var activationBytes: Int { bf16 ? 2 : 4 }
     /// Tiles per image, and images per pass through the scratch memory.
     let tilesPerImage: Int, imagesPerChunk: Int
     /// The transformed weights: [α²][C][K] forward, [α²][K][C] for ∂input.
@@ -94,9 +99,9 @@ final class WinogradKernel {
     /// kernel computes it: an r×r kernel with an algorithm, stride 1, padding (r − 1)/2,
     /// float32, a large enough batch, maps and channels, and input and output each in nChw8c,
     /// nChw16c or nhwc, their blocks multiples of 8 that divide C and K. The kernel computes in
-    /// float32; a bf16 layer runs it on float32 copies of its bfloat16 tensors for 5×5 kernels
-    /// (conv2), where that measured faster than oneDNN's bf16 kernel, and runs that kernel for
-    /// 3×3 ones, where the two were even before the copies' cost (docs/PERFORMANCE.md, bf16).
+    /// float32 on float32 or bfloat16 activations; a bf16 layer runs it for 5×5 kernels (conv2),
+    /// where that measured faster than oneDNN's bf16 kernel, and runs that kernel for 3×3 ones
+    /// (docs/PERFORMANCE.md, bf16).
     static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision, source: TensorLayout,
                           output: TensorLayout) -> (algorithm: Algorithm, blocks: (input: Int, output: Int))? {
         guard weightShape.count == 4, weightShape[2] == weightShape[3],
@@ -111,8 +116,9 @@ final class WinogradKernel {
     }
 
     init(_ algorithm: Algorithm, blocks: (input: Int, output: Int), weightShape: [Int], inputDims: [Int], training: Bool,
-         inputGradient: Bool, engine: Engine) throws {
+         inputGradient: Bool, precision: Precision, engine: Engine) throws {
         self.algorithm = algorithm
+        bf16 = precision == .bf16
         self.blocks = blocks
         (batch, outChannels, inChannels, height, width) = (inputDims[0], weightShape[0], weightShape[1], inputDims[2], inputDims[3])
         tilesPerImage = algorithm.tiles(height: height, width: width)
@@ -133,7 +139,7 @@ final class WinogradKernel {
     /// their blocked layouts, weight (K, C, r, r) and bias (K) plain.
     func forward(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, relu: Bool, y: DeviceTensor, engine: Engine) throws {
         alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 0, forwardWeights.pointer)
-        try run(x.pointer, channels: inChannels, block: blocks.input, into: y.pointer, channels: outChannels,
+        try run(x.raw, channels: inChannels, block: blocks.input, into: y.raw, channels: outChannels,
                 block: blocks.output, weights: forwardWeights, bias: bias.pointer, relu: relu, engine: engine)
     }
 
@@ -141,7 +147,7 @@ final class WinogradKernel {
     func backwardData(dOutput: DeviceTensor, weight: DeviceTensor, dInput: DeviceTensor, engine: Engine) throws {
         guard let backwardWeights else { throw LayerError.notTraining("the Winograd convolution's input gradient") }
         alexnet_winograd_weights(algorithm.id, weight.pointer, Int32(outChannels), Int32(inChannels), 1, backwardWeights.pointer)
-        try run(dOutput.pointer, channels: outChannels, block: blocks.output, into: dInput.pointer, channels: inChannels,
+        try run(dOutput.raw, channels: outChannels, block: blocks.output, into: dInput.raw, channels: inChannels,
                 block: blocks.input, weights: backwardWeights, bias: nil, relu: false, engine: engine)
     }
 
@@ -149,11 +155,11 @@ final class WinogradKernel {
     func backwardWeights(x: DeviceTensor, dOutput: DeviceTensor, dWeight: DeviceTensor, dBias: DeviceTensor,
                          engine: Engine) throws {
         guard let transformedWeightGradient else { throw LayerError.notTraining("the Winograd convolution's weight gradient") }
-        try eachChunk(of: x.pointer, channels: inChannels, block: blocks.input, otherChannels: outChannels, engine: engine) {
+        try eachChunk(of: x.raw, channels: inChannels, block: blocks.input, otherChannels: outChannels, engine: engine) {
             first, images, tiles, transformed, gradients in
-            alexnet_winograd_output_gradient(algorithm.id, dOutput.pointer + first * outChannels * height * width,
-                                             Int32(blocks.output), Int32(images), Int32(outChannels), Int32(height), Int32(width),
-                                             gradients)
+            alexnet_winograd_output_gradient(algorithm.id, dOutput.raw + first * outChannels * height * width * activationBytes,
+                                             bf16 ? 1 : 0, Int32(blocks.output), Int32(images), Int32(outChannels), Int32(height),
+                                             Int32(width), gradients)
             // ∂U sums over the tiles of every chunk.
             for xi in 0..<algorithm.products {
                 try MatrixMultiply.multiply(m: inChannels, n: outChannels, k: tiles, a: transformed + xi * tiles * inChannels,
@@ -164,15 +170,15 @@ final class WinogradKernel {
         }
         alexnet_winograd_weight_gradient(algorithm.id, transformedWeightGradient.pointer, Int32(outChannels), Int32(inChannels),
                                          dWeight.pointer)
-        alexnet_winograd_bias_gradient(dOutput.pointer, Int32(blocks.output), Int32(batch), Int32(outChannels), Int32(height),
-                                       Int32(width), dBias.pointer)
+        alexnet_winograd_bias_gradient(dOutput.raw, bf16 ? 1 : 0, Int32(blocks.output), Int32(batch), Int32(outChannels),
+                                       Int32(height), Int32(width), dBias.pointer)
     }
 
     /// For each chunk of images: input transform, the α² products (tiles × `inputChannels`) ·
     /// (`inputChannels` × `outputChannels`), output transform; the input and output in blocks of
     /// `inputBlock` and `outputBlock` channels.
-    private func run(_ input: UnsafePointer<Float>, channels inputChannels: Int, block inputBlock: Int,
-                     into output: UnsafeMutablePointer<Float>, channels outputChannels: Int, block outputBlock: Int,
+    private func run(_ input: UnsafeMutableRawPointer, channels inputChannels: Int, block inputBlock: Int,
+                     into output: UnsafeMutableRawPointer, channels outputChannels: Int, block outputBlock: Int,
                      weights: DeviceTensor, bias: UnsafePointer<Float>?, relu: Bool, engine: Engine) throws {
         try eachChunk(of: input, channels: inputChannels, block: inputBlock, otherChannels: outputChannels, engine: engine) {
             first, images, tiles, transformed, multiplied in
@@ -184,7 +190,7 @@ final class WinogradKernel {
             }
             alexnet_winograd_output(algorithm.id, multiplied, bias, relu ? 1 : 0, Int32(outputBlock), Int32(images),
                                     Int32(outputChannels), Int32(height), Int32(width),
-                                    output + first * outputChannels * height * width)
+                                    output + first * outputChannels * height * width * activationBytes, bf16 ? 1 : 0)
         }
     }
 
@@ -193,14 +199,14 @@ final class WinogradKernel {
     /// with the chunk's first image, its images and tiles, the transformed input
     /// [α²][tiles][`channels`], and the scratch after it, [α²][tiles][`otherChannels`], for the
     /// pass's other matrix.
-    private func eachChunk(of input: UnsafePointer<Float>, channels: Int, block: Int, otherChannels: Int, engine: Engine,
+    private func eachChunk(of input: UnsafeMutableRawPointer, channels: Int, block: Int, otherChannels: Int, engine: Engine,
                            _ body: (_ first: Int, _ images: Int, _ tiles: Int, _ transformed: UnsafeMutablePointer<Float>,
                                     _ other: UnsafeMutablePointer<Float>) throws -> Void) throws {
         let scratch = self.scratch.pointer
         for first in stride(from: 0, to: batch, by: imagesPerChunk) {
             let images = min(imagesPerChunk, batch - first), tiles = images * tilesPerImage
-            alexnet_winograd_input(algorithm.id, input + first * channels * height * width, Int32(block), Int32(images),
-                                   Int32(channels), Int32(height), Int32(width), scratch)
+            alexnet_winograd_input(algorithm.id, input + first * channels * height * width * activationBytes, bf16 ? 1 : 0,
+                                   Int32(block), Int32(images), Int32(channels), Int32(height), Int32(width), scratch)
             try body(first, images, tiles, scratch, scratch + algorithm.products * tiles * channels)
         }
     }

@@ -16,7 +16,8 @@
 // Activations are in a channel-blocked layout [N][C/block][H][W][block]: nChw8c or nChw16c
 // (`block` 8 or 16, what oneDNN's AVX2 and AVX-512 convolutions choose for training), or nhwc
 // (`block` C, what its AVX-512 ones choose for inference); `block` must be a multiple of 8 that
-// divides the channels. Images are outermost in each, so a caller can transform a batch a
+// divides the channels. Activations are float32, or bfloat16 where `bf16` is set: read widened
+// to float32, written rounded to the nearest bfloat16; the transforms and U, V, M are float32. Images are outermost in each, so a caller can transform a batch a
 // few images at a time by offsetting the pointers. The transforms run on the calling thread's
 // OpenMP team (oneDNN's threads: one thread budget).
 
@@ -41,18 +42,18 @@ void alexnet_winograd_weights(alexnet_winograd_algorithm f, const float *w, int 
                               int backward, float *u);
 
 /// V from x (N×C×H×W in blocks of `block` channels), zero-padded by (r−1)/2 on every side.
-void alexnet_winograd_input(alexnet_winograd_algorithm f, const float *x, int block, int batch, int channels,
+void alexnet_winograd_input(alexnet_winograd_algorithm f, const void *x, int bf16, int block, int batch, int channels,
                             int height, int width, float *v);
 
 /// y (N×K×H×W in blocks of `block` channels) from M; adds `bias` (K floats) unless it is NULL,
 /// then applies ReLU if `relu` is set.
 void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const float *bias, int relu, int block,
-                             int batch, int channels, int height, int width, float *y);
+                             int batch, int channels, int height, int width, void *y, int bf16);
 
 /// For the weight gradient (the forward pass is bilinear in U and V, so ∂U = Σ over tiles of
 /// V ⊙ A ∂y Aᵀ, and ∂g = Gᵀ ∂U G): A ∂y Aᵀ from ∂y (N×K×H×W in blocks of `block` channels),
 /// [α²][T][K]; the outputs past the maps' edges count as zero.
-void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const float *dy, int block, int batch,
+void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const void *dy, int bf16, int block, int batch,
                                       int channels, int height, int width, float *w);
 
 /// ∂g = Gᵀ ∂U G into weight gradients in PyTorch's layout [K][C][r][r], from ∂U [α²][C][K].
@@ -61,6 +62,6 @@ void alexnet_winograd_weight_gradient(alexnet_winograd_algorithm f, const float 
 
 /// The bias gradient: each channel's sum of ∂y (N×K×H×W in blocks of `block` channels) over the
 /// batch and the map.
-void alexnet_winograd_bias_gradient(const float *dy, int block, int batch, int channels, int height, int width,
+void alexnet_winograd_bias_gradient(const void *dy, int bf16, int block, int batch, int channels, int height, int width,
                                     float *db);
 #endif

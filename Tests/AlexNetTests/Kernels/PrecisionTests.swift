@@ -148,7 +148,7 @@ final class PrecisionTests: XCTestCase {
     }
 
     /// A bf16 5×5 layer wide enough for Winograd runs it (float32 transforms and products on
-    /// float32 twins of its bfloat16 tensors) and matches the float64 reference within bf16's
+    /// its bfloat16 activations) and matches the float64 reference within bf16's
     /// bound in y, ∂x, ∂w and ∂b; a bf16 3×3 layer runs oneDNN's bf16 kernel.
     func testBF16WinogradOn5x5MatchesReference() throws {
         try Self.requireNativeBF16()
@@ -187,5 +187,48 @@ final class PrecisionTests: XCTestCase {
         let conv3 = try Conv2d(name: "c", geometry: g3, input: input.layout, fusedReLU: false, mode: .training, precision: .bf16,
                                parameters: p3, engine: sharedEngine)
         XCTAssertFalse(conv3.implementations.contains { $0.implementation.contains("winograd") }, "\(conv3.implementations)")
+    }
+
+    /// Winograd on bfloat16 activations is Winograd on float32 ones with the activations rounded
+    /// where they are stored: on inputs and ∂outputs that bfloat16 holds exactly, a bf16 layer's
+    /// ∂w and ∂b equal the fp32 layer's bit for bit, and its y and ∂x are the fp32 layer's
+    /// rounded to the nearest bfloat16 (ties to even), as oneDNN's conversions round.
+    func testBF16WinogradRoundsLikeOneDNN() throws {
+        try Self.requireNativeBF16()
+        /// `t` with every value rounded to bfloat16 (to nearest, ties to even).
+        func rounded(_ t: Tensor) -> Tensor {
+            var r = t
+            for i in r.data.indices {
+                let u = r.data[i].bitPattern
+                r.data[i] = Float(bitPattern: ((u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16) << 16)
+            }
+            return r
+        }
+        let g = Conv2d.Geometry(inChannels: 64, outChannels: 64, kernel: 5, padding: 2)
+        let x = rounded(Tensor(randomNormal: [5, 64, 9, 7], seed: 51))
+        let dy = rounded(Tensor(randomNormal: [5, 64, 9, 7], seed: 54))
+        var results: [Precision: (y: Tensor, dx: Tensor, dw: Tensor, db: Tensor)] = [:]
+        for precision in [Precision.fp32, .bf16] {
+            let params = ParameterStore([("c.weight", g.weightShape), ("c.bias", [64])])
+            try params.set("c.weight", Tensor(randomNormal: g.weightShape, std: 0.05, seed: 52))
+            try params.set("c.bias", Tensor(randomNormal: [64], std: 0.2, seed: 53))
+            let input = try DeviceTensor.plain(x.shape, engine: sharedEngine)
+            let conv = try Conv2d(name: "c", geometry: g, input: input.layout, fusedReLU: true, mode: .training,
+                                  precision: precision, parameters: params, engine: sharedEngine)
+            XCTAssertEqual(Set(conv.implementations.map(\.implementation)), ["ours:winograd_4x4_5x5"], "\(precision)")
+            try input.write(x)
+            try conv.forward(input)
+            let dOut = try DeviceTensor(conv.output.layout, engine: sharedEngine)
+            try dOut.write(dy)
+            try conv.backward(input: input, dOutput: dOut)
+            results[precision] = (try conv.output.read(), try XCTUnwrap(conv.dInput).read(),
+                                  try params.tensor("c.weight", grad: true), try params.tensor("c.bias", grad: true))
+        }
+        let (f, h) = (try XCTUnwrap(results[.fp32]), try XCTUnwrap(results[.bf16]))
+        XCTAssertEqual(h.dw.data, f.dw.data, "∂w")
+        XCTAssertEqual(h.db.data, f.db.data, "∂b")
+        XCTAssertEqual(h.y.data, rounded(f.y).data, "y")
+        XCTAssertEqual(h.dx.data, rounded(f.dx).data, "∂x")
+        XCTAssertNotEqual(h.y.data, f.y.data, "y went through bfloat16")
     }
 }
