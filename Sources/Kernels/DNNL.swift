@@ -213,11 +213,11 @@ final class Primitive {
                   "dnnl_primitive_execute", "running \(name)")
     }
 
-    /// A buffer for the workspace this training primitive keeps for its backward pass (max-pool's
+    /// A buffer for the workspace this training primitive writes for its backward pass (max-pool's
     /// arg-max, LRN's scales), or nil when it needs none.
-    func makeWorkspace(_ engine: Engine) throws -> DeviceTensor? {
+    func makeWorkspace(_ engine: Engine, lifetime: BufferLifetime) throws -> DeviceTensor? {
         let ws = desc(dnnl_query_workspace_md)
-        return ws.bytes > 0 ? try DeviceTensor(ws, engine: engine, lifetime: .saved) : nil
+        return ws.bytes > 0 ? try DeviceTensor(ws, engine: engine, lifetime: lifetime) : nil
     }
 
     /// `execute`, adding the workspace argument when there is one.

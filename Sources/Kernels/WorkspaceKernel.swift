@@ -5,6 +5,13 @@ import CDNNL
 /// first maximum, as in PyTorch). The two differ only in their descriptors and in whether the
 /// backward pass reads the input too; everything else (the primitives, the output in the layout
 /// oneDNN chose, the workspace and ∂input at training time) is this one class.
+///
+/// LRN's workspace is large (oneDNN's kernels keep two values per element: lrn1's is twice
+/// conv1's output) and would be kept from the forward pass to the backward one, across the
+/// step's busiest point; since LRN's backward pass reads the input anyway, it runs the forward
+/// pass again to remake the workspace instead (the same primitive on the same input: the same
+/// values), and the workspace is scratch of the two passes. Max-pooling's arg-max is small, and
+/// remaking it would need the input kept, so it is kept.
 package final class WorkspaceKernel {
     let name: String
     let engine: Engine
@@ -13,8 +20,12 @@ package final class WorkspaceKernel {
     let forwardPrimitive: Primitive
     let backwardPrimitive: Primitive?
     let workspace: DeviceTensor?
-    /// LRN's backward reads the input; max-pooling's only the workspace and ∂output.
+    /// LRN's backward reads the input (and remakes the workspace from it); max-pooling's only
+    /// the workspace and ∂output.
     private let backwardReadsInput: Bool
+    /// Where the backward pass's rerun of the forward one writes its output, which nothing
+    /// reads: ∂input, which the backward pass writes afterwards, where the layouts agree.
+    private let rerunOutput: DeviceTensor?
 
     package var implementations: Implementations { passImplementations([("forward", forwardPrimitive), ("backward", backwardPrimitive)]) }
 
@@ -25,11 +36,14 @@ package final class WorkspaceKernel {
         (self.name, self.engine, self.backwardReadsInput) = (name, engine, backwardReadsInput)
         forwardPrimitive = try Primitive(&forward, name: "\(name) forward", engine: engine)
         output = try DeviceTensor(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine, lifetime: .output)
-        guard training else { (backwardPrimitive, workspace, dInput) = (nil, nil, nil); return }
-        workspace = try forwardPrimitive.makeWorkspace(engine)
+        guard training else { (backwardPrimitive, workspace, dInput, rerunOutput) = (nil, nil, nil, nil); return }
+        workspace = try forwardPrimitive.makeWorkspace(engine, lifetime: backwardReadsInput ? .scratch : .saved)
         var backward = try backwardDescriptor(output.layout)
         backwardPrimitive = try Primitive(&backward, name: "\(name) backward", engine: engine, hint: forwardPrimitive)
-        dInput = try DeviceTensor(input, engine: engine, lifetime: .inputGradient)
+        let dInput = try DeviceTensor(input, engine: engine, lifetime: .inputGradient)
+        self.dInput = dInput
+        rerunOutput = !backwardReadsInput || workspace == nil ? nil
+            : input == output.layout ? dInput : try DeviceTensor(output.layout, engine: engine, lifetime: .backwardScratch)
     }
 
     /// Local response normalisation across channels, in the input's layout. oneDNN's `alpha` is
@@ -79,6 +93,7 @@ package final class WorkspaceKernel {
 
     package func backward(input: DeviceTensor, dOutput: DeviceTensor) throws {
         guard let backwardPrimitive, let dInput else { throw LayerError.notTraining(name) }
+        if let rerunOutput { try forwardPrimitive.execute(engine, [(DNNL_ARG_SRC, input), (DNNL_ARG_DST, rerunOutput)], workspace: workspace) }
         let source = backwardReadsInput ? [(DNNL_ARG_SRC, input)] : []
         try backwardPrimitive.execute(engine, source + [(DNNL_ARG_DIFF_DST, dOutput), (DNNL_ARG_DIFF_SRC, dInput)], workspace: workspace)
     }

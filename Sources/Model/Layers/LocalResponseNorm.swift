@@ -25,7 +25,7 @@ public final class LocalResponseNorm: Layer {
     public var output: DeviceTensor { kernel.output }
     public var dInput: DeviceTensor? { kernel.dInput }
     public var implementations: [(pass: String, implementation: String)] { kernel.implementations }
-    /// Backward reads the input and the workspace of scales.
+    /// Backward reads the input (and remakes the workspace of scales from it).
     public var readsOutputInBackward: Bool { false }
 
     public init(name: String, constants c: Constants, input: TensorLayout, mode: Mode, engine: Engine) throws {
