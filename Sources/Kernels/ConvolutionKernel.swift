@@ -135,7 +135,8 @@ package final class ConvolutionKernel {
         fusedReLU = d.fusedReLU
         if explicitPadding == nil, writtenOutput.buffer == nil,
            let choice = WinogradKernel.algorithm(weightShape: d.weightShape, stride: d.stride, padding: d.padding,
-                                                 precision: d.precision, source: chosenSource, output: output.layout) {
+                                                 precision: d.precision, training: gradients != nil, source: chosenSource,
+                                                 output: output.layout) {
             winograd = try WinogradKernel(choice.algorithm, blocks: choice.blocks, weightShape: d.weightShape, inputDims: input.dims,
                                       training: gradients != nil, inputGradient: d.inputGradient, precision: d.precision,
                                       engine: engine)

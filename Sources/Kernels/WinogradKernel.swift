@@ -99,14 +99,15 @@ final class WinogradKernel {
     /// kernel computes it: an r×r kernel with an algorithm, stride 1, padding (r − 1)/2,
     /// float32, a large enough batch, maps and channels, and input and output each in nChw8c,
     /// nChw16c or nhwc, their blocks multiples of 8 that divide C and K. The kernel computes in
-    /// float32 on float32 or bfloat16 activations; a bf16 layer runs it for 5×5 kernels (conv2),
-    /// where that measured faster than oneDNN's bf16 kernel, and runs that kernel for 3×3 ones
-    /// (docs/PERFORMANCE.md, bf16).
-    static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision, source: TensorLayout,
+    /// float32 on float32 or bfloat16 activations. A bf16 layer runs it where it measured faster
+    /// than oneDNN's bf16 kernel: for 5×5 kernels (conv2), and for 3×3 ones (conv3–conv5) in
+    /// training, where its backward passes gain more than its forward pass loses; a bf16
+    /// inference network runs oneDNN's kernel for 3×3 ones (docs/PERFORMANCE.md, bf16).
+    static func algorithm(weightShape: [Int], stride: Int, padding: Int, precision: Precision, training: Bool, source: TensorLayout,
                           output: TensorLayout) -> (algorithm: Algorithm, blocks: (input: Int, output: Int))? {
         guard weightShape.count == 4, weightShape[2] == weightShape[3],
               let algorithm = Algorithm.fewestMultiplies(kernel: weightShape[2], height: source.dims[2], width: source.dims[3]),
-              stride == 1, padding == (algorithm.r - 1) / 2, precision == .fp32 || algorithm.r == 5, source.dims[0] >= smallestBatch,
+              stride == 1, padding == (algorithm.r - 1) / 2, precision == .fp32 || algorithm.r == 5 || training, source.dims[0] >= smallestBatch,
               algorithm.saving(height: source.dims[2], width: source.dims[3]) >= smallestSaving,
               Double(weightShape[0] * weightShape[1]) / Double(weightShape[0] + weightShape[1]) >= smallestWorkPerValue,
               let inputBlock = source.converted(to: .fp32).channelBlock, let outputBlock = output.converted(to: .fp32).channelBlock,

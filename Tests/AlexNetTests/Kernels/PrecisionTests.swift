@@ -149,7 +149,8 @@ final class PrecisionTests: XCTestCase {
 
     /// A bf16 5×5 layer wide enough for Winograd runs it (float32 transforms and products on
     /// its bfloat16 activations) and matches the float64 reference within bf16's
-    /// bound in y, ∂x, ∂w and ∂b; a bf16 3×3 layer runs oneDNN's bf16 kernel.
+    /// bound in y, ∂x, ∂w and ∂b; a bf16 3×3 layer runs it in training and oneDNN's bf16 kernel
+    /// in inference.
     func testBF16WinogradOn5x5MatchesReference() throws {
         try Self.requireNativeBF16()
         let g = Conv2d.Geometry(inChannels: 64, outChannels: 64, kernel: 5, padding: 2)
@@ -186,7 +187,10 @@ final class PrecisionTests: XCTestCase {
         let p3 = ParameterStore([("c.weight", g3.weightShape), ("c.bias", [64])])
         let conv3 = try Conv2d(name: "c", geometry: g3, input: input.layout, fusedReLU: false, mode: .training, precision: .bf16,
                                parameters: p3, engine: sharedEngine)
-        XCTAssertFalse(conv3.implementations.contains { $0.implementation.contains("winograd") }, "\(conv3.implementations)")
+        XCTAssertEqual(Set(conv3.implementations.map(\.implementation)), ["ours:winograd_3x3_3x3"])
+        let inference3 = try Conv2d(name: "c", geometry: g3, input: input.layout, fusedReLU: false, mode: .inference,
+                                    precision: .bf16, parameters: p3, engine: sharedEngine)
+        XCTAssertFalse(inference3.implementations.contains { $0.implementation.contains("winograd") }, "\(inference3.implementations)")
     }
 
     /// Winograd on bfloat16 activations is Winograd on float32 ones with the activations rounded
