@@ -44,16 +44,22 @@ package final class ArenaRecorder {
         entries.append(Entry(tensor: tensor, bytes: bytes, lifetime: lifetime, layer: layer))
     }
 
-    /// Plans the arena (`steps` gives each entry's live steps; `name` its name in the plan),
-    /// allocates it and places every recorded tensor in it. Returns the plan and the arena.
-    package func placeAll(steps: (Entry) -> [ClosedRange<Int>], name: (Entry) -> String) throws -> (BufferPlan, FloatBuffer) {
+    /// Plans the arena: `steps` gives each entry's live steps, `name` its name in the plan.
+    package func plan(steps: (Entry) -> [ClosedRange<Int>], name: (Entry) -> String) throws -> BufferPlan {
         let plan = BufferPlan(entries.map { BufferPlan.Request(name: name($0), bytes: $0.bytes, steps: steps($0)) })
         try plan.validate()
+        return plan
+    }
+
+    /// Allocates the arena `plan` (made by `plan(steps:name:)`) lays out and places every
+    /// recorded tensor in it.
+    package func place(_ plan: BufferPlan) throws -> FloatBuffer {
+        precondition(plan.requests.count == entries.count, "a plan of another recorder")
         let arena = try FloatBuffer(count: plan.size / MemoryLayout<Float>.stride, zeroed: false,
                                     for: "the network's activations, gradients and scratch")
         for (entry, offset) in zip(entries, plan.offsets) {
             try entry.tensor.place(at: arena.pointer + offset / MemoryLayout<Float>.stride)
         }
-        return (plan, arena)
+        return arena
     }
 }

@@ -57,13 +57,13 @@ public final class Network {
                 engine: Engine, plannedMemory: Bool = true) throws {
         try config.validate()
         guard batch > 0 else { throw ConfigError(message: "batch size must be positive, got \(batch)") }
-        // Every image keeps its input and each layer's output; training also keeps their
-        // gradients and the layers' saved state, about three times as much. Refused here, with
-        // the size, rather than by the kernel's out-of-memory killer half-way through.
+        // A first bound before any kernel is made: an image's input and every layer's output,
+        // about what a training network's planned arena holds (outputs die early, gradients and
+        // saved tensors take their place), more than an inference one's. The plan's own size is
+        // checked before the arena is allocated. Refused here, with the size, rather than by the
+        // kernel's out-of-memory killer half-way through.
         let perImage = try config.shapes().reduce(3 * config.inputSize * config.inputSize) { $0 + $1.output.reduce(1, *) }
-        try Limits.check(memory: batch, bytesEach: perImage * MemoryLayout<Float>.stride * (mode == .training ? 3 : 1),
-                         what: "the activations\(mode == .training ? " and gradients" : "") of \(mode == .training ? "training" : "inference")",
-                         flags: "batch \(batch):", advice: "lower the batch size")
+        try Self.checkMemory(batch: batch, mode: mode, images: batch, bytesEach: perImage * MemoryLayout<Float>.stride)
         (self.config, self.batch, self.mode, self.precision, self.engine, self.parameters) = (config, batch, mode, precision, engine, parameters)
         input = try DeviceTensor.awaitingMemory(TensorLayout.plain([batch, 3, config.inputSize, config.inputSize]), engine: engine)
         let recorder = plannedMemory ? ArenaRecorder() : nil
@@ -110,7 +110,7 @@ public final class Network {
         self.dropouts = dropouts
         if let recorder {
             engine.recorder = nil
-            (memoryPlan, arena) = try Self.placeBuffers(recorder, layers: layers, training: mode == .training)
+            (memoryPlan, arena) = try Self.placeBuffers(recorder, layers: layers, batch: batch, mode: mode)
         } else {
             (memoryPlan, arena) = (nil, nil)
         }
@@ -124,8 +124,11 @@ public final class Network {
     }
 
     /// A fresh parameter store shaped for `config` (zeros; see `Initialization`).
-    public static func makeParameters(_ config: NetworkConfig) -> ParameterStore {
-        ParameterStore(config.parameterShapes)
+    /// Throws `ConfigError` or `LimitError` for a configuration `validate` refuses (one whose
+    /// parameters would not fit in memory among them), before anything is allocated.
+    public static func makeParameters(_ config: NetworkConfig) throws -> ParameterStore {
+        try config.validate()
+        return ParameterStore(config.parameterShapes)
     }
 
     /// (N, classes), plain.
@@ -159,10 +162,11 @@ public final class Network {
     /// A layer's output lives from its forward pass to its last reader: the next layer's forward
     /// pass, and its own or the next layer's backward pass if they read it (the logits, to the
     /// end). In inference only the forward steps exist, so the plan is the forward half.
-    static func placeBuffers(_ recorder: ArenaRecorder, layers: [Layer], training: Bool) throws -> (BufferPlan, FloatBuffer) {
+    static func placeBuffers(_ recorder: ArenaRecorder, layers: [Layer], batch: Int, mode: Mode) throws -> (BufferPlan, FloatBuffer) {
         let s = Steps(layers: layers.count)
         let last = layers.count - 1
-        return try recorder.placeAll(steps: { e in
+        let training = mode == .training
+        let plan = try recorder.plan(steps: { e in
             let i = e.layer
             let forward = s.forward(i), backward = training ? s.backward(i) : forward
             switch e.lifetime {
@@ -182,6 +186,16 @@ public final class Network {
         }, name: { e in
             "\(e.layer < layers.count ? layers[e.layer].name : "?") \(e.lifetime.rawValue) \(e.tensor.layout)"
         })
+        try checkMemory(batch: batch, mode: mode, images: 1, bytesEach: plan.size)
+        return (plan, try recorder.place(plan))
+    }
+
+    /// Throws `LimitError` when a network's activations, gradients and scratch (`images` ×
+    /// `bytesEach`) would take more than half of this machine's memory.
+    static func checkMemory(batch: Int, mode: Mode, images: Int, bytesEach: Int) throws {
+        try Limits.check(memory: images, bytesEach: bytesEach,
+                         what: "the activations\(mode == .training ? ", gradients" : "") and scratch of \(mode == .training ? "training" : "inference")",
+                         flags: "batch \(batch):", advice: "lower the batch size")
     }
 
     /// Reads the next forward (and backward) pass's input in place from `pointer`: plain

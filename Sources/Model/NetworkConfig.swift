@@ -93,6 +93,11 @@ public struct NetworkConfig: Sendable, Equatable, Codable {
             }
             total = sum
         }
+        // The values, their gradients and (in training) momentum, each a float per parameter,
+        // before any of them is allocated: refused with the size, not by the out-of-memory killer.
+        try Limits.check(memory: total, bytesEach: 3 * MemoryLayout<Float>.stride,
+                         what: "the \(total) parameters, their gradients and momentum", flags: "model:",
+                         advice: "lower model.input_size, model.widths or model.hidden")
     }
 }
 

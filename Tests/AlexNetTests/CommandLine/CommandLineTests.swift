@@ -125,7 +125,7 @@ final class CommandLineTests: XCTestCase {
     /// characters escaped, never raw to the terminal.
     func testClassNamesAreEscapedWhenPrinted() throws {
         let model = NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 4, inputSize: 64)
-        let parameters = Network.makeParameters(model)
+        let parameters = try Network.makeParameters(model)
         Initialization.paper.apply(to: parameters, seed: 1)
         var config = TrainingConfig()
         config.model = model

@@ -85,7 +85,7 @@ final class ONNXTests: XCTestCase {
             (NetworkConfig(variant: .torchvision, widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3, inputSize: 100, conv1Padding: 2), "Resize"),
         ]
         for (i, (config, op)) in cases.enumerated() {
-            let params = Network.makeParameters(config)
+            let params = try Network.makeParameters(config)
             Initialization.pytorch.apply(to: params, seed: UInt64(i + 1))
             let weights = dir.appendingPathComponent("net\(i).safetensors").path
             var w = SafetensorsWriter(metadata: ["variant": config.variant.rawValue, "input_size": "\(config.inputSize)",
@@ -103,7 +103,7 @@ final class ONNXTests: XCTestCase {
 
         let odd = NetworkConfig(variant: .torchvision, widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3, inputSize: 159, conv1Padding: 2)
         XCTAssertEqual(try odd.shapes().first { $0.spec.name == "avgpool" }?.input, [8, 4, 4])
-        XCTAssertThrowsError(try ONNXExport.model(network: odd, parameters: Network.makeParameters(odd), batch: .fixed(1))) {
+        XCTAssertThrowsError(try ONNXExport.model(network: odd, parameters: try Network.makeParameters(odd), batch: .fixed(1))) {
             XCTAssertTrue("\($0)".contains("4×4 maps to 6×6"), "\($0)")
         }
         let (status, _, err) = try runProcess(Paths.binary, ["export", "--onnx", dir.appendingPathComponent("x.onnx").path,

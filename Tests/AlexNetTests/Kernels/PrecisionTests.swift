@@ -67,7 +67,7 @@ final class PrecisionTests: XCTestCase {
         }
         let config = NetworkConfig(widths: [8, 8, 8, 8, 8], hidden: 16, classes: 3, inputSize: 67)
         XCTAssertThrowsError(try Network(config: config, batch: 2, mode: .inference, precision: .bf16,
-                                         parameters: Network.makeParameters(config), engine: sharedEngine)) { error in
+                                         parameters: try Network.makeParameters(config), engine: sharedEngine)) { error in
             XCTAssertTrue(error is PrecisionError, "\(error)")
         }
         let params = ParameterStore([("c.weight", [4, 3, 3, 3]), ("c.bias", [4]), ("l.weight", [2, 6]), ("l.bias", [2])])
@@ -104,7 +104,7 @@ final class PrecisionTests: XCTestCase {
 
         let config = NetworkConfig(widths: [16, 16, 16, 16, 16], hidden: 32, classes: 3, inputSize: 67)
         let net = try Network(config: config, batch: 2, mode: .training, precision: .bf16,
-                              parameters: Network.makeParameters(config), engine: sharedEngine)
+                              parameters: try Network.makeParameters(config), engine: sharedEngine)
         // oneDNN's reference kernels are the slow emulation that bf16 is refused to avoid.
         for (layer, pass, implementation) in net.implementations {
             XCTAssertFalse(implementation.hasPrefix("ref"), "\(layer) \(pass) runs \(implementation)")

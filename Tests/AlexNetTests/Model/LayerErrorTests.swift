@@ -51,7 +51,7 @@ final class LayerErrorTests: XCTestCase {
         assertThrows(ShapeError.self, ["[0, 3]"]) { _ = try TensorLayout.plain([0, 3]) }
 
         let config = NetworkConfig(widths: [8, 8, 8, 8, 8], hidden: 16, classes: 3, inputSize: 67)
-        let net = try Network(config: config, batch: 2, mode: .inference, parameters: Network.makeParameters(config), engine: engine)
+        let net = try Network(config: config, batch: 2, mode: .inference, parameters: try Network.makeParameters(config), engine: engine)
         assertThrows(ShapeError.self, ["network input", "[1, 3, 67, 67]", "[2, 3, 67, 67]"]) {
             try net.setInput(Tensor(zeros: [1, 3, 67, 67]))
         }
@@ -123,7 +123,7 @@ final class LayerErrorTests: XCTestCase {
 
     func testInferenceNetworkRefusesTheLossByName() throws {
         let config = NetworkConfig(widths: [8, 8, 8, 8, 8], hidden: 16, classes: 3, inputSize: 67)
-        let net = try Network(config: config, batch: 1, mode: .inference, parameters: Network.makeParameters(config), engine: engine)
+        let net = try Network(config: config, batch: 1, mode: .inference, parameters: try Network.makeParameters(config), engine: engine)
         assertThrows(LayerError.self, ["network", "inference"]) { _ = try net.loss(labels: [0]) }
         assertThrows(LayerError.self, ["network", "inference"]) { try net.backward() }
     }

@@ -12,7 +12,7 @@ final class InitializationTests: XCTestCase {
     }
 
     func testPaperInitialisation() throws {
-        let params = Network.makeParameters(NetworkConfig())
+        let params = try Network.makeParameters(NetworkConfig())
         Initialization.paper.apply(to: params, seed: 3)
         for name in ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"] {
             let s = stats(try params.tensor("\(name).weight"))
@@ -27,7 +27,7 @@ final class InitializationTests: XCTestCase {
 
     func testPyTorchInitialisation() throws {
         let config = NetworkConfig(variant: .seed)
-        let params = Network.makeParameters(config)
+        let params = try Network.makeParameters(config)
         Initialization.pytorch.apply(to: params, seed: 4)
         for e in params.entries {
             let layer = String(e.name.split(separator: ".")[0])
@@ -47,8 +47,8 @@ final class InitializationTests: XCTestCase {
     }
 
     func testInitialisationIsSeeded() throws {
-        let a = Network.makeParameters(NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3))
-        let b = Network.makeParameters(NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3))
+        let a = try Network.makeParameters(NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3))
+        let b = try Network.makeParameters(NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 3))
         Initialization.paper.apply(to: a, seed: 9)
         Initialization.paper.apply(to: b, seed: 9)
         XCTAssertEqual(try a.tensor("conv3.weight"), try b.tensor("conv3.weight"))
@@ -66,7 +66,7 @@ final class NetworkTests: XCTestCase {
         XCTAssertEqual(shapes.first { $0.spec.name == "pool5" }?.output, [256, 6, 6])
         XCTAssertEqual(config.flatFeatures, 9216)
         // One tower: 62 378 344 parameters (torchvision's AlexNet has 61.1 M with its narrower trunk).
-        XCTAssertEqual(Network.makeParameters(config).parameterCount, 62_378_344)
+        XCTAssertEqual(try Network.makeParameters(config).parameterCount, 62_378_344)
         // The cost model of docs/DESIGN.md, layer by layer (millions of multiply-accumulates per image), and about 1.139 G in all.
         let macs = Dictionary(uniqueKeysWithValues: shapes.map { ($0.spec.name, $0.spec.multiplyAccumulates(output: $0.output) / 1e6) })
         for (layer, want) in [("conv1", 109.3), ("conv2", 447.9), ("conv3", 149.5), ("conv4", 224.3), ("conv5", 149.5),
@@ -92,13 +92,13 @@ final class NetworkTests: XCTestCase {
                                                    "conv5", "relu5", "pool5", "avgpool", "flatten", "dropout5", "fc6", "relu6",
                                                    "dropout6", "fc7", "relu7", "fc8"])
         // torchvision's alexnet: 61 100 840 parameters.
-        XCTAssertEqual(Network.makeParameters(config).parameterCount, 61_100_840)
+        XCTAssertEqual(try Network.makeParameters(config).parameterCount, 61_100_840)
         XCTAssertEqual(config.flatFeatures, 9216)
         // Any input size reaches fc6 as 6×6 maps: at 100 pixels pool5 is 2×2 and the pool repeats it.
         var small = NetworkConfig(variant: .torchvision, widths: [8, 8, 16, 16, 8], hidden: 16, classes: 3, inputSize: 100, conv1Padding: 2)
         XCTAssertEqual(try small.shapes().first { $0.spec.name == "avgpool" }?.input, [8, 2, 2])
         XCTAssertEqual(small.flatFeatures, 8 * 36)
-        let params = Network.makeParameters(small)
+        let params = try Network.makeParameters(small)
         Initialization.pytorch.apply(to: params, seed: 3)
         let net = try Network(config: small, batch: 2, mode: .training, parameters: params, engine: engine)
         XCTAssertTrue(net.layers.contains { $0 is AdaptiveAveragePool })
@@ -109,13 +109,13 @@ final class NetworkTests: XCTestCase {
         try net.backward()
         XCTAssertGreaterThan(try params.tensor("conv1.weight", grad: true).data.map(abs).max()!, 0, "gradients reach conv1 through the pool")
         small.inputSize = 224
-        let full = try Network(config: small, batch: 1, mode: .inference, parameters: Network.makeParameters(small), engine: engine)
+        let full = try Network(config: small, batch: 1, mode: .inference, parameters: try Network.makeParameters(small), engine: engine)
         XCTAssertFalse(full.layers.contains { $0 is AdaptiveAveragePool }, "6×6 maps: the pool is the identity and left out")
     }
 
     func testLayerOrderFollowsTheVariant() throws {
         let small = NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 5, inputSize: 67)
-        let params = Network.makeParameters(small)
+        let params = try Network.makeParameters(small)
         var seed = small
         seed.variant = .seed
         let paperNet = try Network(config: small, batch: 2, mode: .training, parameters: params, engine: engine)
@@ -128,7 +128,7 @@ final class NetworkTests: XCTestCase {
 
     func testSeedVariantEndsInReLU() throws {
         let config = NetworkConfig(widths: [4, 8, 8, 8, 8], hidden: 16, classes: 50, inputSize: 67)
-        let params = Network.makeParameters(config)
+        let params = try Network.makeParameters(config)
         Initialization.pytorch.apply(to: params, seed: 1)
         let x = Tensor(randomNormal: [3, 3, 67, 67], std: 50, seed: 2)
         func logits(_ variant: Variant) throws -> [Float] {
@@ -146,7 +146,7 @@ final class NetworkTests: XCTestCase {
     /// oneDNN may pick other kernels for other batch sizes; each image's logits must not depend on it.
     func testFullSizeLogitsDoNotDependOnBatchSize() throws {
         let config = NetworkConfig()
-        let params = Network.makeParameters(config)
+        let params = try Network.makeParameters(config)
         Initialization.pytorch.apply(to: params, seed: 5)
         let x = Tensor(randomNormal: [16, 3, 224, 224], std: 50, seed: 6)
         let batch = try Network(config: config, batch: 16, mode: .inference, parameters: params, engine: engine)
@@ -165,7 +165,7 @@ final class NetworkTests: XCTestCase {
     func testTrainingReducesTheLossOnAFixedBatch() throws {
         // No dropout, so that 8 images can be memorised in a few dozen steps.
         let config = NetworkConfig(widths: [8, 16, 16, 16, 16], hidden: 32, classes: 4, inputSize: 67, dropout: 0)
-        let params = Network.makeParameters(config)
+        let params = try Network.makeParameters(config)
         Initialization.pytorch.apply(to: params, seed: 7)
         let net = try Network(config: config, batch: 8, mode: .training, parameters: params, engine: engine)
         try net.setInput(Tensor(randomNormal: [8, 3, 67, 67], std: 20, seed: 8))
@@ -203,7 +203,7 @@ final class NetworkTests: XCTestCase {
         rejected(NetworkConfig(widths: [65536, 65536, 65536, 65536, 65536], hidden: 1 << 20), "parameters")
         XCTAssertNoThrow(try NetworkConfig().validate())
         XCTAssertThrowsError(try Network(config: NetworkConfig(), batch: 0, mode: .inference,
-                                         parameters: Network.makeParameters(NetworkConfig()), engine: engine))
+                                         parameters: try Network.makeParameters(NetworkConfig()), engine: engine))
         let wrong = ParameterStore([("conv1.weight", [1])])
         XCTAssertThrowsError(try Network(config: NetworkConfig(), batch: 1, mode: .inference, parameters: wrong, engine: engine)) {
             XCTAssertTrue("\($0)".contains("conv1.weight"), "\($0)")

@@ -197,10 +197,29 @@ final class TrainingInputTests: XCTestCase {
 
     // MARK: memory
 
+    /// A model section for `bench -c` with the paper's network on `size`-pixel inputs.
+    func inputSizeConfig(_ size: Int) throws -> String {
+        let file = try Paths.temporaryDirectory("input-size").appendingPathComponent("model.yml")
+        try "model:\n  input_size: \(size)\n".write(to: file, atomically: true, encoding: .utf8)
+        return file.path
+    }
+
+    /// 512-pixel inputs at batch 4096 need about 185 GB of activations: refused on any machine
+    /// this runs on, before a kernel is made.
     func testABatchTooLargeForMemoryIsAnErrorNamingTheSize() throws {
-        let (status, out, err) = try runProcess(Paths.binary, ["bench", "--batch", "4096", "--iters", "1", "--warmup", "0"])
+        let (status, out, err) = try runProcess(Paths.binary, ["bench", "-c", try inputSizeConfig(512), "--batch", "4096",
+                                                               "--iters", "1", "--warmup", "0"])
         XCTAssertTrue((1...127).contains(status), out + err)
         XCTAssertTrue(err.contains("GB") && err.contains("lower the batch size"), err)
+    }
+
+    /// A model too large is refused, naming the layer, before its parameters are allocated (not
+    /// killed by the out-of-memory killer while they are initialised).
+    func testAModelTooLargeIsRefusedBeforeItsParametersAreMade() throws {
+        let (status, out, err) = try runProcess(Paths.binary, ["bench", "-c", try inputSizeConfig(2048), "--batch", "1",
+                                                               "--iters", "1", "--warmup", "0"])
+        XCTAssertEqual(status, 1, out + err)
+        XCTAssertTrue(err.contains("parameters") && err.contains("fc6.weight"), err)
     }
 
     /// Classify goes through in batches: more images than one batch holds give the same answers

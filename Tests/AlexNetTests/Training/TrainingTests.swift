@@ -208,7 +208,7 @@ final class TrainingTests: XCTestCase {
 
     /// A safetensors file of `model`'s initial weights with `poison` applied, for training.start_from.
     func weightsFile(_ model: NetworkConfig, named name: String, poison: (ParameterStore) throws -> Void) throws -> String {
-        let parameters = Network.makeParameters(model)
+        let parameters = try Network.makeParameters(model)
         Initialization.paper.apply(to: parameters, seed: 3)
         try poison(parameters)
         var w = SafetensorsWriter(metadata: ["variant": model.variant.rawValue, "input_size": "\(model.inputSize)",
@@ -273,7 +273,7 @@ final class TrainingTests: XCTestCase {
         var c = tinyConfig(Self.data, run: "nan-lr")
         c.model.variant = .seed
         c.training.epochs = 3
-        let parameters = Network.makeParameters(c.model)
+        let parameters = try Network.makeParameters(c.model)
         Initialization.paper.apply(to: parameters, seed: 3)
         let entries = parameters.entries
         let stateDict = Pickler.Value.dict(entries.enumerated().map { i, e in
