@@ -29,17 +29,16 @@ package final class WorkspaceKernel {
 
     package var implementations: Implementations { passImplementations([("forward", forwardPrimitive), ("backward", backwardPrimitive)]) }
 
-    /// `backwardDescriptor` makes the backward descriptor from the output's layout; it is called
-    /// at training time only.
-    private init<Forward, Backward>(name: String, input: TensorLayout, forward: inout Forward, training: Bool, backwardReadsInput: Bool,
-                                    engine: Engine, backwardDescriptor: (_ output: TensorLayout) throws -> Backward) throws {
+    /// `backward` makes the backward primitive from the output's layout and the forward
+    /// primitive (its hint); it is called at training time only.
+    private init(name: String, input: TensorLayout, forward: Primitive, training: Bool, backwardReadsInput: Bool, engine: Engine,
+                 backward makeBackward: (_ output: TensorLayout, _ forward: Primitive) throws -> Primitive) throws {
         (self.name, self.engine, self.backwardReadsInput) = (name, engine, backwardReadsInput)
-        forwardPrimitive = try Primitive(&forward, name: "\(name) forward", engine: engine)
+        forwardPrimitive = forward
         output = try DeviceTensor(forwardPrimitive.desc(dnnl_query_dst_md), engine: engine, lifetime: .output)
         guard training else { (backwardPrimitive, workspace, dInput, rerunOutput) = (nil, nil, nil, nil); return }
         workspace = try forwardPrimitive.makeWorkspace(engine, lifetime: backwardReadsInput ? .scratch : .saved)
-        var backward = try backwardDescriptor(output.layout)
-        backwardPrimitive = try Primitive(&backward, name: "\(name) backward", engine: engine, hint: forwardPrimitive)
+        backwardPrimitive = try makeBackward(output.layout, forwardPrimitive)
         let dInput = try DeviceTensor(input, engine: engine, lifetime: .inputGradient)
         self.dInput = dInput
         rerunOutput = !backwardReadsInput || workspace == nil ? nil
@@ -55,12 +54,14 @@ package final class WorkspaceKernel {
         try check(dnnl_lrn_forward_desc_init(&fd, training ? dnnl_forward_training : dnnl_forward_inference,
                                              dnnl_lrn_across_channels, &md, Int64(size), alpha, beta, k),
                   "dnnl_lrn_forward_desc_init", "describing \(name) on \(input)")
-        return try WorkspaceKernel(name: name, input: input, forward: &fd, training: training, backwardReadsInput: true, engine: engine) { out in
+        let forward = try Primitive(&fd, name: "\(name) forward", engine: engine)
+        return try WorkspaceKernel(name: name, input: input, forward: forward, training: training, backwardReadsInput: true,
+                                   engine: engine) { out, forward in
             var bd = dnnl_lrn_desc_t()
             var dst = out.md
             try check(dnnl_lrn_backward_desc_init(&bd, dnnl_lrn_across_channels, &dst, &md, Int64(size), alpha, beta, k),
                       "dnnl_lrn_backward_desc_init", "describing \(name)'s backward")
-            return bd
+            return try Primitive(&bd, name: "\(name) backward", engine: engine, hint: forward)
         }
     }
 
@@ -76,14 +77,16 @@ package final class WorkspaceKernel {
                                                      dnnl_pooling_max, &src, &dst, s, k, p, p),
                       "dnnl_pooling_forward_desc_init", "describing \(name) on \(input)")
         } } }
-        return try WorkspaceKernel(name: name, input: input, forward: &fd, training: training, backwardReadsInput: false, engine: engine) { out in
+        let forward = try Primitive(&fd, name: "\(name) forward", engine: engine)
+        return try WorkspaceKernel(name: name, input: input, forward: forward, training: training, backwardReadsInput: false,
+                                   engine: engine) { out, forward in
             var outMD = out.md
             var bd = dnnl_pooling_desc_t()
             try withDims([stride, stride]) { s in try withDims([kernel, kernel]) { k in try withDims([0, 0]) { p in
                 try check(dnnl_pooling_backward_desc_init(&bd, dnnl_pooling_max, &src, &outMD, s, k, p, p),
                           "dnnl_pooling_backward_desc_init", "describing \(name)'s backward")
             } } }
-            return bd
+            return try Primitive(&bd, name: "\(name) backward", engine: engine, hint: forward)
         }
     }
 

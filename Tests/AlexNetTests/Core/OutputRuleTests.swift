@@ -40,8 +40,8 @@ final class OutputRuleTests: XCTestCase {
         let rule = OutputRule(inputs: [input], sourceTrees: [dir + "/source"])
         assertRefused(rule, input, "is also an input")
         let cwd = FileManager.default.currentDirectoryPath
-        FileManager.default.changeCurrentDirectoryPath(dir)
-        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir))
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(cwd) }
         assertRefused(OutputRule(inputs: ["in.safetensors"]), "./in.safetensors", "same file as the input in.safetensors")
         assertRefused(rule, dir + "/link", "same file as the input")
         assertRefused(rule, dir + "/fifo", "FIFO")
