@@ -129,9 +129,6 @@ package final class ConvolutionKernel {
         output = try DeviceTensor(written.isPlain ? preferred : written, engine: engine, lifetime: .output)
         writtenOutput = try Staged(writing: written, into: output.layout, lifetime: .forwardScratch, engine: engine,
                                    name: "\(name) output reorder")
-        // Backward data may read forward's copy of the weights (when it wants the same layout).
-        forwardWeight = try Staged(reading: forwardPrimitive.desc(dnnl_query_weights_md), from: weight.layout,
-                                   lifetime: gradients != nil ? .saved : .forwardScratch, engine: engine, name: "\(name) weight reorder")
         fusedReLU = d.fusedReLU
         if explicitPadding == nil, writtenOutput.buffer == nil,
            let choice = WinogradKernel.algorithm(weightShape: d.weightShape, stride: d.stride, padding: d.padding,
@@ -143,6 +140,13 @@ package final class ConvolutionKernel {
         } else {
             winograd = nil
         }
+        // Winograd reads the plain weights and writes the plain weight gradient: it needs none
+        // of the primitives' copies of them. Backward data may read forward's copy of the
+        // weights (when it wants the same layout).
+        let primitivesRun = winograd == nil
+        forwardWeight = primitivesRun ? try Staged(reading: forwardPrimitive.desc(dnnl_query_weights_md), from: weight.layout,
+                                                   lifetime: gradients != nil ? .saved : .forwardScratch, engine: engine,
+                                                   name: "\(name) weight reorder") : .direct
 
         guard let gradients, let bw = chosen.backwardWeights else {
             (dInput, dWeight, dBias, backwardData, backwardWeights, reluBackward) = (nil, nil, nil, nil, nil, nil)
@@ -157,8 +161,9 @@ package final class ConvolutionKernel {
         gradient = try Staged(reading: gradientLayout, from: output.layout, lifetime: .backwardScratch, engine: engine,
                               name: "\(name) output-gradient reorder")
         backwardWeights = bw
-        chosenDWeight = try Staged(writing: bw.desc(dnnl_query_diff_weights_md), into: plainWeight, lifetime: .backwardScratch,
-                                   engine: engine, name: "\(name) weight-gradient reorder")
+        chosenDWeight = primitivesRun ? try Staged(writing: bw.desc(dnnl_query_diff_weights_md), into: plainWeight,
+                                                   lifetime: .backwardScratch, engine: engine,
+                                                   name: "\(name) weight-gradient reorder") : .direct
 
         if let bd = chosen.backwardData {
             backwardData = bd
@@ -168,8 +173,8 @@ package final class ConvolutionKernel {
             chosenDInput = try Staged(writing: dSource, window: explicitPadding == nil ? nil : try interior(of: dSource), into: input,
                                       lifetime: .backwardScratch, engine: engine, name: "\(name) input-gradient reorder")
             let wanted = bd.desc(dnnl_query_weights_md)
-            backwardDataWeight = wanted == forwardWeight.layout(around: weight.layout)
-                ? forwardWeight.alreadyFilled
+            backwardDataWeight = !primitivesRun ? .direct
+                : wanted == forwardWeight.layout(around: weight.layout) ? forwardWeight.alreadyFilled
                 : try Staged(reading: wanted, from: weight.layout, lifetime: .backwardScratch, engine: engine,
                              name: "\(name) backward weight reorder")
         } else {
