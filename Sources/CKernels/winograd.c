@@ -43,6 +43,15 @@ INLINE void store_activation(void *p, long i, v8 v, int bf16) {
     const h8 h = __builtin_convertvector((rounded & ~nan) | (((u >> 16) | 0x40u) & nan), h8);
     memcpy((uint16_t *)p + i, &h, sizeof h);
 }
+// One float32 value stored at element `i` of `p`, or with `bf16` as bfloat16 rounded as
+// store_activation rounds.
+INLINE void store_number(void *p, long i, float v, int bf16) {
+    if (!bf16) { ((float *)p)[i] = v; return; }
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    ((uint16_t *)p)[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u)
+                                                         : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 #define UNROLL _Pragma("clang loop unroll(full)")
 // The helpers that pass v8 by value are always inlined: no call crosses an ABI, so the warning
 // that AVX vectors change it without -mavx does not apply.
@@ -165,6 +174,8 @@ typedef struct {
     const float *x, *bias;
     float *out;
     int n, c, h, w, relu, backward, k, block, bf16;
+    // The weight and bias gradients' type: float32, or bfloat16 (a bf16 run's gradients).
+    int out_bf16;
 } job;
 
 // What the three tile transforms do to one tile's eight channels: `plane` is the offset of
@@ -354,16 +365,16 @@ INLINE void weight_gradient_job(void *arg, const algorithm *f) {
         UNROLL for (int xi = 0; xi < a * a; xi++) u[xi] = load(j->x + ((long)xi * j->c + c) * j->k + k);
         sandwich(&f->g[0][0], r, a, 1, MAX_R, u, g);  // Gᵀ ∂U G: L = Gᵀ, read from G transposed
         for (int q = 0; q < 8; q++) {
-            float *dw = j->out + ((k + q) * j->c + c) * r * r;
-            UNROLL for (int i = 0; i < r * r; i++) dw[i] = g[i][q];
+            const long dw = ((k + q) * j->c + c) * r * r;
+            UNROLL for (int i = 0; i < r * r; i++) store_number(j->out, dw + i, g[i][q], j->out_bf16);
         }
     }
 }
 INSTANTIATE(weight_gradient_job)
 
 void alexnet_winograd_weight_gradient(alexnet_winograd_algorithm f, const float *du, int out_channels,
-                                      int in_channels, float *dw) {
-    job j = {.x = du, .out = dw, .k = out_channels, .c = in_channels};
+                                      int in_channels, void *dw, int dw_bf16) {
+    job j = {.x = du, .out = dw, .k = out_channels, .c = in_channels, .out_bf16 = dw_bf16};
     GOMP_parallel(weight_gradient_jobs[f], &j, 0, 0);
 }
 
@@ -381,12 +392,13 @@ static void bias_gradient_job(void *arg) {
             for (long p = 0; p < pixels; p++) partial += load_activation(j->x, plane + p * j->block, j->bf16);
             for (int q = 0; q < 8; q++) sum[q] += partial[q];
         }
-        for (int q = 0; q < 8; q++) j->out[group * 8 + q] = (float)sum[q];
+        for (int q = 0; q < 8; q++) store_number(j->out, group * 8 + q, (float)sum[q], j->out_bf16);
     }
 }
 
 void alexnet_winograd_bias_gradient(const void *dy, int bf16, int block, int batch, int channels, int height, int width,
-                                    float *db) {
-    job j = {.x = dy, .out = db, .n = batch, .c = channels, .h = height, .w = width, .block = block, .bf16 = bf16};
+                                    void *db, int db_bf16) {
+    job j = {.x = dy, .out = db, .n = batch, .c = channels, .h = height, .w = width, .block = block, .bf16 = bf16,
+             .out_bf16 = db_bf16};
     GOMP_parallel(bias_gradient_job, &j, 0, 0);
 }

@@ -64,6 +64,37 @@ int alexnet_mpi_ibroadcast_floats(float *data, int count, int root, void **reque
     return started(MPI_Ibcast(data, count, MPI_FLOAT, root, MPI_COMM_WORLD, cell), cell, request);
 }
 
+// bfloat16 numbers (uint16 bits) summed in float32 and rounded to the nearest even, as the
+// kernels round: MPI has no bfloat16 type, so the sum is a user operation on MPI_UINT16_T.
+static void sum_bfloat16(void *in, void *inout, int *count, MPI_Datatype *type) {
+    (void)type;
+    const uint16_t *a = in;
+    uint16_t *b = inout;
+    for (int i = 0; i < *count; i++) {
+        union { uint32_t u; float f; } x = {.u = (uint32_t)a[i] << 16}, y = {.u = (uint32_t)b[i] << 16}, s;
+        s.f = x.f + y.f;
+        if ((s.u & 0x7fffffffu) > 0x7f800000u) b[i] = (uint16_t)((s.u >> 16) | 0x40u);
+        else b[i] = (uint16_t)((s.u + 0x7fffu + ((s.u >> 16) & 1u)) >> 16);
+    }
+}
+
+int alexnet_mpi_iallreduce_sum_bfloat16(uint16_t *data, int count, void **request) {
+    static MPI_Op op = MPI_OP_NULL;
+    if (op == MPI_OP_NULL) {
+        int rc = MPI_Op_create(sum_bfloat16, 1, &op);
+        if (rc != MPI_SUCCESS) return rc;
+    }
+    MPI_Request *cell = new_cell();
+    if (cell == NULL) return MPI_ERR_NO_MEM;
+    return started(MPI_Iallreduce(MPI_IN_PLACE, data, count, MPI_UINT16_T, op, MPI_COMM_WORLD, cell), cell, request);
+}
+
+int alexnet_mpi_ibroadcast_bfloat16(uint16_t *data, int count, int root, void **request) {
+    MPI_Request *cell = new_cell();
+    if (cell == NULL) return MPI_ERR_NO_MEM;
+    return started(MPI_Ibcast(data, count, MPI_UINT16_T, root, MPI_COMM_WORLD, cell), cell, request);
+}
+
 int alexnet_mpi_test(void *request, int *done) {
     MPI_Request *cell = request;
     int rc = MPI_Test(cell, done, MPI_STATUS_IGNORE);

@@ -1,7 +1,8 @@
 import Foundation
 
 /// A 64-byte aligned float buffer that never moves: what oneDNN memory objects point at, and the
-/// flat storage behind parameters, gradients and momentum (llm.c style named views into one block).
+/// flat storage behind the parameters (llm.c style named views into one block; their gradients and
+/// momentum are `NumberBuffer`s).
 public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>
@@ -52,4 +53,76 @@ public final class FloatBuffer: @unchecked Sendable {
     }
 
     public var array: [Float] { Array(buffer) }
+}
+
+/// How a block of numbers is kept: float32, or bfloat16 (float32's upper 16 bits: the same
+/// exponent range, 8 significant bits). Gradients and momentum of a bf16 run are kept in bfloat16.
+public enum NumberFormat: String, Sendable, Codable {
+    case float32, bfloat16
+    public var bytes: Int { self == .float32 ? 4 : 2 }
+}
+
+/// float32 → bfloat16, rounded to the nearest even (oneDNN's conversion); a NaN stays a NaN.
+@inlinable @inline(__always)
+public func bfloat16Bits(_ x: Float) -> UInt16 {
+    let u = x.bitPattern
+    if u & 0x7FFF_FFFF > 0x7F80_0000 { return UInt16(truncatingIfNeeded: u >> 16) | 0x0040 }
+    return UInt16(truncatingIfNeeded: (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+}
+
+/// bfloat16 → float32 (exact).
+@inlinable @inline(__always)
+public func float(bfloat16 bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
+
+/// A 64-byte aligned, zeroed block of `count` numbers kept in `format`, read and written as
+/// floats (writes to a bfloat16 block round to nearest even): gradients and momentum, which a bf16
+/// run keeps at half the size.
+public final class NumberBuffer: @unchecked Sendable {
+    public let count: Int
+    public let format: NumberFormat
+    public let raw: UnsafeMutableRawPointer
+
+    public init(count: Int, format: NumberFormat) {
+        var raw: UnsafeMutableRawPointer?
+        guard count >= 0, posix_memalign(&raw, 64, max(count, 1) * format.bytes) == 0, let raw else {
+            fatalError("NumberBuffer: cannot allocate \(max(count, 1) * format.bytes) bytes")
+        }
+        memset(raw, 0, max(count, 1) * format.bytes)
+        (self.count, self.format, self.raw) = (count, format, raw)
+    }
+
+    deinit { free(raw) }
+
+    public var bytes: Int { count * format.bytes }
+    /// The numbers as floats, when they are kept as floats.
+    public var floats: UnsafeMutablePointer<Float>? { format == .float32 ? raw.assumingMemoryBound(to: Float.self) : nil }
+    /// The numbers' bfloat16 bits, when they are kept as bfloat16.
+    public var halves: UnsafeMutablePointer<UInt16>? { format == .bfloat16 ? raw.assumingMemoryBound(to: UInt16.self) : nil }
+    /// The address of element `offset`.
+    public func address(_ offset: Int) -> UnsafeMutableRawPointer { raw + offset * format.bytes }
+
+    public func zero() { memset(raw, 0, bytes) }
+
+    /// Elements offset..<offset+count as floats (widened exactly from bfloat16).
+    public func read(_ offset: Int, _ count: Int) -> [Float] {
+        precondition(offset >= 0 && count >= 0 && offset + count <= self.count, "NumberBuffer: read past the end")
+        if let f = floats { return Array(UnsafeBufferPointer(start: f + offset, count: count)) }
+        let h = halves! + offset
+        return (0..<count).map { float(bfloat16: h[$0]) }
+    }
+
+    /// Writes `values` from element `offset` on (rounded to nearest even into bfloat16).
+    public func write(_ values: UnsafeBufferPointer<Float>, at offset: Int) {
+        precondition(offset >= 0 && offset + values.count <= count, "NumberBuffer: write past the end")
+        guard let base = values.baseAddress, !values.isEmpty else { return }
+        if let f = floats { (f + offset).update(from: base, count: values.count); return }
+        let h = halves! + offset
+        for i in 0..<values.count { h[i] = bfloat16Bits(base[i]) }
+    }
+
+    /// The index of the first NaN or infinity among elements offset..<offset+count, if any.
+    public func firstNonFinite(_ offset: Int, _ count: Int) -> Int? {
+        if let f = floats { return UnsafeBufferPointer(start: f + offset, count: count).firstIndex { !$0.isFinite } }
+        return UnsafeBufferPointer(start: halves! + offset, count: count).firstIndex { $0 & 0x7F80 == 0x7F80 }
+    }
 }

@@ -1,6 +1,7 @@
 /// Named parameters as views into one flat buffer, with their gradients in a second buffer of the
 /// same layout (llm.c's habit): the optimiser is one loop over the whole block, and a checkpoint
-/// is a list of (name, shape, offset).
+/// is a list of (name, shape, offset). The values are float32 (the master copy); the gradients
+/// are float32 or, for a bf16 run, bfloat16 (`gradientFormat`).
 public final class ParameterStore: @unchecked Sendable {
     public struct Entry: Sendable, Equatable {
         public let name: String
@@ -11,10 +12,10 @@ public final class ParameterStore: @unchecked Sendable {
 
     public let entries: [Entry]
     public let values: FloatBuffer
-    public let grads: FloatBuffer
+    public let grads: NumberBuffer
     private let index: [String: Int]
 
-    public init(_ shapes: [(name: String, shape: [Int])]) {
+    public init(_ shapes: [(name: String, shape: [Int])], gradientFormat: NumberFormat = .float32) {
         var offset = 0
         var list: [Entry] = []
         for (name, shape) in shapes {
@@ -24,7 +25,7 @@ public final class ParameterStore: @unchecked Sendable {
         }
         entries = list
         values = FloatBuffer(count: offset)
-        grads = FloatBuffer(count: offset)
+        grads = NumberBuffer(count: offset, format: gradientFormat)
         index = Dictionary(uniqueKeysWithValues: list.enumerated().map { ($1.name, $0) })
     }
 
@@ -36,6 +37,12 @@ public final class ParameterStore: @unchecked Sendable {
     public func firstNonFinite(in buffer: FloatBuffer) -> (name: String, index: Int)? {
         guard let e = entries.first(where: { !isFinite($0, in: buffer) }) else { return nil }
         return (e.name, UnsafeBufferPointer(start: buffer.pointer + e.offset, count: e.count).firstIndex { !$0.isFinite }!)
+    }
+
+    /// The same for a buffer of floats or bfloat16 numbers (momentum).
+    public func firstNonFinite(in buffer: NumberBuffer) -> (name: String, index: Int)? {
+        for e in entries { if let i = buffer.firstNonFinite(e.offset, e.count) { return (e.name, i) } }
+        return nil
     }
 
     /// Whether every value of `e` in `buffer` (laid out like this store) is finite.
@@ -57,17 +64,18 @@ public final class ParameterStore: @unchecked Sendable {
         return values.pointer + e.offset
     }
 
-    public func grad(_ name: String, shape: [Int]) throws -> UnsafeMutablePointer<Float> {
+    /// The gradient view of `name` (its numbers in `grads.format`), checked like `value`.
+    public func grad(_ name: String, shape: [Int]) throws -> UnsafeMutableRawPointer {
         let e = try entry(name)
         guard e.shape == shape else { throw ParameterError.shape(name, expected: shape, found: e.shape) }
-        return grads.pointer + e.offset
+        return grads.address(e.offset)
     }
 
     /// A copy of a parameter (or, with `grad`, of its gradient) as a plain tensor.
     public func tensor(_ name: String, grad: Bool = false) throws -> Tensor {
         let e = try entry(name)
-        let base = (grad ? grads : values).pointer + e.offset
-        return Tensor(shape: e.shape, data: Array(UnsafeBufferPointer(start: base, count: e.count)))
+        if grad { return Tensor(shape: e.shape, data: grads.read(e.offset, e.count)) }
+        return Tensor(shape: e.shape, data: Array(UnsafeBufferPointer(start: values.pointer + e.offset, count: e.count)))
     }
 
     /// Where NaN or infinite values are after an update, and most likely began: the first
@@ -76,8 +84,9 @@ public final class ParameterStore: @unchecked Sendable {
     /// (backward runs from the loss towards conv1, so the last is nearest to where it started).
     /// `gradient` says which of the two; nil when everything is finite.
     public func nonFiniteOrigin() -> (name: String, gradient: Bool)? {
-        if let e = entries.first(where: { !isFinite($0, in: values) && isFinite($0, in: grads) }) { return (e.name, false) }
-        if let e = entries.last(where: { !isFinite($0, in: grads) }) { return (e.name, true) }
+        func gradientFinite(_ e: Entry) -> Bool { grads.firstNonFinite(e.offset, e.count) == nil }
+        if let e = entries.first(where: { !isFinite($0, in: values) && gradientFinite($0) }) { return (e.name, false) }
+        if let e = entries.last(where: { !gradientFinite($0) }) { return (e.name, true) }
         return nil
     }
 

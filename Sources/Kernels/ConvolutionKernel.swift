@@ -21,8 +21,8 @@ import CDNNL
 /// In bf16 (`Precision`) the convolution reads and writes bfloat16 activations: its output and
 /// ∂input are bfloat16 (so LRN, pooling and the next convolution run on bfloat16 too, and what
 /// backward keeps of them is half the size), the weights become bfloat16 copies, and ∂weight and
-/// ∂bias stay float32 for the float32 master weights (oneDNN's bf16 kernels accumulate in
-/// float32). A float32 input (the network's images) is converted by the same reorder that
+/// ∂bias, accumulated in float32, are written in the parameter store's gradient type (bfloat16
+/// for a bf16 run, converted from the primitive's float32). A float32 input (the network's images) is converted by the same reorder that
 /// changes its layout. Where Winograd's algorithms apply to a bf16 layer (`WinogradKernel`), they
 /// read and write its bfloat16 activations and compute in float32.
 package final class ConvolutionKernel {
@@ -63,8 +63,8 @@ package final class ConvolutionKernel {
     /// type: the written (plain) layout, or a bf16 copy.
     let gradient: Staged
     let weight: DeviceTensor, bias: DeviceTensor, dWeight: DeviceTensor?, dBias: DeviceTensor?
-    /// The weights and their gradient in the layouts the primitives chose.
-    let forwardWeight: Staged, backwardDataWeight: Staged, chosenDWeight: Staged
+    /// The weights and their gradients in the layouts (and types) the primitives chose.
+    let forwardWeight: Staged, backwardDataWeight: Staged, chosenDWeight: Staged, chosenDBias: Staged
 
     let backwardData: Primitive?
     let backwardWeights: Primitive?
@@ -94,7 +94,7 @@ package final class ConvolutionKernel {
         weight = try DeviceTensor(plainWeight, engine: engine, borrowing: parameters.weight)
         bias = try DeviceTensor(plainBias, engine: engine, borrowing: parameters.bias)
 
-        let gradients: (weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>)?
+        let gradients: (weight: UnsafeMutableRawPointer, bias: UnsafeMutableRawPointer)?
         if d.training, let w = parameters.dWeight, let b = parameters.dBias { gradients = (w, b) } else { gradients = nil }
         let asAsked = try Passes(name: name, d, sourceDims: input.dims, padding: d.padding, backward: gradients != nil, engine: engine)
         var chosen = asAsked
@@ -150,20 +150,23 @@ package final class ConvolutionKernel {
 
         guard let gradients, let bw = chosen.backwardWeights else {
             (dInput, dWeight, dBias, backwardData, backwardWeights, reluBackward) = (nil, nil, nil, nil, nil, nil)
-            (backwardDataWeight, chosenDWeight, chosenDInput, gradient) = (.direct, .direct, .direct, .direct)
+            (backwardDataWeight, chosenDWeight, chosenDBias, chosenDInput, gradient) = (.direct, .direct, .direct, .direct, .direct)
             return
         }
-        let dWeight = try DeviceTensor(plainWeight, engine: engine, borrowing: gradients.weight)
-        self.dWeight = dWeight
-        dBias = try DeviceTensor(plainBias, engine: engine, borrowing: gradients.bias)
+        let dWeight = try DeviceTensor(try parameters.gradientLayout(d.weightShape), engine: engine, borrowing: gradients.weight)
+        let dBias = try DeviceTensor(try parameters.gradientLayout([d.weightShape[0]]), engine: engine, borrowing: gradients.bias)
+        (self.dWeight, self.dBias) = (dWeight, dBias)
         let gradientLayout = bw.desc(dnnl_query_diff_dst_md)
         reluBackward = d.fusedReLU ? try ReLUBackward(name: name, layout: output.layout, engine: engine) : nil
         gradient = try Staged(reading: gradientLayout, from: output.layout, lifetime: .backwardScratch, engine: engine,
                               name: "\(name) output-gradient reorder")
         backwardWeights = bw
-        chosenDWeight = primitivesRun ? try Staged(writing: bw.desc(dnnl_query_diff_weights_md), into: plainWeight,
+        chosenDWeight = primitivesRun ? try Staged(writing: bw.desc(dnnl_query_diff_weights_md), into: dWeight.layout,
                                                    lifetime: .backwardScratch, engine: engine,
                                                    name: "\(name) weight-gradient reorder") : .direct
+        chosenDBias = primitivesRun ? try Staged(writing: bw.desc(dnnl_query_diff_weights_md, 1), into: dBias.layout,
+                                                 lifetime: .backwardScratch, engine: engine,
+                                                 name: "\(name) bias-gradient conversion") : .direct
 
         if let bd = chosen.backwardData {
             backwardData = bd
@@ -280,8 +283,10 @@ package final class ConvolutionKernel {
             try winograd.backwardWeights(x: x, dOutput: dy, dWeight: dWeight, dBias: dBias, engine: engine)
         } else {
             try backwardWeights.execute(engine, [(DNNL_ARG_SRC, x), (DNNL_ARG_DIFF_DST, dy),
-                                                 (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight.tensor(for: dWeight)), (DNNL_ARG_DIFF_BIAS, dBias)])
+                                                 (DNNL_ARG_DIFF_WEIGHTS, chosenDWeight.tensor(for: dWeight)),
+                                                 (DNNL_ARG_DIFF_BIAS, chosenDBias.tensor(for: dBias))])
             try chosenDWeight.flush(into: dWeight)
+            try chosenDBias.flush(into: dBias)
         }
         guard let dInput else { return }
         let dx = chosenDInput.tensor(for: dInput)

@@ -154,6 +154,11 @@ public final class DeviceTensor {
         try self.init(layout, engine: engine, storage: nil, data: pointer)
     }
 
+    /// A view of numbers of `layout`'s type (float32 or bfloat16) that live elsewhere.
+    convenience init(_ layout: TensorLayout, engine: Engine, borrowing raw: UnsafeMutableRawPointer) throws {
+        try self.init(layout, engine: engine, storage: nil, data: raw.assumingMemoryBound(to: Float.self))
+    }
+
     /// This tensor's memory seen through `layout` (which may be a submemory window of it, or
     /// other dims over the same bytes), starting `offset` floats in; it follows this tensor
     /// when the network places it in its arena.
@@ -260,11 +265,14 @@ public final class DeviceTensor {
 
 /// A layer's weight and bias and, when it trains, their gradients: views into a `ParameterStore`
 /// in PyTorch's layouts, which the kernels read and write (or copy into layouts of their own).
+/// The weights are float32; the gradients are in the store's format (bfloat16 for a bf16 run).
 package struct ParameterViews {
     let weight: UnsafeMutablePointer<Float>
     let bias: UnsafeMutablePointer<Float>
-    let dWeight: UnsafeMutablePointer<Float>?
-    let dBias: UnsafeMutablePointer<Float>?
+    let dWeight: UnsafeMutableRawPointer?
+    let dBias: UnsafeMutableRawPointer?
+    /// The gradients' number type.
+    let gradientPrecision: Precision
 
     /// `<name>.weight` and `<name>.bias`, checked against the shapes the layer expects.
     package init(_ parameters: ParameterStore, _ name: String, weight: [Int], bias: [Int], gradients: Bool) throws {
@@ -272,5 +280,9 @@ package struct ParameterViews {
         self.bias = try parameters.value("\(name).bias", shape: bias)
         dWeight = gradients ? try parameters.grad("\(name).weight", shape: weight) : nil
         dBias = gradients ? try parameters.grad("\(name).bias", shape: bias) : nil
+        gradientPrecision = parameters.grads.format == .bfloat16 ? .bf16 : .fp32
     }
+
+    /// A layout of the gradients' type.
+    func gradientLayout(_ dims: [Int]) throws -> TensorLayout { try TensorLayout(dims, .plain, gradientPrecision) }
 }

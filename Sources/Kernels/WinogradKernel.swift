@@ -152,7 +152,8 @@ final class WinogradKernel {
                 block: blocks.input, weights: backwardWeights, bias: nil, relu: false, engine: engine)
     }
 
-    /// ∂weight (K, C, r, r) and ∂bias (K), plain, from x (N, C, H, W) and ∂y (N, K, H, W) blocked.
+    /// ∂weight (K, C, r, r) and ∂bias (K), plain (float32 or bfloat16), from x (N, C, H, W) and ∂y
+    /// (N, K, H, W) blocked.
     func backwardWeights(x: DeviceTensor, dOutput: DeviceTensor, dWeight: DeviceTensor, dBias: DeviceTensor,
                          engine: Engine) throws {
         guard let transformedWeightGradient else { throw LayerError.notTraining("the Winograd convolution's weight gradient") }
@@ -170,9 +171,9 @@ final class WinogradKernel {
             }
         }
         alexnet_winograd_weight_gradient(algorithm.id, transformedWeightGradient.pointer, Int32(outChannels), Int32(inChannels),
-                                         dWeight.pointer)
+                                         dWeight.raw, dWeight.layout.precision == .bf16 ? 1 : 0)
         alexnet_winograd_bias_gradient(dOutput.raw, bf16 ? 1 : 0, Int32(blocks.output), Int32(batch), Int32(outChannels),
-                                       Int32(height), Int32(width), dBias.pointer)
+                                       Int32(height), Int32(width), dBias.raw, dBias.layout.precision == .bf16 ? 1 : 0)
     }
 
     /// For each chunk of images: input transform, the α² products (tiles × `inputChannels`) ·

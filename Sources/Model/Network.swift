@@ -123,12 +123,13 @@ public final class Network {
         layers.flatMap { l in l.implementations.map { (l.name, $0.pass, $0.implementation) } }
     }
 
-    /// A fresh parameter store shaped for `config` (zeros; see `Initialization`).
+    /// A fresh parameter store shaped for `config` (zeros; see `Initialization`), its gradients
+    /// kept as a training run in `precision` keeps them.
     /// Throws `ConfigError` or `LimitError` for a configuration `validate` refuses (one whose
     /// parameters would not fit in memory among them), before anything is allocated.
-    public static func makeParameters(_ config: NetworkConfig) throws -> ParameterStore {
+    public static func makeParameters(_ config: NetworkConfig, precision: Precision = .fp32) throws -> ParameterStore {
         try config.validate()
-        return ParameterStore(config.parameterShapes)
+        return ParameterStore(config.parameterShapes, gradientFormat: precision.gradientFormat)
     }
 
     /// (N, classes), plain.

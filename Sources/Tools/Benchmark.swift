@@ -51,7 +51,7 @@ public struct Benchmark {
         public var loaderTrainImagesPerSecond: Double?
         public var loaderDataWaitFraction: Double?
         /// With `profileLayers`: the training network's memory plan, and the parameters'
-        /// values, gradients and momentum (three flat float buffers) beside it.
+        /// values (float32), gradients and momentum (float32, or bfloat16 in bf16) beside it.
         public var trainingMemoryPlan: BufferPlan?
         public var parameterBytes = 0
     }
@@ -71,7 +71,7 @@ public struct Benchmark {
         try Limits.check(options.warmup, in: 0...1_000_000, flag: "--warmup")
         try CPUCapabilities.check(options.precision)
         let config = options.config
-        let params = try Network.makeParameters(config)
+        let params = try Network.makeParameters(config, precision: options.precision)
         Initialization.paper.apply(to: params, seed: 0)
         var rng = RandomGenerator(seed: 1)
         let macs = config.forwardMACs
@@ -123,7 +123,7 @@ public struct Benchmark {
                 result.lossSeconds = lossTime / n
                 result.implementations = net.implementations
                 result.trainingMemoryPlan = net.memoryPlan
-                result.parameterBytes = 3 * params.values.count * MemoryLayout<Float>.stride
+                result.parameterBytes = params.values.count * MemoryLayout<Float>.stride + 2 * params.grads.bytes
                 result.reordersPerStep = Double(reorders.count) / n
                 result.reorderSecondsPerStep = reorders.seconds / n
             }

@@ -359,7 +359,7 @@ public struct GoldenVerifier {
 
     private func verifyConv(_ check: Check, _ c: String, x: Tensor, w: Tensor, b: Tensor, y: Tensor, dy: Tensor, dx: Tensor, dw: Tensor,
                             db: Tensor, geometry g: Conv2d.Geometry) throws {
-        let params = ParameterStore([("\(c).weight", w.shape), ("\(c).bias", b.shape)])
+        let params = ParameterStore([("\(c).weight", w.shape), ("\(c).bias", b.shape)], gradientFormat: precision.gradientFormat)
         try params.set("\(c).weight", w)
         try params.set("\(c).bias", b)
         try verifySimple(check, c, x: x, y: y, dy: dy, dx: dx) { desc in
@@ -372,7 +372,7 @@ public struct GoldenVerifier {
 
     private func verifyLinear(_ check: Check, _ c: String, x: Tensor, w: Tensor, b: Tensor, y: Tensor, dy: Tensor, dx: Tensor, dw: Tensor,
                               db: Tensor) throws {
-        let params = ParameterStore([("\(c).weight", w.shape), ("\(c).bias", b.shape)])
+        let params = ParameterStore([("\(c).weight", w.shape), ("\(c).bias", b.shape)], gradientFormat: precision.gradientFormat)
         try params.set("\(c).weight", w)
         try params.set("\(c).bias", b)
         try verifySimple(check, c, x: x, y: y, dy: dy, dx: dx) { desc in
@@ -451,7 +451,7 @@ public struct GoldenVerifier {
             return nil
         }
         let masks = try zip(["mask_a", "mask_b"], maskShapes).map { try check.tensor($0, shape: $1) }
-        let params = try Network.makeParameters(config)
+        let params = try Network.makeParameters(config, precision: precision)
         for e in params.entries { try params.set(e.name, try file.tensor("init.\(e.name)", shape: e.shape)) }
         let c = "net_\(config.variant.rawValue)"
         let logitsShape = [batch, config.classes]

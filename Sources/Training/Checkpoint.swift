@@ -85,7 +85,7 @@ public enum Checkpoint {
     }
 
     public static func write(to path: String, state: TrainingState, network: NetworkConfig, configYAML: String, classes: [String],
-                             statistics: DatasetStatistics?, mean: MeanMode, parameters: ParameterStore, momentum: FloatBuffer,
+                             statistics: DatasetStatistics?, mean: MeanMode, parameters: ParameterStore, momentum: NumberBuffer,
                              epochStart: FloatBuffer?) throws {
         let json = JSONEncoder()
         json.outputFormatting = [.sortedKeys]
@@ -100,7 +100,11 @@ public enum Checkpoint {
             }
         }
         add("", parameters.values)
-        add("momentum.", momentum)
+        // Momentum is written as float32 whatever the run keeps (bfloat16 widens exactly), so
+        // a checkpoint resumes in either precision.
+        for e in parameters.entries {
+            momentum.read(e.offset, e.count).withUnsafeBufferPointer { w.add("momentum." + e.name, floats: $0, shape: e.shape) }
+        }
         if let epochStart { add("epoch_start.", epochStart) }
         if let statistics, statistics.size > 0 {
             w.add("statistics.mean_image", Tensor(shape: [statistics.size, statistics.size, 3], data: statistics.meanImage))
@@ -148,6 +152,16 @@ public enum Checkpoint {
     /// Copies the tensors named `prefix + parameter` into `buffer` (laid out like `parameters`).
     public static func load(_ file: SafetensorsFile, prefix: String = "", into buffer: FloatBuffer, layout parameters: ParameterStore) throws {
         for e in parameters.entries { try file.copyFloats(prefix + e.name, shape: e.shape, into: buffer.pointer + e.offset) }
+    }
+
+    /// The same into floats or bfloat16 numbers (rounded to nearest even), a tensor at a time.
+    public static func load(_ file: SafetensorsFile, prefix: String = "", into buffer: NumberBuffer, layout parameters: ParameterStore) throws {
+        for e in parameters.entries {
+            if let f = buffer.floats { try file.copyFloats(prefix + e.name, shape: e.shape, into: f + e.offset); continue }
+            var values = [Float](repeating: 0, count: e.count)
+            try values.withUnsafeMutableBufferPointer { try file.copyFloats(prefix + e.name, shape: e.shape, into: $0.baseAddress!) }
+            values.withUnsafeBufferPointer { buffer.write($0, at: e.offset) }
+        }
     }
 }
 

@@ -15,8 +15,9 @@ public final class SGD {
     public var momentum: Float
     public var weightDecay: Float
     public let rule: UpdateRule
-    /// The momentum buffers, laid out like the parameter store they were made for.
-    public let velocity: FloatBuffer
+    /// The momentum buffers, laid out like the parameter store they were made for and kept in
+    /// its gradients' format (bfloat16 for a bf16 run; the arithmetic is float32 either way).
+    public let velocity: NumberBuffer
     /// Updates applied so far (PyTorch's first step sets v = g); a resumed run sets it back.
     public var steps: Int = 0
     let workers: Int
@@ -24,7 +25,7 @@ public final class SGD {
     public init(for parameters: ParameterStore, learningRate: Float = 0.01, momentum: Float = 0.9,
                 weightDecay: Float = 5e-4, rule: UpdateRule = .pytorch, workers: Int = 1) {
         (self.learningRate, self.momentum, self.weightDecay, self.rule) = (learningRate, momentum, weightDecay, rule)
-        velocity = FloatBuffer(count: parameters.values.count)
+        velocity = NumberBuffer(count: parameters.values.count, format: parameters.grads.format)
         self.workers = workers
     }
 
@@ -34,26 +35,17 @@ public final class SGD {
     /// check, made in the same pass, sees them all (`ParameterStore.nonFiniteOrigin` says where).
     @discardableResult
     public func step(_ parameters: ParameterStore) -> Bool {
-        require(parameters.values.count == velocity.count, "SGD: parameter store does not match the momentum buffers")
-        let w = parameters.values.pointer, g = parameters.grads.pointer, v = velocity.pointer
-        let (lr, mu, wd) = (learningRate, momentum, weightDecay)
-        let first = steps == 0
+        require(parameters.values.count == velocity.count && parameters.grads.format == velocity.format,
+                "SGD: parameter store does not match the momentum buffers")
+        let w = parameters.values.pointer
         let lock = NSLock()
         var finite = true
         parallelChunks(velocity.count, workers: workers) { r in
-            // Bit 31 of (exponent bits + one exponent step) is set only for an all-ones
-            // exponent (NaN, ±infinity): integer operations the loop vectorizes.
-            var flags: UInt32 = 0
-            @inline(__always) func note(_ x: Float) { flags |= (x.bitPattern & 0x7F80_0000) &+ 0x0080_0000 }
-            switch self.rule {
-            case .pytorch:
-                if first {
-                    for i in r { let d = g[i] + wd * w[i]; v[i] = d; let nw = w[i] - lr * d; w[i] = nw; note(nw) }
-                } else {
-                    for i in r { let d = g[i] + wd * w[i]; let nv = mu * v[i] + d; v[i] = nv; let nw = w[i] - lr * nv; w[i] = nw; note(nw) }
-                }
-            case .paper:
-                for i in r { let nv = mu * v[i] - wd * lr * w[i] - lr * g[i]; v[i] = nv; let nw = w[i] + nv; w[i] = nw; note(nw) }
+            let flags: UInt32
+            if let g = parameters.grads.floats, let v = self.velocity.floats {
+                flags = self.update(r, w, FloatCells(p: g), FloatCells(p: v))
+            } else {
+                flags = self.update(r, w, BFloat16Cells(p: parameters.grads.halves!), BFloat16Cells(p: self.velocity.halves!))
             }
             if flags & 0x8000_0000 != 0 { lock.lock(); finite = false; lock.unlock() }
         }
@@ -61,10 +53,32 @@ public final class SGD {
         return finite
     }
 
+    /// The update of elements `r`, in float32 whatever `g` and `v` keep; returns flags whose bit
+    /// 31 is set when an updated weight is NaN or infinite.
+    @inline(__always)
+    private func update<G: Cells, V: Cells>(_ r: Range<Int>, _ w: UnsafeMutablePointer<Float>, _ g: G, _ v: V) -> UInt32 {
+        let (lr, mu, wd) = (learningRate, momentum, weightDecay)
+        // Bit 31 of (exponent bits + one exponent step) is set only for an all-ones exponent
+        // (NaN, ±infinity): integer operations the loop vectorizes.
+        var flags: UInt32 = 0
+        @inline(__always) func note(_ x: Float) { flags |= (x.bitPattern & 0x7F80_0000) &+ 0x0080_0000 }
+        switch rule {
+        case .pytorch:
+            if steps == 0 {
+                for i in r { let d = g[i] + wd * w[i]; v[i] = d; let nw = w[i] - lr * v[i]; w[i] = nw; note(nw) }
+            } else {
+                for i in r { let d = g[i] + wd * w[i]; v[i] = mu * v[i] + d; let nw = w[i] - lr * v[i]; w[i] = nw; note(nw) }
+            }
+        case .paper:
+            for i in r { v[i] = mu * v[i] - wd * lr * w[i] - lr * g[i]; let nw = w[i] + v[i]; w[i] = nw; note(nw) }
+        }
+        return flags
+    }
+
     /// The momentum buffers as named tensors (`momentum.<parameter>` in checkpoints).
     public func state(_ parameters: ParameterStore) -> [(String, Tensor)] {
         parameters.entries.map { e in
-            ("momentum.\(e.name)", Tensor(shape: e.shape, data: Array(UnsafeBufferPointer(start: velocity.pointer + e.offset, count: e.count))))
+            ("momentum.\(e.name)", Tensor(shape: e.shape, data: velocity.read(e.offset, e.count)))
         }
     }
 
@@ -74,8 +88,31 @@ public final class SGD {
             let key = "momentum.\(e.name)"
             guard let t = tensors[key] else { throw ParameterError.unknown(key, known: Array(tensors.keys).sorted()) }
             guard t.shape == e.shape else { throw ParameterError.shape(key, expected: e.shape, found: t.shape) }
-            t.data.withUnsafeBufferPointer { (velocity.pointer + e.offset).update(from: $0.baseAddress!, count: e.count) }
+            t.data.withUnsafeBufferPointer { velocity.write($0, at: e.offset) }
         }
         self.steps = steps
+    }
+}
+
+/// Numbers read and written as floats, whatever they are kept in: the update's one loop serves
+/// float32 and bfloat16 gradients and momentum.
+private protocol Cells {
+    subscript(i: Int) -> Float { get nonmutating set }
+}
+
+private struct FloatCells: Cells {
+    let p: UnsafeMutablePointer<Float>
+    subscript(i: Int) -> Float {
+        @inline(__always) get { p[i] }
+        @inline(__always) nonmutating set { p[i] = newValue }
+    }
+}
+
+/// Reads widen exactly; writes round to nearest even.
+private struct BFloat16Cells: Cells {
+    let p: UnsafeMutablePointer<UInt16>
+    subscript(i: Int) -> Float {
+        @inline(__always) get { float(bfloat16: p[i]) }
+        @inline(__always) nonmutating set { p[i] = bfloat16Bits(newValue) }
     }
 }

@@ -210,7 +210,7 @@ public final class Trainer {
             }
         } else {
             // An empty part of a short last batch adds nothing to the sum.
-            s.parameters.grads.pointer.update(repeating: 0, count: s.parameters.grads.count)
+            s.parameters.grads.zero()
             s.reducer?.begin()
         }
         if communicator.size > 1 {
@@ -359,7 +359,7 @@ public final class Trainer {
             try tb.histogram((e.name.hasSuffix(".bias") ? "Biases/" : "Weights/") + layer, values, step: step)
             guard epochStartAvailable else { continue }
             // The gradients of the epoch's last step, and how far the epoch moved the weights.
-            try tb.histogram("Gradients/\(e.name)", UnsafeBufferPointer(start: p.grads.pointer + e.offset, count: e.count), step: step)
+            try p.grads.read(e.offset, e.count).withUnsafeBufferPointer { try tb.histogram("Gradients/\(e.name)", $0, step: step) }
             var change = 0.0
             let before = s.epochStart.pointer + e.offset
             for i in 0..<e.count { let d = Double(values[i] - before[i]); change += d * d }

@@ -75,15 +75,16 @@ extension Trainer {
         train.mirror = config.augmentations.flip
         train.lightingStd = config.augmentations.lighting ? Float(config.augmentations.lightingStd) : 0
 
-        let parameters = try Network.makeParameters(config.model)
+        let parameters = try Network.makeParameters(config.model, precision: config.training.precision)
         let sgd = SGD(for: parameters, learningRate: Float(state.schedule.learningRate), momentum: Float(config.optimizer.momentum),
                       weightDecay: Float(config.optimizer.weightDecay), rule: config.optimizer.updateRule, workers: engine.threads)
         let epochStart = FloatBuffer(count: parameters.values.count)
         if let resumed {
             try resumed.load(parameters, sgd, epochStart)
-            let loaded = [("weights", parameters.values), ("momentum buffer", sgd.velocity)] + (state.batch > 0 ? [("epoch-start weights", epochStart)] : [])
-            for (what, buffer) in loaded {
-                if let bad = parameters.firstNonFinite(in: buffer) {
+            let loaded = [("weights", parameters.firstNonFinite(in: parameters.values)), ("momentum buffer", parameters.firstNonFinite(in: sgd.velocity))]
+                + (state.batch > 0 ? [("epoch-start weights", parameters.firstNonFinite(in: epochStart))] : [])
+            for (what, found) in loaded {
+                if let bad = found {
                     throw ConfigurationError(source: config.training.resumeFrom, key: nil,
                                              message: "the \(what) of \(bad.name) hold a NaN or infinite value (element \(bad.index)); a run cannot continue from it")
                 }
@@ -96,7 +97,7 @@ extension Trainer {
         }
         // Every rank starts from rank 0's weights and momentum.
         try communicator.broadcastAndWait(parameters.values.pointer, count: parameters.values.count, what: "the initial weights")
-        try communicator.broadcastAndWait(sgd.velocity.pointer, count: sgd.velocity.count, what: "the momentum buffers")
+        try communicator.broadcastAndWait(sgd.velocity, what: "the momentum buffers")
 
         // Rank 0 writes: its folders are claimed once the configuration has proved to fit the data.
         let folders = communicator.isRoot ? try RunFolders(
@@ -212,9 +213,10 @@ extension Trainer {
         return (state, Resumption(classes: nil) { parameters, sgd, _ in
             parameters.values.pointer.update(from: weights.parameters.values.pointer, count: parameters.values.count)
             for e in parameters.entries {
-                let v = sgd.velocity.pointer + e.offset
-                try torch.copyMomentum(e.name, shape: e.shape, into: v)
+                var v = [Float](repeating: 0, count: e.count)
+                try v.withUnsafeMutableBufferPointer { try torch.copyMomentum(e.name, shape: e.shape, into: $0.baseAddress!) }
                 if rule == .paper { for i in 0..<e.count { v[i] *= -lr } }
+                v.withUnsafeBufferPointer { sgd.velocity.write($0, at: e.offset) }
             }
         })
     }

@@ -222,7 +222,7 @@ extension TrainingConfig {
         int("training.threads", \.training.threads, min: 0, "thread budget for oneDNN and the loader; 0: one per core"),
         int("training.loader_threads", \.training.loaderThreads, min: 0, "loader workers within the budget; 0: automatic"),
         choice("training.precision", \.training.precision,
-               "fp32, or bf16: bfloat16 activations in the convolutional trunk, linear layers on bfloat16 copies (CPUs with AVX-512 BF16 or AMX only), float32 weights, weight gradients and checkpoints"),
+               "fp32, or bf16: bfloat16 activations in the convolutional trunk, linear layers on bfloat16 copies (CPUs with AVX-512 BF16 or AMX only), bfloat16 weight gradients and momentum, float32 weights and checkpoints"),
         Field(path: "training.seed", allowed: "an integer ≥ 0", help: "seed of initialisation, order, augmentation and dropout",
               parse: { c, n in
                   guard let s = scalar(n), let v = UInt64(s) else { throw Invalid(allowed: "an integer ≥ 0") }

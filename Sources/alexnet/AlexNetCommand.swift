@@ -59,8 +59,9 @@ extension Precision: ExpressibleByArgument {}
 /// Training).
 struct PrecisionOptions: ParsableArguments {
     @Option(help: ArgumentHelp("fp32, or bf16: the convolutional trunk's activations and their gradients in bfloat16, the "
-                               + "linear layers on bfloat16 copies of their inputs and weights, with float32 accumulation, "
-                               + "master weights, weight gradients, SGD and checkpoints. bf16 needs a CPU with AVX-512 BF16 or AMX "
+                               + "linear layers on bfloat16 copies of their inputs and weights, with float32 accumulation; "
+                               + "weight gradients and SGD momentum kept in bfloat16; float32 master weights, update "
+                               + "arithmetic and checkpoints. bf16 needs a CPU with AVX-512 BF16 or AMX "
                                + "and is refused elsewhere (default: fp32).", valueName: "fp32|bf16"))
     var precision: Precision?
 

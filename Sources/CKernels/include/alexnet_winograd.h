@@ -56,12 +56,13 @@ void alexnet_winograd_output(alexnet_winograd_algorithm f, const float *m, const
 void alexnet_winograd_output_gradient(alexnet_winograd_algorithm f, const void *dy, int bf16, int block, int batch,
                                       int channels, int height, int width, float *w);
 
-/// ∂g = Gᵀ ∂U G into weight gradients in PyTorch's layout [K][C][r][r], from ∂U [α²][C][K].
+/// ∂g = Gᵀ ∂U G into weight gradients in PyTorch's layout [K][C][r][r], from ∂U [α²][C][K]:
+/// float32, or with `dw_bf16` bfloat16 rounded to nearest even.
 void alexnet_winograd_weight_gradient(alexnet_winograd_algorithm f, const float *du, int out_channels,
-                                      int in_channels, float *dw);
+                                      int in_channels, void *dw, int dw_bf16);
 
 /// The bias gradient: each channel's sum of ∂y (N×K×H×W in blocks of `block` channels) over the
-/// batch and the map.
+/// batch and the map (float32, or with `db_bf16` bfloat16).
 void alexnet_winograd_bias_gradient(const void *dy, int bf16, int block, int batch, int channels, int height, int width,
-                                    float *db);
+                                    void *db, int db_bf16);
 #endif

@@ -7,6 +7,7 @@
 #define ALEXNET_MPI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 // 1 when mpirun (or another Open MPI / PMIx launcher) started this process.
 int alexnet_mpi_launched(void);
@@ -25,6 +26,9 @@ void alexnet_mpi_error_string(int code, char *buffer, int length);
 int alexnet_mpi_iallreduce_sum_floats(float *data, int count, void **request);
 int alexnet_mpi_iallreduce_sum_doubles(double *data, int count, void **request);
 int alexnet_mpi_ibroadcast_floats(float *data, int count, int root, void **request);
+// The same for bfloat16 numbers (their uint16 bits): summed in float32, rounded to nearest even.
+int alexnet_mpi_iallreduce_sum_bfloat16(uint16_t *data, int count, void **request);
+int alexnet_mpi_ibroadcast_bfloat16(uint16_t *data, int count, int root, void **request);
 // *done = 1 when the operation is complete (its handle is then freed), 0 otherwise.
 int alexnet_mpi_test(void *request, int *done);
 

@@ -66,6 +66,23 @@ public final class Communicator: @unchecked Sendable {
         try start("broadcast of \(what)", count) { offset, n, handle in alexnet_mpi_ibroadcast_floats(data + offset, n, Int32(root), handle) }
     }
 
+    /// Starts summing elements offset..<offset+count of `buffer` over all ranks, in place, in
+    /// the buffer's format (bfloat16 sums are rounded to nearest even).
+    public func startSum(_ buffer: NumberBuffer, offset: Int, count: Int, what: String) throws -> Pending {
+        if let f = buffer.floats { return try startSum(f + offset, count: count, what: what) }
+        let h = buffer.halves! + offset
+        return try start("allreduce of \(what)", count) { o, n, handle in alexnet_mpi_iallreduce_sum_bfloat16(h + o, n, handle) }
+    }
+
+    /// Rank `root`'s `buffer` (floats or bfloat16) to every rank, and waits.
+    public func broadcastAndWait(_ buffer: NumberBuffer, from root: Int = 0, what: String) throws {
+        if let f = buffer.floats { return try broadcastAndWait(f, count: buffer.count, from: root, what: what) }
+        let h = buffer.halves!
+        try wait(try start("broadcast of \(what)", buffer.count) { o, n, handle in
+            alexnet_mpi_ibroadcast_bfloat16(h + o, n, Int32(root), handle)
+        })
+    }
+
     private func start(_ operation: String, _ count: Int,
                        _ call: (Int, Int32, UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32) throws -> Pending {
         guard usesMPI, size > 1 else { return Pending(operation, []) }

@@ -4,7 +4,7 @@ import Foundation
 /// Sums the gradient over the ranks while the backward pass is still running. The flat gradient
 /// buffer holds conv1.weight … fc8.bias in order and backward runs from fc8 to conv1, so once a
 /// layer's backward is done, everything from its first parameter to the end of the buffer is final:
-/// one contiguous range. When at least `bucketFloats` of it are waiting, an allreduce of that range
+/// one contiguous range. When at least `bucketElements` of it are waiting, an allreduce of that range
 /// starts, and the next layers' backward runs while it is on its way; `finish` sends the rest (down
 /// to conv1) and waits for all of them.
 ///
@@ -13,11 +13,11 @@ import Foundation
 /// batch's mean loss: what one process would compute, up to the order of the additions.
 public final class GradientReducer {
     let communicator: Communicator
-    let grads: UnsafeMutablePointer<Float>
+    let grads: NumberBuffer
     let total: Int
     /// A parameterised layer's name → the offset of its first parameter in the flat buffer.
     let starts: [String: Int]
-    let bucketFloats: Int
+    let bucketElements: Int
     /// grads[ready..<sent] are final and not yet sent; grads[sent..<total] are on their way.
     private var ready = 0, sent = 0
     private var pending: [Communicator.Pending] = []
@@ -29,7 +29,7 @@ public final class GradientReducer {
     ///   takes what is left).
     public init(communicator: Communicator, parameters: ParameterStore, bucketBytes: Int = 4 << 20) {
         self.communicator = communicator
-        grads = parameters.grads.pointer
+        grads = parameters.grads
         total = parameters.grads.count
         var starts: [String: Int] = [:]
         for e in parameters.entries {
@@ -37,7 +37,7 @@ public final class GradientReducer {
             starts[layer] = min(starts[layer] ?? e.offset, e.offset)
         }
         self.starts = starts
-        bucketFloats = max(1, bucketBytes / MemoryLayout<Float>.stride)
+        bucketElements = max(1, bucketBytes / parameters.grads.format.bytes)
     }
 
     /// Before a backward pass.
@@ -50,7 +50,7 @@ public final class GradientReducer {
     public func layerDone(_ name: String) throws {
         if let start = starts[name] {
             ready = start
-            if sent - ready >= bucketFloats { try send() }
+            if sent - ready >= bucketElements { try send() }
         }
         try timed { for p in pending { try communicator.test(p) } }
     }
@@ -68,7 +68,7 @@ public final class GradientReducer {
     public func resetTimes() { (communicationSeconds, waitSeconds) = (0, 0) }
 
     private func send() throws {
-        try timed { pending.append(try communicator.startSum(grads + ready, count: sent - ready, what: "gradients")) }
+        try timed { pending.append(try communicator.startSum(grads, offset: ready, count: sent - ready, what: "gradients")) }
         sent = ready
     }
 

@@ -132,7 +132,7 @@ final class CommandLineTests: XCTestCase {
         let path = try Paths.temporaryDirectory().appendingPathComponent("names.safetensors").path
         try Checkpoint.write(to: path, state: TrainingState(runName: "names", seed: 1, schedule: config.makeSchedule()), network: model,
                              configYAML: config.yaml(comments: false), classes: ["red\u{1B}[31m", "tab\there", "del\u{7F}", "csi\u{9B}2J"],
-                             statistics: nil, mean: .channel, parameters: parameters, momentum: FloatBuffer(count: parameters.values.count),
+                             statistics: nil, mean: .channel, parameters: parameters, momentum: NumberBuffer(count: parameters.values.count, format: .float32),
                              epochStart: nil)
         let (status, out, err) = try alexnet("classify", "-i", Paths.photos.appendingPathComponent("chelsea.jpg").path, "-w", path, "-k", "4")
         XCTAssertEqual(status, 0, err)

@@ -235,4 +235,61 @@ final class PrecisionTests: XCTestCase {
         XCTAssertEqual(h.dx.data, rounded(f.dx).data, "∂x")
         XCTAssertNotEqual(h.y.data, f.y.data, "y went through bfloat16")
     }
+
+    /// A bf16 run keeps its weight gradients in bfloat16: each layer kind (oneDNN's direct
+    /// convolution, Winograd, a linear layer in one block and one large enough to run in row
+    /// blocks) writes the float32 gradients it would write into a float32 store, rounded to
+    /// nearest even, and nothing past them.
+    func testBFloat16GradientsAreTheFloat32OnesRounded() throws {
+        try Self.requireNativeBF16()
+        struct Case { let name: String; let input: [Int]; let make: (ParameterStore, TensorLayout) throws -> any Layer; let shapes: [(name: String, shape: [Int])] }
+        let conv1 = Conv2d.Geometry(inChannels: 3, outChannels: 16, kernel: 11, stride: 4, padding: 2)
+        let conv5 = Conv2d.Geometry(inChannels: 64, outChannels: 64, kernel: 5, padding: 2)
+        let cases = [
+            Case(name: "direct", input: [4, 3, 35, 35], make: { p, l in
+                try Conv2d(name: "c", geometry: conv1, input: l, fusedReLU: true, mode: .training, precision: .bf16, parameters: p, engine: sharedEngine)
+            }, shapes: [("c.weight", conv1.weightShape), ("c.bias", [16])]),
+            Case(name: "winograd", input: [5, 64, 9, 7], make: { p, l in
+                try Conv2d(name: "c", geometry: conv5, input: l, fusedReLU: false, mode: .training, precision: .bf16, parameters: p, engine: sharedEngine)
+            }, shapes: [("c.weight", conv5.weightShape), ("c.bias", [64])]),
+            Case(name: "linear", input: [6, 40], make: { p, l in
+                try Linear(name: "c", inFeatures: 40, outFeatures: 24, input: l, fusedReLU: true, mode: .training, precision: .bf16, parameters: p, engine: sharedEngine)
+            }, shapes: [("c.weight", [24, 40]), ("c.bias", [24])]),
+            // 1100 × 4096 float32 is 18 MB: two blocks of 550 rows.
+            Case(name: "linear in blocks", input: [8, 4096], make: { p, l in
+                try Linear(name: "c", inFeatures: 4096, outFeatures: 1100, input: l, fusedReLU: false, mode: .training, precision: .bf16, parameters: p, engine: sharedEngine)
+            }, shapes: [("c.weight", [1100, 4096]), ("c.bias", [1100])]),
+        ]
+        for c in cases {
+            var gradients: [NumberFormat: [Float]] = [:]
+            for format in [NumberFormat.float32, .bfloat16] {
+                // Guard elements after the gradients: a write past them shows.
+                let params = ParameterStore(c.shapes + [("guard", [64])], gradientFormat: format)
+                for (i, e) in c.shapes.enumerated() { try params.set(e.name, Tensor(randomNormal: e.shape, std: 0.05, seed: UInt64(60 + i))) }
+                let guardOffset = try params.entry("guard").offset
+                [Float](repeating: 7, count: 64).withUnsafeBufferPointer { params.grads.write($0, at: guardOffset) }
+                let input = try DeviceTensor.plain(c.input, engine: sharedEngine)
+                let layer = try c.make(params, input.layout)
+                try input.write(Tensor(randomNormal: c.input, seed: 70))
+                try layer.forward(input)
+                let dOut = try DeviceTensor(layer.output.layout, engine: sharedEngine)
+                try dOut.write(Tensor(randomNormal: layer.output.dims, seed: 71))
+                try layer.backward(input: input, dOutput: dOut)
+                gradients[format] = try c.shapes.flatMap { try params.tensor($0.name, grad: true).data }
+                XCTAssertEqual(try params.tensor("guard", grad: true).data, [Float](repeating: 7, count: 64), "\(c.name) \(format): past the gradients")
+            }
+            let (f, h) = (try XCTUnwrap(gradients[.float32]), try XCTUnwrap(gradients[.bfloat16]))
+            XCTAssertTrue(f.contains { $0 != 0 }, c.name)
+            let rounded = f.map { float(bfloat16: bfloat16Bits($0)) }
+            XCTAssertNotEqual(h, f, "\(c.name): kept in bfloat16")
+            if c.name == "linear in blocks" {
+                // Blocks of rows may add the batch in another order: within one bfloat16 step.
+                for i in h.indices where abs(h[i] - rounded[i]) > abs(rounded[i]) * 0x1p-7 + 1e-30 {
+                    XCTFail("\(c.name): gradient \(i) is \(h[i]), float32 rounded \(rounded[i])"); break
+                }
+            } else {
+                XCTAssertEqual(h, rounded, c.name)
+            }
+        }
+    }
 }

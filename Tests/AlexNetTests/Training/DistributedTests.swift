@@ -75,6 +75,25 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// bf16 on 2 ranks: each rank's bfloat16 gradients are summed over the ranks (in float32,
+    /// rounded to bfloat16) and the weights and momenta follow one bf16 process's within
+    /// bfloat16's rounding; one rank's gradients alone (about half the sum) would be far off.
+    func testBF16RanksSumTheirBFloat16Gradients() throws {
+        _ = try mpirun()
+        try PrecisionTests.requireNativeBF16()
+        var runs: [Checkpoint.Contents] = []
+        for ranks in [1, 2] {
+            var c = config("bf16-ranks\(ranks)", batch: 16, epochs: 1)
+            c.training.precision = .bf16
+            runs.append(try train(c, ranks: ranks))
+        }
+        for name in ParameterNaming.layers.flatMap({ [$0 + ".weight", $0 + ".bias"] }) {
+            assertClose(try runs[0].file.tensor(name), try runs[1].file.tensor(name), 3e-2, "bf16, 2 ranks: \(name)")
+            assertClose(try runs[0].file.tensor("momentum." + name), try runs[1].file.tensor("momentum." + name), 3e-2,
+                        "bf16, 2 ranks: momentum.\(name)")
+        }
+    }
+
     /// A checkpoint written by 2 ranks resumes on 3 with the same global batch and continues the
     /// same trajectory: epoch 1 on 2 ranks and epoch 2 on 3 give one process's two epochs.
     func testACheckpointOfTwoRanksResumesOnThree() throws {
