@@ -66,8 +66,9 @@ public enum NumberFormat: String, Sendable, Codable {
 @inlinable @inline(__always)
 public func bfloat16Bits(_ x: Float) -> UInt16 {
     let u = x.bitPattern
-    if u & 0x7FFF_FFFF > 0x7F80_0000 { return UInt16(truncatingIfNeeded: u >> 16) | 0x0040 }
-    return UInt16(truncatingIfNeeded: (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+    // A select rather than a branch, so that loops over it vectorize.
+    let nan = u & 0x7FFF_FFFF > 0x7F80_0000
+    return UInt16(truncatingIfNeeded: nan ? (u >> 16) | 0x0040 : (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
 }
 
 /// bfloat16 → float32 (exact).
