@@ -21,11 +21,12 @@ package final class AdaptivePoolKernel {
     package init(name: String, input: TensorLayout, size: Int, training: Bool, engine: Engine) throws {
         let d = input.dims
         (self.name, self.size, inputDims) = (name, size, d)
-        output = try DeviceTensor.plain([d[0], d[1], size, size], engine: engine)
+        output = try DeviceTensor.plain([d[0], d[1], size, size], engine: engine, lifetime: .output)
         let plain = try TensorLayout.plain(d)
-        plainInput = try Staged(reading: plain, from: input, lifetime: .persistent, engine: engine, name: "\(name) reorder")
-        dInput = training ? try DeviceTensor(input, engine: engine) : nil
-        plainDInput = training ? try Staged(writing: plain, into: input, lifetime: .persistent, engine: engine,
+        // Backward reads neither x nor its copy, so the copy is forward's scratch.
+        plainInput = try Staged(reading: plain, from: input, lifetime: .forwardScratch, engine: engine, name: "\(name) reorder")
+        dInput = training ? try DeviceTensor(input, engine: engine, lifetime: .inputGradient) : nil
+        plainDInput = training ? try Staged(writing: plain, into: input, lifetime: .backwardScratch, engine: engine,
                                             name: "\(name) backward reorder") : .direct
         rows = Self.windows(d[2], size)
         columns = Self.windows(d[3], size)

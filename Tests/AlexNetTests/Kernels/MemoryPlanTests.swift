@@ -46,12 +46,13 @@ final class MemoryPlanTests: XCTestCase {
 
     /// Two SGD steps and an inference pass of width-reduced networks, with the arena and with
     /// a buffer per tensor: the same logits, losses, gradients and weights, bit for bit. Widths
-    /// and input size make conv3–conv5 run by Winograd (scratch in the arena) and conv1 padded
-    /// beforehand (a copy with its own memory).
+    /// and input size make conv3–conv5 run by Winograd (scratch in the arena), conv1 padded
+    /// beforehand (a copy with its own memory), and torchvision's adaptive pool (pool5's 3×3 maps
+    /// to 6×6) keeps its copies in the arena.
     func testPlannedNetworkComputesWhatSeparateBuffersCompute() throws {
         var precisions: [Precision] = [.fp32]
         if CPUCapabilities.hasNativeBF16 { precisions.append(.bf16) }
-        for variant in [Variant.paper, .seed] {
+        for variant in [Variant.paper, .seed, .torchvision] {
             for precision in precisions {
                 let config = NetworkConfig(variant: variant, widths: [16, 64, 64, 64, 64], hidden: 32, classes: 5, inputSize: 131)
                 let planned = try run(config, precision, planned: true)
@@ -78,7 +79,7 @@ final class MemoryPlanTests: XCTestCase {
 
     private func run(_ config: NetworkConfig, _ precision: Precision, planned: Bool) throws -> Run {
         let engine = try Engine()
-        let parameters = try Network.makeParameters(config)
+        let parameters = try Network.makeParameters(config, precision: precision)
         Initialization.pytorch.apply(to: parameters, seed: 5)
         let batch = 4
         let net = try Network(config: config, batch: batch, mode: .training, precision: precision, parameters: parameters,
