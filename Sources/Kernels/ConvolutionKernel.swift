@@ -22,9 +22,10 @@ import CDNNL
 /// ∂input are bfloat16 (so LRN, pooling and the next convolution run on bfloat16 too, and what
 /// backward keeps of them is half the size), the weights become bfloat16 copies, and ∂weight and
 /// ∂bias, accumulated in float32, are written in the parameter store's gradient type (bfloat16
-/// for a bf16 run, converted from the primitive's float32). A float32 input (the network's images) is converted by the same reorder that
-/// changes its layout. Where Winograd's algorithms apply to a bf16 layer (`WinogradKernel`), they
-/// read and write its bfloat16 activations and compute in float32.
+/// for a bf16 run, converted from the primitive's float32). A float32 input (the network's
+/// images) is converted by the same reorder that changes its layout. Where Winograd's algorithms
+/// apply to a bf16 layer (`WinogradKernel`), they read and write its bfloat16 activations and
+/// compute in float32.
 package final class ConvolutionKernel {
     /// What to compute: the layer's geometry, in plain terms.
     package struct Description {
