@@ -75,24 +75,27 @@ public func bfloat16Bits(_ x: Float) -> UInt16 {
 @inlinable @inline(__always)
 public func float(bfloat16 bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
 
-/// A 64-byte aligned, zeroed block of `count` numbers kept in `format`, read and written as
-/// floats (writes to a bfloat16 block round to nearest even): gradients and momentum, which a bf16
-/// run keeps at half the size.
+/// A page-aligned, zeroed block of `count` numbers kept in `format`, read and written as floats
+/// (writes to a bfloat16 block round to nearest even): gradients and momentum, which a bf16 run
+/// keeps at half the size. The memory is fresh anonymous pages, which read as zeros and take no
+/// memory until written: the gradients of a store that only inference uses (evaluate, classify,
+/// export) cost nothing.
 public final class NumberBuffer: @unchecked Sendable {
     public let count: Int
     public let format: NumberFormat
     public let raw: UnsafeMutableRawPointer
+    private let mappedBytes: Int
 
     public init(count: Int, format: NumberFormat) {
-        var raw: UnsafeMutableRawPointer?
-        guard count >= 0, posix_memalign(&raw, 64, max(count, 1) * format.bytes) == 0, let raw else {
-            fatalError("NumberBuffer: cannot allocate \(max(count, 1) * format.bytes) bytes")
+        let bytes = max(count, 1) * format.bytes
+        guard count >= 0, let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              p != MAP_FAILED else {
+            fatalError("NumberBuffer: cannot allocate \(bytes) bytes")
         }
-        memset(raw, 0, max(count, 1) * format.bytes)
-        (self.count, self.format, self.raw) = (count, format, raw)
+        (self.count, self.format, raw, mappedBytes) = (count, format, p, bytes)
     }
 
-    deinit { free(raw) }
+    deinit { munmap(raw, mappedBytes) }
 
     public var bytes: Int { count * format.bytes }
     /// The numbers as floats, when they are kept as floats.
