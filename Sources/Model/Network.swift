@@ -123,13 +123,14 @@ public final class Network {
         layers.flatMap { l in l.implementations.map { (l.name, $0.pass, $0.implementation) } }
     }
 
-    /// A fresh parameter store shaped for `config` (zeros; see `Initialization`), its gradients
-    /// kept as a training run in `precision` keeps them.
+    /// A fresh parameter store shaped for `config` (zeros; see `Initialization`): for a training
+    /// run in `training` (by default fp32), its gradients kept as that precision keeps them; for
+    /// inference (nil), float32 gradients that are never touched.
     /// Throws `ConfigError` or `LimitError` for a configuration `validate` refuses (one whose
-    /// parameters would not fit in memory among them), before anything is allocated.
-    public static func makeParameters(_ config: NetworkConfig, precision: Precision = .fp32) throws -> ParameterStore {
-        try config.validate()
-        return ParameterStore(config.parameterShapes, gradientFormat: precision.gradientFormat)
+    /// parameters would not fit in memory for the use among them), before anything is allocated.
+    public static func makeParameters(_ config: NetworkConfig, training: Precision? = .fp32) throws -> ParameterStore {
+        try config.validate(training: training)
+        return ParameterStore(config.parameterShapes, gradientFormat: (training ?? .fp32).gradientFormat)
     }
 
     /// (N, classes), plain.

@@ -1,5 +1,6 @@
 import AlexNetCore
 import AlexNetInterop
+import AlexNetKernels
 
 /// The AlexNet variants of docs/DESIGN.md, Network (their layers: `NetworkConfig.layers`).
 public enum Variant: String, Sendable, Codable, CaseIterable {
@@ -67,8 +68,9 @@ public struct NetworkConfig: Sendable, Equatable, Codable {
     /// Checks every field before anything is sized from it: widths, classes and sizes within the
     /// limits above, conv1's geometry able to produce an output, and the parameter count summed
     /// with overflow checks (a golden file's metadata or a configuration may say anything, and
-    /// the release build wraps instead of trapping).
-    public func validate() throws {
+    /// the release build wraps instead of trapping), and the parameters' memory for the use
+    /// (`training`: the precision of a training run; nil for inference).
+    public func validate(training: Precision? = nil) throws {
         func bad(_ s: String) -> ConfigError { ConfigError(message: s) }
         guard widths.count == 5, widths.allSatisfy({ (1...Self.maxWidth).contains($0) }) else {
             throw bad("widths must be 5 channel counts in 1…\(Self.maxWidth), got \(widths)")
@@ -93,11 +95,22 @@ public struct NetworkConfig: Sendable, Equatable, Codable {
             }
             total = sum
         }
-        // The values, their gradients and (in training) momentum, each a float per parameter,
-        // before any of them is allocated: refused with the size, not by the out-of-memory killer.
-        try Limits.check(memory: total, bytesEach: 3 * MemoryLayout<Float>.stride,
-                         what: "the \(total) parameters, their gradients and momentum", flags: "model:",
-                         advice: "lower model.input_size, model.widths or model.hidden")
+        try Self.checkParameterMemory(count: total, training: training)
+    }
+
+    /// The number of weights and biases (of a configuration `validate` accepts).
+    public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+
+    /// Throws `LimitError`, before anything is allocated, when `count` parameters would take more
+    /// than half of this machine's memory: each one's float32 value, and when they are trained in
+    /// `training`, its gradient and momentum in that precision's `gradientFormat` (bf16: 2 bytes
+    /// each). Refused with the size, not by the out-of-memory killer; a network only evaluated
+    /// needs the values alone (a store's gradient pages are never touched).
+    public static func checkParameterMemory(count: Int, training: Precision?) throws {
+        let extra = training.map { 2 * $0.gradientFormat.bytes } ?? 0
+        try Limits.check(memory: count, bytesEach: MemoryLayout<Float>.stride + extra,
+                         what: training.map { "the \(count) parameters, their gradients and momentum (\($0.rawValue))" } ?? "the \(count) parameters",
+                         flags: "model:", advice: "lower model.input_size, model.widths or model.hidden")
     }
 }
 

@@ -17,7 +17,7 @@ public struct AllreduceBenchmark {
         public var busGigabytesPerSecond: Double
     }
 
-    public static func run(communicator: Communicator, floats: Int = NetworkConfig().parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) },
+    public static func run(communicator: Communicator, floats: Int = NetworkConfig().parameterCount,
                            iterations: Int = 5, warmup: Int = 1) throws -> Result {
         let buffer = FloatBuffer(count: floats)
         for i in 0..<floats { buffer.pointer[i] = Float(i % 7) }

@@ -71,7 +71,7 @@ public struct Benchmark {
         try Limits.check(options.warmup, in: 0...1_000_000, flag: "--warmup")
         try CPUCapabilities.check(options.precision)
         let config = options.config
-        let params = try Network.makeParameters(config, precision: options.precision)
+        let params = try Network.makeParameters(config, training: options.precision)
         Initialization.paper.apply(to: params, seed: 0)
         var rng = RandomGenerator(seed: 1)
         let macs = config.forwardMACs

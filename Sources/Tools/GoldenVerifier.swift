@@ -451,7 +451,7 @@ public struct GoldenVerifier {
             return nil
         }
         let masks = try zip(["mask_a", "mask_b"], maskShapes).map { try check.tensor($0, shape: $1) }
-        let params = try Network.makeParameters(config, precision: precision)
+        let params = try Network.makeParameters(config, training: precision)
         for e in params.entries { try params.set(e.name, try file.tensor("init.\(e.name)", shape: e.shape)) }
         let c = "net_\(config.variant.rawValue)"
         let logitsShape = [batch, config.classes]

@@ -15,7 +15,7 @@ public enum MemoryBenchmark {
     /// `Benchmark.run` does; returns this process's peak resident bytes.
     public static func measure(config: NetworkConfig, batch: Int, precision: Precision, engine: Engine) throws -> Int {
         try CPUCapabilities.check(precision)
-        let parameters = try Network.makeParameters(config, precision: precision)
+        let parameters = try Network.makeParameters(config, training: precision)
         Initialization.paper.apply(to: parameters, seed: 0)
         do {
             let net = try Network(config: config, batch: batch, mode: .training, precision: precision, parameters: parameters,

@@ -223,7 +223,7 @@ public struct LoadedWeights {
         }
         if let inputSize { network.inputSize = inputSize }
         do { try network.validate() } catch { throw fail("\(error)") }
-        parameters = try Network.makeParameters(network)
+        parameters = try Network.makeParameters(network, training: nil)
         for e in parameters.entries { try copy(e.name, e.shape, parameters.values.pointer + e.offset) }
         if let bad = parameters.firstNonFinite(in: parameters.values) {
             throw fail("\(bad.name) holds a NaN or infinite value (element \(bad.index)); weights must be finite")

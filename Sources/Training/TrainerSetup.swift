@@ -75,7 +75,7 @@ extension Trainer {
         train.mirror = config.augmentations.flip
         train.lightingStd = config.augmentations.lighting ? Float(config.augmentations.lightingStd) : 0
 
-        let parameters = try Network.makeParameters(config.model, precision: config.training.precision)
+        let parameters = try Network.makeParameters(config.model, training: config.training.precision)
         let sgd = SGD(for: parameters, learningRate: Float(state.schedule.learningRate), momentum: Float(config.optimizer.momentum),
                       weightDecay: Float(config.optimizer.weightDecay), rule: config.optimizer.updateRule, workers: engine.threads)
         let epochStart = FloatBuffer(count: parameters.values.count)

@@ -461,7 +461,7 @@ extension TrainingConfig {
     public func validate(source: String) throws {
         func fail(_ key: String, _ message: String) -> ConfigurationError { ConfigurationError(source: source, key: key, message: message) }
         if path.dataset.isEmpty && training.resumeFrom.isEmpty { throw fail("path.dataset", "is required (a folder with train/ and val/)") }
-        do { try model.validate() } catch let e as ConfigError { throw fail("model", e.message) }
+        do { try model.validate(training: training.precision) } catch let e as ConfigError { throw fail("model", e.message) }
         if augmentations.mean == .pixel && augmentations.statistics.isEmpty {
             throw fail("augmentations.mean", "pixel needs a mean image: set augmentations.statistics to the output of `alexnet stats`, or use mean: channel")
         }

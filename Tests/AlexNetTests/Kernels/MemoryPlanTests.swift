@@ -79,7 +79,7 @@ final class MemoryPlanTests: XCTestCase {
 
     private func run(_ config: NetworkConfig, _ precision: Precision, planned: Bool) throws -> Run {
         let engine = try Engine()
-        let parameters = try Network.makeParameters(config, precision: precision)
+        let parameters = try Network.makeParameters(config, training: precision)
         Initialization.pytorch.apply(to: parameters, seed: 5)
         let batch = 4
         let net = try Network(config: config, batch: batch, mode: .training, precision: precision, parameters: parameters,

@@ -1,4 +1,5 @@
 import AlexNetCore
+import AlexNetKernels
 import AlexNetModel
 import AlexNetTraining
 import XCTest
@@ -67,6 +68,7 @@ final class NetworkTests: XCTestCase {
         XCTAssertEqual(config.flatFeatures, 9216)
         // One tower: 62 378 344 parameters (torchvision's AlexNet has 61.1 M with its narrower trunk).
         XCTAssertEqual(try Network.makeParameters(config).parameterCount, 62_378_344)
+        XCTAssertEqual(config.parameterCount, 62_378_344)
         // The cost model of docs/DESIGN.md, layer by layer (millions of multiply-accumulates per image), and about 1.139 G in all.
         let macs = Dictionary(uniqueKeysWithValues: shapes.map { ($0.spec.name, $0.spec.multiplyAccumulates(output: $0.output) / 1e6) })
         for (layer, want) in [("conv1", 109.3), ("conv2", 447.9), ("conv3", 149.5), ("conv4", 224.3), ("conv5", 149.5),
@@ -204,6 +206,21 @@ final class NetworkTests: XCTestCase {
         XCTAssertNoThrow(try NetworkConfig().validate())
         XCTAssertThrowsError(try Network(config: NetworkConfig(), batch: 0, mode: .inference,
                                          parameters: try Network.makeParameters(NetworkConfig()), engine: engine))
+        // The parameters' memory is counted for the use: 4 bytes each for inference, 12 for fp32
+        // training (value, gradient, momentum), 8 for bf16 (bfloat16 gradient and momentum).
+        let budget = Int(ProcessInfo.processInfo.physicalMemory / 2)
+        for (count, inference, bf16, fp32) in [(budget / 6, true, false, false), (budget / 10, true, true, false), (budget / 13, true, true, true)] {
+            for (use, fits) in [(nil, inference), (Precision.bf16, bf16), (Precision.fp32, fp32)] {
+                let what = "\(count) parameters, \(use?.rawValue ?? "inference")"
+                if fits {
+                    XCTAssertNoThrow(try NetworkConfig.checkParameterMemory(count: count, training: use), what)
+                } else {
+                    XCTAssertThrowsError(try NetworkConfig.checkParameterMemory(count: count, training: use), what) {
+                        XCTAssertTrue("\($0)".contains("\(count) parameters") && "\($0)".contains("GB"), "\($0)")
+                    }
+                }
+            }
+        }
         let wrong = ParameterStore([("conv1.weight", [1])])
         XCTAssertThrowsError(try Network(config: NetworkConfig(), batch: 1, mode: .inference, parameters: wrong, engine: engine)) {
             XCTAssertTrue("\($0)".contains("conv1.weight"), "\($0)")
