@@ -41,6 +41,25 @@ public final class Network {
     public let memoryPlan: BufferPlan?
     /// The one allocation `memoryPlan` lays out.
     private let arena: FloatBuffer?
+    /// A check for tests: with it set, the whole arena is filled with bytes 0xFF (a NaN in
+    /// float32 and in bfloat16) at once, and each of its buffers again after the last step of
+    /// each range of steps it declared, so a kernel that reads a buffer outside its lifetime, or
+    /// before writing it, computes NaN instead of whatever happened to be left there
+    /// (`MemoryPlanTests`). No effect without an arena.
+    package var poisonsDeadBuffers = false {
+        didSet {
+            guard poisonsDeadBuffers, let plan = memoryPlan, let arena else { return }
+            let base = UnsafeMutableRawPointer(arena.pointer)
+            memset(base, 0xFF, plan.size)
+            deadAfterStep = [:]
+            for (request, offset) in zip(plan.requests, plan.offsets) {
+                for range in request.steps { deadAfterStep[range.upperBound, default: []].append(base + offset ..< base + offset + request.bytes) }
+            }
+        }
+    }
+    /// The byte ranges of the buffers whose contents stop mattering after each step (filled
+    /// while `poisonsDeadBuffers` is set).
+    private var deadAfterStep: [Int: [Range<UnsafeMutableRawPointer>]] = [:]
     /// The input's own memory, made by the first `setInput` (a network fed by `bindInput` reads
     /// its caller's buffers and needs none).
     private var inputStorage: FloatBuffer?
@@ -209,10 +228,11 @@ public final class Network {
 
     public func forward() throws {
         var x = input
-        for layer in layers {
+        for (i, layer) in layers.enumerated() {
             let t0 = profiler == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             try layer.forward(x)
             if let profiler { profiler.add(layer.name, .forward, since: t0) }
+            poisonBuffers(deadAfter: steps.forward(i))
             x = layer.output
         }
     }
@@ -220,7 +240,15 @@ public final class Network {
     /// Cross-entropy of the current logits against `labels` (mean over the batch).
     public func loss(labels: [Int]) throws -> Float {
         guard let criterion else { throw LayerError.notTraining("network") }
+        defer { poisonBuffers(deadAfter: steps.loss) }
         return try criterion.forward(logits: logitValues.baseAddress!, labels: labels)
+    }
+
+    private var steps: Steps { Steps(layers: layers.count) }
+
+    private func poisonBuffers(deadAfter step: Int) {
+        guard poisonsDeadBuffers else { return }
+        for r in deadAfterStep[step] ?? [] { memset(r.lowerBound, 0xFF, r.upperBound - r.lowerBound) }
     }
 
     /// Fills every parameter gradient (overwriting, not accumulating) from the last `loss`.
@@ -236,6 +264,7 @@ public final class Network {
             try layer.backward(input: i == 0 ? input : layers[i - 1].output, dOutput: dOutput)
             if let profiler { profiler.add(layer.name, .backward, since: t0) }
             try afterEach?(layer)
+            poisonBuffers(deadAfter: steps.backward(i))
             guard let d = layer.dInput else { break }
             dOutput = d
         }

@@ -45,7 +45,10 @@ final class MemoryPlanTests: XCTestCase {
     }
 
     /// Two SGD steps and an inference pass of width-reduced networks, with the arena and with
-    /// a buffer per tensor: the same logits, losses, gradients and weights, bit for bit. Widths
+    /// a buffer per tensor: the same logits, losses, gradients and weights, bit for bit. The
+    /// arena's buffers are filled with NaN whenever their declared lifetimes say their contents
+    /// no longer matter (`poisonsDeadBuffers`), so a lifetime declared too short fails here even
+    /// where the planner happened not to give its bytes to another buffer. Widths
     /// and input size make conv3–conv5 run by Winograd (scratch in the arena), conv1 padded
     /// beforehand (a copy with its own memory), and torchvision's adaptive pool (pool5's 3×3 maps
     /// to 6×6) keeps its copies in the arena.
@@ -84,6 +87,7 @@ final class MemoryPlanTests: XCTestCase {
         let batch = 4
         let net = try Network(config: config, batch: batch, mode: .training, precision: precision, parameters: parameters,
                               engine: engine, plannedMemory: planned)
+        net.poisonsDeadBuffers = planned
         let sgd = SGD(for: parameters, workers: engine.threads)
         var result = Run()
         result.plan = net.memoryPlan
@@ -101,11 +105,15 @@ final class MemoryPlanTests: XCTestCase {
         result.weights = parameters.values.array
         let eval = try Network(config: config, batch: batch, mode: .inference, precision: precision, parameters: parameters,
                                engine: engine, plannedMemory: planned)
+        eval.poisonsDeadBuffers = planned
         try eval.setInput(Tensor(randomNormal: eval.input.dims, std: 50, seed: 30))
         try eval.forward()
         // Twice: the input and weights persist between passes, the activations need not.
         try eval.forward()
         result.inference = eval.logitsTensor().data
+        // The poison reaches the buffers: conv1's output is dead once conv2 (or lrn1) has read it.
+        let conv1 = try eval.layers[0].output.read().data
+        XCTAssertEqual(planned, conv1.allSatisfy(\.isNaN), "\(config.variant) \(precision): conv1's output after the pass")
         return result
     }
 }
