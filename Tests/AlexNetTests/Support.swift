@@ -40,8 +40,19 @@ enum Paths {
         return URL(fileURLWithPath: python)
     }
 
+    /// The folder every test's scratch folder lies in: one per test process, removed when the
+    /// process exits, so that runs leave nothing behind in the system's temporary folder.
+    static let scratchRoot: URL = {
+        atexit { try? FileManager.default.removeItem(at: Paths.scratchRootPath) }
+        return scratchRootPath
+    }()
+    private static var scratchRootPath: URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("alexnet-tests-\(getpid())")
+    }
+
+    /// A fresh, empty folder for `name` (by default the calling test's) under `scratchRoot`.
     static func temporaryDirectory(_ name: String = #function) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("alexnet-tests-\(getpid())-\(name.filter(\.isLetter))")
+        let url = scratchRoot.appendingPathComponent(name.filter(\.isLetter))
         try? FileManager.default.removeItem(at: url)
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
